@@ -1,0 +1,223 @@
+//! Loading and validating rolegate's configuration.
+//!
+//! Two stages, as in ripgrep's low/high args: `raw` mirrors the TOML file strictly (unknown
+//! keys are errors), then `validate` converts it into the types below, which hold domain
+//! values only (`RoleArn`, `SessionDuration`, compiled `MappingRules`). Every problem found
+//! in either stage is reported, each with its origin, key path and (when known) line.
+//! `rolegate check-config` and `rolegate serve` run exactly the same code.
+//!
+//! Environment variables `ROLEGATE_SECTION__KEY=value` override keys of the `[server]`,
+//! `[session]` and `[aws]` tables (e.g. `ROLEGATE_SESSION__STORE=redis`).
+//!
+//! The configuration is a plain value passed into `Application::build`; there is no global,
+//! so tests can run several differently configured brokers in one process.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+use url::Url;
+
+pub use error::{ConfigError, ConfigErrors};
+
+use crate::domain::{AccountId, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy};
+use crate::mapping::MappingRules;
+
+/// A fully validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was loaded from (relative paths inside it are resolved against its folder).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub session: SessionConfig,
+    pub aws: AwsConfig,
+    pub idps: Vec<IdpConfig>,
+    pub accounts: Vec<Account>,
+    pub roles: Vec<Role>,
+    pub rules: MappingRules,
+}
+
+impl Config {
+    pub fn idp(&self, id: &str) -> Option<&IdpConfig> {
+        self.idps.iter().find(|i| i.id.as_str() == id)
+    }
+
+    pub fn role(&self, id: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id.as_str() == id)
+    }
+
+    pub fn account(&self, id: &Identifier) -> Option<&Account> {
+        self.accounts.iter().find(|a| &a.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The URL users reach the broker at; used for redirects, cookies' `Secure` flag and HSTS.
+    pub public_url: Url,
+    /// Peers whose `X-Forwarded-For` is believed. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// How long in-flight requests may run after SIGTERM before they are cut.
+    pub shutdown_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    pub workers: Option<usize>,
+}
+
+impl ServerConfig {
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded in-memory store: one instance only, state lost on restart.
+    Memory,
+    /// Redis (`redis://` or `rediss://`); the URL may carry a password, so it is secret.
+    Redis { url: SecretString },
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: StoreConfig,
+    /// Prefix for every key rolegate writes, so several deployments can share one Redis.
+    pub key_prefix: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub region: String,
+    /// Overrides the regional STS endpoint (tests point it at a local emulator).
+    pub sts_endpoint_url: Option<Url>,
+    pub partition: Partition,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdpConfig {
+    pub id: IdpId,
+    pub display_name: String,
+    /// Where the groups come from: a claim path (OIDC) or an attribute name (SAML).
+    pub groups_claim: String,
+    /// Which claim or attribute names the user. For SAML, `"NameID"` means the subject.
+    pub username_claim: String,
+    pub protocol: IdpProtocol,
+}
+
+#[derive(Debug, Clone)]
+pub enum IdpProtocol {
+    Oidc(OidcSettings),
+    Saml(SamlSettings),
+}
+
+impl IdpProtocol {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Oidc(_) => "oidc",
+            Self::Saml(_) => "saml",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: Url,
+    pub client_id: String,
+    /// Absent for a public client (PKCE only).
+    pub client_secret: Option<SecretString>,
+    /// Scopes requested besides `openid`, which is always sent.
+    pub scopes: Vec<String>,
+    pub redirect_path: String,
+    pub use_userinfo: bool,
+    /// ID-token signature algorithms accepted from this IdP (asymmetric only).
+    pub allowed_algorithms: Vec<String>,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum MetadataSource {
+    File(PathBuf),
+    Url { url: Url, refresh: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct SamlSettings {
+    pub entity_id: Option<String>,
+    pub metadata: MetadataSource,
+    /// SHA-256 fingerprints (lowercase hex, no separators) of the IdP signing certificates.
+    pub signing_cert_sha256: Vec<String>,
+    /// PEM text of pinned IdP signing certificates.
+    pub signing_cert_pems: Vec<String>,
+    pub allowed_algorithms: Vec<String>,
+    pub clock_skew: Duration,
+    pub allow_idp_initiated: bool,
+    pub sp_key: Option<SecretString>,
+    pub sp_cert_pem: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: Identifier,
+    pub number: AccountId,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub id: Identifier,
+    pub arn: RoleArn,
+    pub account: Identifier,
+    pub display_name: String,
+    pub max_session_duration: SessionDuration,
+    pub session_policy: Option<SessionPolicy>,
+}
+
+/// Loads and validates the configuration at `path`, with overrides from the process
+/// environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(path, std::env::vars())
+}
+
+/// As [`load`], with the environment given explicitly (tests).
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            origin: origin.clone(),
+            key: String::new(),
+            line: None,
+            reason: format!("cannot read the file: {e}"),
+        }])
+    })?;
+    validate::from_str(&text, path, env)
+}
+
+/// Validates configuration text as if it had been read from `path` (used by tests and by
+/// `load`).
+pub fn from_str(
+    text: &str,
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    validate::from_str(text, path, env)
+}

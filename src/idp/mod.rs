@@ -1,0 +1,98 @@
+//! Identity providers: turning what an IdP says about a person into the claims the
+//! mapping engine reads.
+//!
+//! **Invariant:** the protocol modules (OIDC, SAML) are the only code that builds an
+//! identity from a real login, and only after full verification. This module holds the
+//! part every protocol shares: picking the subject, user name, e-mail and groups out of a
+//! claim set according to the IdP's config. `rolegate explain` uses the same function on
+//! a claims file, so "what if" answers match what a real login would get.
+
+use serde_json::Value as Json;
+
+use crate::config::IdpConfig;
+use crate::domain::GroupName;
+use crate::mapping::{ClaimPath, IdentityClaims};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsError {
+    #[error("the claims must be a JSON object")]
+    NotAnObject,
+    #[error("claim \"sub\" is missing or not a non-empty string")]
+    MissingSubject,
+    #[error("claim {0:?} (which names the user) is missing or not a string")]
+    MissingUsername(String),
+    #[error("groups claim {claim:?} is not a string or an array of strings")]
+    BadGroupsClaim { claim: String },
+    #[error("groups claim {claim:?} holds an unusable group name: {reason}")]
+    BadGroupName { claim: String, reason: String },
+}
+
+/// Extracts the mapping input from a claim set, as configured for `idp`.
+///
+/// The subject is `sub` (for SAML, the NameID is put there verbatim). The user name
+/// comes from `username_claim` (`"NameID"` and `"sub"` mean the subject). Groups come
+/// from `groups_claim`: a string or an array of strings; absent means no groups.
+pub fn identity_from_claims(idp: &IdpConfig, claims: Json) -> Result<IdentityClaims, ClaimsError> {
+    if !claims.is_object() {
+        return Err(ClaimsError::NotAnObject);
+    }
+    let subject = claims
+        .get("sub")
+        .and_then(Json::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(ClaimsError::MissingSubject)?
+        .to_owned();
+    let username = match idp.username_claim.as_str() {
+        "sub" | "NameID" => subject.clone(),
+        claim => lookup(&claims, claim)
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ClaimsError::MissingUsername(claim.to_owned()))?
+            .to_owned(),
+    };
+    let email = claims.get("email").and_then(Json::as_str).map(str::to_owned);
+    let groups = match lookup(&claims, &idp.groups_claim) {
+        None => Vec::new(),
+        Some(v) => {
+            let names: Vec<&str> = match v {
+                Json::String(s) => vec![s.as_str()],
+                Json::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| ClaimsError::BadGroupsClaim {
+                        claim: idp.groups_claim.clone(),
+                    })?,
+                _ => {
+                    return Err(ClaimsError::BadGroupsClaim {
+                        claim: idp.groups_claim.clone(),
+                    });
+                }
+            };
+            let mut groups = names
+                .into_iter()
+                .map(|n| {
+                    GroupName::parse(n).map_err(|e| ClaimsError::BadGroupName {
+                        claim: idp.groups_claim.clone(),
+                        reason: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            groups.sort();
+            groups.dedup();
+            groups
+        }
+    };
+    Ok(IdentityClaims {
+        idp: idp.id.clone(),
+        subject,
+        username,
+        email,
+        groups,
+        claims,
+    })
+}
+
+fn lookup<'a>(claims: &'a Json, path: &str) -> Option<&'a Json> {
+    ClaimPath::parse(path).ok()?.lookup(claims)
+}

@@ -1,0 +1,206 @@
+//! The `rolegate` binary: subcommands over the library. Errors become messages and exit
+//! codes here and only here (ripgrep's edge): 0 success, 1 failure (invalid config,
+//! runtime error), 2 usage error.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use rolegate::config::{self, Config, IdpProtocol, StoreConfig};
+use rolegate::{idp, mapping, telemetry, web};
+
+#[derive(Parser)]
+#[command(name = "rolegate", version, about = "Identity federation broker: corporate sign-in in, scoped short-lived AWS credentials out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// Configuration file.
+        #[arg(long, env = "ROLEGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print a summary (same checks as `serve`).
+    CheckConfig {
+        /// Configuration file.
+        #[arg(env = "ROLEGATE_CONFIG")]
+        path: PathBuf,
+    },
+    /// Show, rule by rule, which roles an identity with the given claims would get, and why.
+    Explain {
+        #[arg(long, env = "ROLEGATE_CONFIG")]
+        config: PathBuf,
+        /// The IdP the claims come from (decides the groups and user-name claims).
+        #[arg(long)]
+        idp: String,
+        /// A JSON file with the claims (as in a decoded ID token).
+        #[arg(long)]
+        claims: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("rolegate: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load(&config)?;
+            serve(config)
+        }
+        Command::CheckConfig { path } => {
+            let config = load(&path)?;
+            print_summary(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            config,
+            idp,
+            claims,
+            format,
+        } => {
+            let config = load(&config)?;
+            explain(&config, &idp, &claims, format)
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    // `ConfigErrors` lists every problem; print it whole rather than as an anyhow chain.
+    config::load(path).map_err(|errors| anyhow::anyhow!("{}", errors.to_string().trim_end()))
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    telemetry::init(config.server.log_format, &config.server.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = match &config.session.store {
+            StoreConfig::Memory => "memory",
+            StoreConfig::Redis { .. } => "redis",
+        };
+        let public_url = config.server.public_url.to_string();
+        let app = web::Application::build(config).context("cannot start the server")?;
+        tracing::info!(address = %app.local_addr(), %public_url, store, "rolegate listening");
+        let handle = app.shutdown_handle();
+        let server = tokio::spawn(app.run_until_stopped());
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutting down: draining in-flight requests");
+        handle.shutdown().await;
+        server.await.context("server task failed")?.context("server failed")?;
+        tracing::info!("rolegate stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers we can still be stopped by Ctrl-C via tokio's handler.
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn print_summary(c: &Config) {
+    println!("{}: valid", c.source.display());
+    let store = match &c.session.store {
+        StoreConfig::Memory => "memory (single instance; sessions lost on restart)".to_owned(),
+        StoreConfig::Redis { .. } => format!("redis (key prefix {:?})", c.session.key_prefix),
+    };
+    println!(
+        "  server:   listen {}, public URL {}, store {}",
+        c.server.listen, c.server.public_url, store
+    );
+    println!("  aws:      partition {}, region {}", c.aws.partition, c.aws.region);
+    println!("  IdPs ({}):", c.idps.len());
+    for i in &c.idps {
+        let detail = match &i.protocol {
+            IdpProtocol::Oidc(o) => format!("issuer {}", o.issuer),
+            IdpProtocol::Saml(s) => format!(
+                "{} pinned signing cert(s)",
+                s.signing_cert_sha256.len() + s.signing_cert_pems.len()
+            ),
+        };
+        println!("    {:<20} {:<5} {:?}  {}", i.id.as_str(), i.protocol.kind(), i.display_name, detail);
+    }
+    println!("  accounts ({}):", c.accounts.len());
+    for a in &c.accounts {
+        println!("    {:<20} {}  {:?}", a.id.as_str(), a.number, a.display_name);
+    }
+    println!("  roles ({}):", c.roles.len());
+    for r in &c.roles {
+        println!(
+            "    {:<20} {}  max {}{}",
+            r.id.as_str(),
+            r.arn,
+            r.max_session_duration,
+            if r.session_policy.is_some() { ", session policy" } else { "" }
+        );
+    }
+    let rules = c.rules.rules();
+    let denies = rules
+        .iter()
+        .filter(|r| matches!(r.effect, mapping::Effect::Deny { .. }))
+        .count();
+    println!("  rules ({}): {} grant, {} deny", rules.len(), rules.len() - denies, denies);
+    for r in rules {
+        let (kind, roles) = match &r.effect {
+            mapping::Effect::Grant { roles, .. } => ("grant", roles.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>()),
+            mapping::Effect::Deny { roles } => ("deny", roles.iter().map(|p| p.as_str().to_owned()).collect()),
+        };
+        println!("    {:<20} {:<5} {}", r.id.as_str(), kind, roles.join(", "));
+    }
+}
+
+fn explain(config: &Config, idp_id: &str, claims_path: &Path, format: Format) -> anyhow::Result<ExitCode> {
+    let Some(idp_config) = config.idp(idp_id) else {
+        let known: Vec<&str> = config.idps.iter().map(|i| i.id.as_str()).collect();
+        bail!("unknown IdP {idp_id:?} (configured: {})", known.join(", "));
+    };
+    let text = std::fs::read_to_string(claims_path)
+        .with_context(|| format!("cannot read claims file {}", claims_path.display()))?;
+    let claims: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", claims_path.display()))?;
+    let identity = idp::identity_from_claims(idp_config, claims)
+        .with_context(|| format!("{} cannot be used as claims of IdP {idp_id}", claims_path.display()))?;
+    let evaluation = config.rules.evaluate(&identity);
+    match format {
+        Format::Text => print!("{}", mapping::render_text(&identity, &evaluation)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&mapping::render_json(&identity, &evaluation))?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,126 @@
+//! Cross-cutting request handling: request ids, access logs, metrics, security headers.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, web};
+use tracing::Instrument;
+
+use super::AppState;
+use super::metrics::{RequestLabels, RouteLabels};
+
+/// A random id for one request: in every log line of the request, in the `X-Request-Id`
+/// response header, and on every error page, so a user's screenshot leads to the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn new() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+}
+
+/// Request id, tracing span, access log line and metrics for every request.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, Error> {
+    let started = Instant::now();
+    let id = RequestId::new();
+    req.extensions_mut().insert(id.clone());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let client_ip = state
+        .as_ref()
+        .and_then(|s| super::client_ip(req.request(), &s.config.server.trusted_proxies))
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id.0, %method, %path, %client_ip);
+    let result = next.call(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+
+    let (status, route) = match &result {
+        Ok(res) => (
+            res.status().as_u16(),
+            res.request().match_pattern().unwrap_or_else(|| "unmatched".into()),
+        ),
+        Err(e) => (e.as_response_error().status_code().as_u16(), "unmatched".into()),
+    };
+    if let Some(state) = &state {
+        state
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        state
+            .metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                method: method.clone(),
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            route = %route,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request finished"
+        )
+    });
+
+    let mut res = result?;
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(res)
+}
+
+/// Security headers, computed once at start-up.
+#[derive(Clone)]
+pub struct SecurityHeaders {
+    csp: HeaderValue,
+    hsts: Option<HeaderValue>,
+}
+
+impl SecurityHeaders {
+    pub fn new(https: bool) -> Self {
+        // No inline scripts or styles anywhere: pages use /static/ only.
+        let csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+        Self {
+            csp: HeaderValue::from_static(csp),
+            hsts: https.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains")),
+        }
+    }
+}
+
+/// Adds the security headers to every response (JSON included: they cost nothing there
+/// and an API answer opened in a browser is then as locked down as a page).
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, Error> {
+    let headers = req.app_data::<web::Data<SecurityHeaders>>().cloned();
+    let mut res = next.call(req).await?;
+    if let Some(h) = headers {
+        let map = res.headers_mut();
+        map.insert(header::CONTENT_SECURITY_POLICY, h.csp.clone());
+        map.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        map.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        map.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if let Some(hsts) = &h.hsts {
+            map.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+    Ok(res)
+}

@@ -1,0 +1,35 @@
+//! The HTTP edge: the actix-web application, its routes, pages, errors and metrics.
+//!
+//! **Invariant:** only `web` knows actix, HTTP and askama. Handlers are thin: they parse
+//! the request, call into `idp` / `mapping` / `store`, and turn the result into a page or
+//! a JSON answer. Errors become an HTML page for people or RFC-style JSON for APIs here,
+//! and nowhere else; neither ever carries internals.
+
+mod client_ip;
+mod error;
+mod metrics;
+mod middleware;
+mod pages;
+mod routes;
+mod startup;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+pub use client_ip::client_ip;
+pub use error::{ApiError, PageError};
+pub use metrics::Metrics;
+pub use middleware::RequestId;
+pub use startup::Application;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Everything a handler may need, shared by all workers (`web::Data<AppState>`).
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Set when shutdown begins, so `/readyz` fails first and load balancers drain us.
+    pub shutting_down: Arc<AtomicBool>,
+}

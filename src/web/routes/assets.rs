@@ -1,0 +1,13 @@
+//! The one stylesheet, compiled into the binary so a deployment is a single file.
+
+use actix_web::HttpResponse;
+use actix_web::http::header::CACHE_CONTROL;
+
+const STYLESHEET: &str = include_str!("../../../static/rolegate.css");
+
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}

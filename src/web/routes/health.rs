@@ -1,0 +1,55 @@
+//! Liveness, readiness and metrics endpoints for orchestrators and Prometheus.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::web::AppState;
+
+/// `GET /healthz`: the process is up and serving HTTP. Touches nothing else, so a slow
+/// Redis never gets the broker restarted.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(json!({ "status": "alive" }))
+}
+
+/// `GET /readyz`: 200 when the broker can serve logins, 503 (with what is wrong) when the
+/// state store does not answer or shutdown has begun.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let shutting_down = state.shutting_down.load(Ordering::Relaxed);
+    let store = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: state store unavailable");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!("readiness: state store did not answer within 2s");
+            "unavailable"
+        }
+    };
+    let ready = store == "ok" && !shutting_down;
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "store": { "backend": state.store.backend(), "status": store },
+        "shutting_down": shutting_down,
+    });
+    let mut res = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    res.insert_header((CACHE_CONTROL, "no-store")).json(body)
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(state.metrics.encode())
+}

@@ -1,0 +1,5 @@
+//! Route handlers, one module per concern. The route table itself is in `startup`.
+
+pub mod assets;
+pub mod fallback;
+pub mod health;

@@ -1,0 +1,161 @@
+//! Builds the actix-web application from a [`Config`] (passed by value: no globals, so a
+//! test can run several differently configured brokers in one process) and runs it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
+
+use super::middleware::{SecurityHeaders, observe, security_headers};
+use super::routes::{assets, fallback, health};
+use super::{ApiError, AppState, Metrics, PageError};
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A built, bound, not yet running broker.
+pub struct Application {
+    local_addr: SocketAddr,
+    server: Server,
+    shutdown: ShutdownHandle,
+}
+
+/// Stops a running broker: readiness fails first, then the server stops accepting and
+/// drains in-flight requests for up to `server.shutdown_timeout`.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    server: ServerHandle,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        self.server.stop(true).await;
+    }
+}
+
+impl Application {
+    pub fn build(config: Config) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(config.server.listen).map_err(|source| StartupError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let store = Store::from_config(&config.session)?;
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let headers = web::Data::new(SecurityHeaders::new(config.server.is_https()));
+        let body_limit = config.server.body_limit;
+        let shutdown_timeout = config.server.shutdown_timeout.as_secs().max(1);
+        let workers = config.server.workers;
+        let state = web::Data::new(AppState {
+            config: Arc::new(config),
+            store,
+            metrics: Arc::new(Metrics::new()),
+            shutting_down: shutting_down.clone(),
+        });
+
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(headers.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(web::FormConfig::default().limit(body_limit).error_handler(form_error))
+                .app_data(web::JsonConfig::default().limit(body_limit).error_handler(json_error))
+                // Registered last = runs first: the request id exists before anything else.
+                .wrap(from_fn(security_headers))
+                .wrap(from_fn(observe))
+                .route("/healthz", web::get().to(health::healthz))
+                .route("/readyz", web::get().to(health::readyz))
+                .route("/metrics", web::get().to(health::metrics))
+                .route("/static/rolegate.css", web::get().to(assets::stylesheet))
+                .default_service(web::to(fallback::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout);
+        if let Some(w) = workers {
+            server = server.workers(w);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind {
+                addr: local_addr,
+                source,
+            })?
+            .run();
+        let shutdown = ShutdownHandle {
+            server: server.handle(),
+            shutting_down,
+        };
+        Ok(Self {
+            local_addr,
+            server,
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves until a [`ShutdownHandle`] stops the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn form_error(err: error::UrlencodedError, req: &HttpRequest) -> actix_web::Error {
+    let id = fallback::request_id(req);
+    let (status, msg) = match &err {
+        error::UrlencodedError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "The form you sent is too large."),
+        _ => (StatusCode::BAD_REQUEST, "The form you sent could not be read."),
+    };
+    tracing::info!(error = %err, "rejected form body");
+    error::InternalError::from_response(
+        err,
+        PageError::new(status, "Bad request", msg, &id).error_response(),
+    )
+    .into()
+}
+
+fn json_error(err: error::JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let id = fallback::request_id(req);
+    let status = match &err {
+        error::JsonPayloadError::OverflowKnownLength { .. } | error::JsonPayloadError::Overflow { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    tracing::info!(error = %err, "rejected JSON body");
+    error::InternalError::from_response(
+        err,
+        ApiError::new(status, "invalid_request", "the request body is not acceptable JSON", &id).error_response(),
+    )
+    .into()
+}
