@@ -14,7 +14,11 @@ use rolegate::config::{self, Config, IdpProtocol, StoreConfig};
 use rolegate::{idp, mapping, telemetry, web};
 
 #[derive(Parser)]
-#[command(name = "rolegate", version, about = "Identity federation broker: corporate sign-in in, scoped short-lived AWS credentials out")]
+#[command(
+    name = "rolegate",
+    version,
+    about = "Identity federation broker: corporate sign-in in, scoped short-lived AWS credentials out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -113,7 +117,10 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down: draining in-flight requests");
         handle.shutdown().await;
-        server.await.context("server task failed")?.context("server failed")?;
+        server
+            .await
+            .context("server task failed")?
+            .context("server failed")?;
         tracing::info!("rolegate stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -121,7 +128,10 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers we can still be stopped by Ctrl-C via tokio's handler.
         let _ = tokio::signal::ctrl_c().await;
         return "SIGINT";
@@ -142,7 +152,10 @@ fn print_summary(c: &Config) {
         "  server:   listen {}, public URL {}, store {}",
         c.server.listen, c.server.public_url, store
     );
-    println!("  aws:      partition {}, region {}", c.aws.partition, c.aws.region);
+    println!(
+        "  aws:      partition {}, region {}",
+        c.aws.partition, c.aws.region
+    );
     println!("  IdPs ({}):", c.idps.len());
     for i in &c.idps {
         let detail = match &i.protocol {
@@ -152,11 +165,22 @@ fn print_summary(c: &Config) {
                 s.signing_cert_sha256.len() + s.signing_cert_pems.len()
             ),
         };
-        println!("    {:<20} {:<5} {:?}  {}", i.id.as_str(), i.protocol.kind(), i.display_name, detail);
+        println!(
+            "    {:<20} {:<5} {:?}  {}",
+            i.id.as_str(),
+            i.protocol.kind(),
+            i.display_name,
+            detail
+        );
     }
     println!("  accounts ({}):", c.accounts.len());
     for a in &c.accounts {
-        println!("    {:<20} {}  {:?}", a.id.as_str(), a.number, a.display_name);
+        println!(
+            "    {:<20} {}  {:?}",
+            a.id.as_str(),
+            a.number,
+            a.display_name
+        );
     }
     println!("  roles ({}):", c.roles.len());
     for r in &c.roles {
@@ -165,7 +189,11 @@ fn print_summary(c: &Config) {
             r.id.as_str(),
             r.arn,
             r.max_session_duration,
-            if r.session_policy.is_some() { ", session policy" } else { "" }
+            if r.session_policy.is_some() {
+                ", session policy"
+            } else {
+                ""
+            }
         );
     }
     let rules = c.rules.rules();
@@ -173,17 +201,36 @@ fn print_summary(c: &Config) {
         .iter()
         .filter(|r| matches!(r.effect, mapping::Effect::Deny { .. }))
         .count();
-    println!("  rules ({}): {} grant, {} deny", rules.len(), rules.len() - denies, denies);
+    println!(
+        "  rules ({}): {} grant, {} deny",
+        rules.len(),
+        rules.len() - denies,
+        denies
+    );
     for r in rules {
         let (kind, roles) = match &r.effect {
-            mapping::Effect::Grant { roles, .. } => ("grant", roles.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>()),
-            mapping::Effect::Deny { roles } => ("deny", roles.iter().map(|p| p.as_str().to_owned()).collect()),
+            mapping::Effect::Grant { roles, .. } => (
+                "grant",
+                roles
+                    .iter()
+                    .map(|r| r.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            ),
+            mapping::Effect::Deny { roles } => (
+                "deny",
+                roles.iter().map(|p| p.as_str().to_owned()).collect(),
+            ),
         };
         println!("    {:<20} {:<5} {}", r.id.as_str(), kind, roles.join(", "));
     }
 }
 
-fn explain(config: &Config, idp_id: &str, claims_path: &Path, format: Format) -> anyhow::Result<ExitCode> {
+fn explain(
+    config: &Config,
+    idp_id: &str,
+    claims_path: &Path,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let Some(idp_config) = config.idp(idp_id) else {
         let known: Vec<&str> = config.idps.iter().map(|i| i.id.as_str()).collect();
         bail!("unknown IdP {idp_id:?} (configured: {})", known.join(", "));
@@ -192,8 +239,12 @@ fn explain(config: &Config, idp_id: &str, claims_path: &Path, format: Format) ->
         .with_context(|| format!("cannot read claims file {}", claims_path.display()))?;
     let claims: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", claims_path.display()))?;
-    let identity = idp::identity_from_claims(idp_config, claims)
-        .with_context(|| format!("{} cannot be used as claims of IdP {idp_id}", claims_path.display()))?;
+    let identity = idp::identity_from_claims(idp_config, claims).with_context(|| {
+        format!(
+            "{} cannot be used as claims of IdP {idp_id}",
+            claims_path.display()
+        )
+    })?;
     let evaluation = config.rules.evaluate(&identity);
     match format {
         Format::Text => print!("{}", mapping::render_text(&identity, &evaluation)),

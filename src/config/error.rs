@@ -41,7 +41,11 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "configuration has {n} error{}:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "configuration has {n} error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             writeln!(f, "  - {e}")?;
         }
@@ -78,7 +82,11 @@ impl<'a> Errors<'a> {
     }
 
     /// Records `Err` under `key` and turns it into `None`, so conversion can go on.
-    pub(crate) fn check<T, E: fmt::Display>(&mut self, key: impl Into<String>, r: Result<T, E>) -> Option<T> {
+    pub(crate) fn check<T, E: fmt::Display>(
+        &mut self,
+        key: impl Into<String>,
+        r: Result<T, E>,
+    ) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err(e) => {

@@ -26,7 +26,9 @@ use url::Url;
 
 pub use error::{ConfigError, ConfigErrors};
 
-use crate::domain::{AccountId, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy};
+use crate::domain::{
+    AccountId, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy,
+};
 use crate::mapping::MappingRules;
 
 /// A fully validated configuration.

@@ -13,8 +13,12 @@ use url::Url;
 use super::error::{ConfigError, ConfigErrors, Errors};
 use super::raw::*;
 use super::*;
-use crate::domain::{AccountId, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy};
-use crate::mapping::{Condition, Effect, GrantSession, MappingRule, MappingRules, RolePattern, RoleTarget, Template};
+use crate::domain::{
+    AccountId, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy,
+};
+use crate::mapping::{
+    Condition, Effect, GrantSession, MappingRule, MappingRules, RolePattern, RoleTarget, Template,
+};
 
 const SECTIONS: [&str; 3] = ["server", "session", "aws"];
 const ARRAYS: [&str; 4] = ["idp", "account", "role", "rule"];
@@ -62,9 +66,7 @@ pub(super) fn from_str(
         if !SECTIONS.contains(&key.as_str()) && !ARRAYS.contains(&key.as_str()) {
             errs.push(
                 key.clone(),
-                format!(
-                    "unknown key (top-level keys are [server], [session], [aws], [[idp]], [[account]], [[role]], [[rule]])"
-                ),
+                "unknown key (top-level keys are [server], [session], [aws], [[idp]], [[account]], [[role]], [[rule]])",
             );
         }
     }
@@ -98,7 +100,10 @@ pub(super) fn from_str(
     for (key, value) in idp_items {
         if let Some(idp) = convert_idp(&key, value, &base_dir, &mut errs) {
             if idps.iter().any(|i: &IdpConfig| i.id == idp.id) {
-                errs.push(format!("{key}.id"), format!("duplicate IdP id {:?}", idp.id.as_str()));
+                errs.push(
+                    format!("{key}.id"),
+                    format!("duplicate IdP id {:?}", idp.id.as_str()),
+                );
             } else {
                 idps.push(idp);
             }
@@ -107,18 +112,28 @@ pub(super) fn from_str(
 
     let mut accounts: Vec<Account> = Vec::new();
     for (key, value) in account_items {
-        let Some(raw) = de::<RawAccount>(value, &key, &mut errs) else { continue };
+        let Some(raw) = de::<RawAccount>(value, &key, &mut errs) else {
+            continue;
+        };
         let id = errs.check(format!("{key}.id"), Identifier::parse(&raw.id));
         let number = errs.check(format!("{key}.number"), AccountId::parse(&raw.number));
-        let (Some(id), Some(number)) = (id, number) else { continue };
+        let (Some(id), Some(number)) = (id, number) else {
+            continue;
+        };
         if accounts.iter().any(|a| a.id == id) {
-            errs.push(format!("{key}.id"), format!("duplicate account id {:?}", id.as_str()));
+            errs.push(
+                format!("{key}.id"),
+                format!("duplicate account id {:?}", id.as_str()),
+            );
             continue;
         }
         if let Some(other) = accounts.iter().find(|a| a.number == number) {
             errs.push(
                 format!("{key}.number"),
-                format!("account number {number} is already used by account {:?}", other.id.as_str()),
+                format!(
+                    "account number {number} is already used by account {:?}",
+                    other.id.as_str()
+                ),
             );
             continue;
         }
@@ -132,10 +147,23 @@ pub(super) fn from_str(
 
     let mut roles: Vec<Role> = Vec::new();
     for (key, value) in role_items {
-        let Some(raw) = de::<RawRole>(value, &key, &mut errs) else { continue };
-        if let Some(role) = convert_role(&key, raw, &accounts, &declared_accounts, partition, &base_dir, &mut errs) {
+        let Some(raw) = de::<RawRole>(value, &key, &mut errs) else {
+            continue;
+        };
+        if let Some(role) = convert_role(
+            &key,
+            raw,
+            &accounts,
+            &declared_accounts,
+            partition,
+            &base_dir,
+            &mut errs,
+        ) {
             if roles.iter().any(|r| r.id == role.id) {
-                errs.push(format!("{key}.id"), format!("duplicate role id {:?}", role.id.as_str()));
+                errs.push(
+                    format!("{key}.id"),
+                    format!("duplicate role id {:?}", role.id.as_str()),
+                );
             } else {
                 roles.push(role);
             }
@@ -151,10 +179,15 @@ pub(super) fn from_str(
     };
     let mut rules: Vec<MappingRule> = Vec::new();
     for (key, value) in rule_items {
-        let Some(raw) = de::<RawRule>(value, &key, &mut errs) else { continue };
+        let Some(raw) = de::<RawRule>(value, &key, &mut errs) else {
+            continue;
+        };
         if let Some(rule) = convert_rule(&key, raw, &ctx, &mut errs) {
             if rules.iter().any(|r| r.id == rule.id) {
-                errs.push(format!("{key}.id"), format!("duplicate rule id {:?}", rule.id.as_str()));
+                errs.push(
+                    format!("{key}.id"),
+                    format!("duplicate rule id {:?}", rule.id.as_str()),
+                );
             } else {
                 rules.push(rule);
             }
@@ -209,7 +242,9 @@ fn apply_env(
     let mut overridden = Vec::new();
     for (var, value) in vars {
         let rest = &var["ROLEGATE_".len()..];
-        let Some((section, key)) = rest.split_once("__") else { continue };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         if !SECTIONS.contains(&section.as_str()) || key.is_empty() || key.contains("__") {
             errors.push(ConfigError {
@@ -224,7 +259,9 @@ fn apply_env(
         let entry = table
             .entry(section.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(sec) = entry.as_table_mut() else { continue };
+        let Some(sec) = entry.as_table_mut() else {
+            continue;
+        };
         // Coerce to the type the file used for this key, so `..__BODY_LIMIT=1024` stays a number.
         let new = match sec.get(&key) {
             Some(toml::Value::Integer(_)) => value.parse().map(toml::Value::Integer).ok(),
@@ -260,7 +297,9 @@ fn line_of(root: &toml::de::DeTable<'_>, key: &str) -> Option<usize> {
             },
             _ => break,
         };
-        let Some((k, v)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == name) else { break };
+        let Some((k, v)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+            break;
+        };
         best = Some(k.span().start);
         let mut v = v;
         if let Some(i) = index {
@@ -281,7 +320,11 @@ fn line_of(root: &toml::de::DeTable<'_>, key: &str) -> Option<usize> {
     best
 }
 
-fn section<T: DeserializeOwned + Default>(table: &toml::Table, name: &str, errs: &mut Errors) -> Option<T> {
+fn section<T: DeserializeOwned + Default>(
+    table: &toml::Table,
+    name: &str,
+    errs: &mut Errors,
+) -> Option<T> {
     match table.get(name) {
         None => Some(T::default()),
         Some(v @ toml::Value::Table(_)) => de(v.clone(), name, errs),
@@ -332,10 +375,10 @@ fn de<T: DeserializeOwned>(value: toml::Value, key: &str, errs: &mut Errors) -> 
             } else {
                 format!("{key}.{inner}")
             };
-            if let Some(f) = field {
-                if !full.ends_with(&format!(".{f}")) {
-                    full = format!("{full}.{f}");
-                }
+            if let Some(f) = field
+                && !full.ends_with(&format!(".{f}"))
+            {
+                full = format!("{full}.{f}");
             }
             let reason = if reason.starts_with("unknown field") {
                 format!("unknown key ({reason})")
@@ -352,7 +395,9 @@ fn duration(errs: &mut Errors, key: &str, raw: Option<&str>, default: &str) -> O
     let s = raw.unwrap_or(default);
     errs.check(
         key,
-        humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"15m\", \"1h\"")),
+        humantime::parse_duration(s).map_err(|e| {
+            format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"15m\", \"1h\"")
+        }),
     )
 }
 
@@ -371,11 +416,17 @@ fn secure_url(s: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => return Err(format!("{s:?} must use https (plain http is allowed only on loopback)")),
+        "http" => {
+            return Err(format!(
+                "{s:?} must use https (plain http is allowed only on loopback)"
+            ));
+        }
         other => return Err(format!("{s:?} has scheme {other:?}; expected https")),
     }
     if url.host().is_none() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(format!("{s:?} must have a host and no fragment or credentials"));
+        return Err(format!(
+            "{s:?} must have a host and no fragment or credentials"
+        ));
     }
     Ok(url)
 }
@@ -384,16 +435,21 @@ fn convert_server(raw: RawServer, errs: &mut Errors) -> Option<ServerConfig> {
     let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen: Option<SocketAddr> = errs.check(
         "server.listen",
-        listen_s.parse::<SocketAddr>().map_err(|_| format!("{listen_s:?} is not an address such as \"127.0.0.1:8080\"")),
+        listen_s
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("{listen_s:?} is not an address such as \"127.0.0.1:8080\"")),
     );
     let public_url = match (&raw.public_url, listen) {
-        (Some(u), _) => errs.check("server.public_url", secure_url(u).and_then(|u| {
-            if u.query().is_some() {
-                Err("public_url must not have a query".into())
-            } else {
-                Ok(u)
-            }
-        })),
+        (Some(u), _) => errs.check(
+            "server.public_url",
+            secure_url(u).and_then(|u| {
+                if u.query().is_some() {
+                    Err("public_url must not have a query".into())
+                } else {
+                    Ok(u)
+                }
+            }),
+        ),
         (None, Some(l)) => Url::parse(&format!("http://{l}")).ok(),
         (None, None) => None,
     };
@@ -411,18 +467,34 @@ fn convert_server(raw: RawServer, errs: &mut Errors) -> Option<ServerConfig> {
         "json" => Some(LogFormat::Json),
         "text" => Some(LogFormat::Text),
         other => {
-            errs.push("server.log_format", format!("{other:?} is not \"json\" or \"text\""));
+            errs.push(
+                "server.log_format",
+                format!("{other:?} is not \"json\" or \"text\""),
+            );
             None
         }
     };
     let log_level = raw.log_level.unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        errs.push("server.log_level", format!("{log_level:?} is not a log filter such as \"info\" or \"rolegate=debug,info\""));
+        errs.push(
+            "server.log_level",
+            format!(
+                "{log_level:?} is not a log filter such as \"info\" or \"rolegate=debug,info\""
+            ),
+        );
     }
-    let shutdown_timeout = duration(errs, "server.shutdown_timeout", raw.shutdown_timeout.as_deref(), "30s");
+    let shutdown_timeout = duration(
+        errs,
+        "server.shutdown_timeout",
+        raw.shutdown_timeout.as_deref(),
+        "30s",
+    );
     let body_limit = raw.body_limit.unwrap_or(64 * 1024);
     if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
-        errs.push("server.body_limit", "must be between 1024 and 16777216 bytes");
+        errs.push(
+            "server.body_limit",
+            "must be between 1024 and 16777216 bytes",
+        );
     }
     let workers = raw.workers.map(|w| w as usize);
     if workers == Some(0) {
@@ -440,19 +512,29 @@ fn convert_server(raw: RawServer, errs: &mut Errors) -> Option<ServerConfig> {
     })
 }
 
-fn resolve_secret(key: &str, r: &RawSecretRef, base_dir: &Path, errs: &mut Errors) -> Option<SecretString> {
+fn resolve_secret(
+    key: &str,
+    r: &RawSecretRef,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<SecretString> {
     match (&r.env, &r.file) {
         (Some(var), None) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Some(SecretString::from(v)),
             _ => {
-                errs.push(key, format!("environment variable {var} is not set or empty"));
+                errs.push(
+                    key,
+                    format!("environment variable {var} is not set or empty"),
+                );
                 None
             }
         },
         (None, Some(file)) => {
             let p = base_dir.join(file);
             match std::fs::read_to_string(&p) {
-                Ok(v) if !v.trim().is_empty() => Some(SecretString::from(v.trim_end_matches(['\n', '\r']).to_owned())),
+                Ok(v) if !v.trim().is_empty() => Some(SecretString::from(
+                    v.trim_end_matches(['\n', '\r']).to_owned(),
+                )),
                 Ok(_) => {
                     errs.push(key, format!("secret file {} is empty", p.display()));
                     None
@@ -464,7 +546,10 @@ fn resolve_secret(key: &str, r: &RawSecretRef, base_dir: &Path, errs: &mut Error
             }
         }
         _ => {
-            errs.push(key, "a secret is written as { env = \"VAR\" } or { file = \"path\" }");
+            errs.push(
+                key,
+                "a secret is written as { env = \"VAR\" } or { file = \"path\" }",
+            );
             None
         }
     }
@@ -472,7 +557,11 @@ fn resolve_secret(key: &str, r: &RawSecretRef, base_dir: &Path, errs: &mut Error
 
 fn convert_session(raw: RawSession, base_dir: &Path, errs: &mut Errors) -> Option<SessionConfig> {
     let store_kind = raw.store.clone().unwrap_or_else(|| {
-        if raw.redis_url.is_some() { "redis".into() } else { "memory".into() }
+        if raw.redis_url.is_some() {
+            "redis".into()
+        } else {
+            "memory".into()
+        }
     });
     let store = match store_kind.as_str() {
         "memory" => Some(StoreConfig::Memory),
@@ -488,7 +577,9 @@ fn convert_session(raw: RawSession, base_dir: &Path, errs: &mut Errors) -> Optio
             url.and_then(|u| {
                 use secrecy::ExposeSecret;
                 match Url::parse(u.expose_secret()) {
-                    Ok(p) if p.scheme() == "redis" || p.scheme() == "rediss" => Some(StoreConfig::Redis { url: u }),
+                    Ok(p) if p.scheme() == "redis" || p.scheme() == "rediss" => {
+                        Some(StoreConfig::Redis { url: u })
+                    }
                     // The URL may hold a password: describe the problem without echoing it.
                     _ => {
                         errs.push("session.redis_url", "must be a redis:// or rediss:// URL");
@@ -498,22 +589,45 @@ fn convert_session(raw: RawSession, base_dir: &Path, errs: &mut Errors) -> Optio
             })
         }
         other => {
-            errs.push("session.store", format!("{other:?} is not \"redis\" or \"memory\""));
+            errs.push(
+                "session.store",
+                format!("{other:?} is not \"redis\" or \"memory\""),
+            );
             None
         }
     };
     let key_prefix = raw.key_prefix.unwrap_or_else(|| "rolegate:".into());
-    if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        errs.push("session.key_prefix", "must be at most 64 characters without spaces");
+    if key_prefix.len() > 64
+        || key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        errs.push(
+            "session.key_prefix",
+            "must be at most 64 characters without spaces",
+        );
     }
-    let idle = duration(errs, "session.idle_timeout", raw.idle_timeout.as_deref(), "30m");
-    let absolute = duration(errs, "session.absolute_timeout", raw.absolute_timeout.as_deref(), "8h");
+    let idle = duration(
+        errs,
+        "session.idle_timeout",
+        raw.idle_timeout.as_deref(),
+        "30m",
+    );
+    let absolute = duration(
+        errs,
+        "session.absolute_timeout",
+        raw.absolute_timeout.as_deref(),
+        "8h",
+    );
     if let (Some(i), Some(a)) = (idle, absolute) {
         if i < Duration::from_secs(60) {
             errs.push("session.idle_timeout", "must be at least 1m");
         }
         if i > a {
-            errs.push("session.idle_timeout", "must not be longer than absolute_timeout");
+            errs.push(
+                "session.idle_timeout",
+                "must not be longer than absolute_timeout",
+            );
         }
         if a > Duration::from_secs(7 * 24 * 3600) {
             errs.push("session.absolute_timeout", "must be at most 7 days");
@@ -536,11 +650,20 @@ fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
     let region_ok = {
         let parts: Vec<&str> = region.split('-').collect();
         parts.len() >= 3
-            && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-            && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
     };
     if !region_ok {
-        errs.push("aws.region", format!("{region:?} is not an AWS region such as \"eu-west-1\""));
+        errs.push(
+            "aws.region",
+            format!("{region:?} is not an AWS region such as \"eu-west-1\""),
+        );
     } else if let Some(p) = partition {
         let fits = match p {
             Partition::Aws => !region.starts_with("cn-") && !region.starts_with("us-gov-"),
@@ -548,7 +671,10 @@ fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
             Partition::AwsUsGov => region.starts_with("us-gov-"),
         };
         if !fits {
-            errs.push("aws.region", format!("region {region:?} is not in partition {p}"));
+            errs.push(
+                "aws.region",
+                format!("region {region:?} is not in partition {p}"),
+            );
         }
     }
     let sts_endpoint_url = raw
@@ -562,11 +688,28 @@ fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
     })
 }
 
-const JWS_ASYMMETRIC: [&str; 9] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
-const SAML_ALGS: [&str; 6] = ["rsa-sha256", "rsa-sha384", "rsa-sha512", "ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512"];
+const JWS_ASYMMETRIC: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+const SAML_ALGS: [&str; 6] = [
+    "rsa-sha256",
+    "rsa-sha384",
+    "rsa-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+];
 
-fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors) -> Option<IdpConfig> {
-    let kind = value.get("kind").and_then(|k| k.as_str()).map(str::to_owned);
+fn convert_idp(
+    key: &str,
+    value: toml::Value,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<IdpConfig> {
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .map(str::to_owned);
     match kind.as_deref() {
         Some("oidc") => {
             let raw = de::<RawOidcIdp>(value, key, errs)?;
@@ -587,7 +730,10 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
                 if !JWS_ASYMMETRIC.contains(&a.as_str()) {
                     errs.push(
                         format!("{key}.allowed_algorithms[{i}]"),
-                        format!("{a:?} is not allowed; use asymmetric algorithms only ({})", JWS_ASYMMETRIC.join(", ")),
+                        format!(
+                            "{a:?} is not allowed; use asymmetric algorithms only ({})",
+                            JWS_ASYMMETRIC.join(", ")
+                        ),
                     );
                 }
             }
@@ -596,9 +742,17 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
                 errs.push(format!("{key}.leeway"), "must be at most 5m");
             }
             let id = id?;
-            let redirect_path = raw.redirect_path.unwrap_or_else(|| format!("/oidc/{id}/callback"));
-            if !redirect_path.starts_with('/') || redirect_path.contains("//") || redirect_path.contains('?') {
-                errs.push(format!("{key}.redirect_path"), "must be an absolute path such as /oidc/corp/callback");
+            let redirect_path = raw
+                .redirect_path
+                .unwrap_or_else(|| format!("/oidc/{id}/callback"));
+            if !redirect_path.starts_with('/')
+                || redirect_path.contains("//")
+                || redirect_path.contains('?')
+            {
+                errs.push(
+                    format!("{key}.redirect_path"),
+                    "must be an absolute path such as /oidc/corp/callback",
+                );
             }
             let scopes = raw.scopes.into_iter().filter(|s| s != "openid").collect();
             Some(IdpConfig {
@@ -627,14 +781,25 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
                     if p.is_file() {
                         Some(MetadataSource::File(p))
                     } else {
-                        errs.push(format!("{key}.metadata_file"), format!("{} does not exist", p.display()));
+                        errs.push(
+                            format!("{key}.metadata_file"),
+                            format!("{} does not exist", p.display()),
+                        );
                         None
                     }
                 }
                 (None, Some(u)) => {
                     let url = errs.check(format!("{key}.metadata_url"), secure_url(u));
-                    let refresh = duration(errs, &format!("{key}.metadata_refresh"), raw.metadata_refresh.as_deref(), "1h");
-                    Some(MetadataSource::Url { url: url?, refresh: refresh? })
+                    let refresh = duration(
+                        errs,
+                        &format!("{key}.metadata_refresh"),
+                        raw.metadata_refresh.as_deref(),
+                        "1h",
+                    );
+                    Some(MetadataSource::Url {
+                        url: url?,
+                        refresh: refresh?,
+                    })
                 }
                 _ => {
                     errs.push(key, "give exactly one of metadata_file or metadata_url");
@@ -643,11 +808,18 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
             };
             let mut fingerprints = Vec::new();
             for (i, f) in raw.signing_cert_sha256.iter().enumerate() {
-                let hex: String = f.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+                let hex: String = f
+                    .chars()
+                    .filter(|c| *c != ':')
+                    .collect::<String>()
+                    .to_ascii_lowercase();
                 if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
                     fingerprints.push(hex);
                 } else {
-                    errs.push(format!("{key}.signing_cert_sha256[{i}]"), "must be a SHA-256 fingerprint (64 hex digits, colons allowed)");
+                    errs.push(
+                        format!("{key}.signing_cert_sha256[{i}]"),
+                        "must be a SHA-256 fingerprint (64 hex digits, colons allowed)",
+                    );
                 }
             }
             let mut pems = Vec::new();
@@ -655,8 +827,14 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
                 let p = base_dir.join(f);
                 match std::fs::read_to_string(&p) {
                     Ok(t) if t.contains("-----BEGIN CERTIFICATE-----") => pems.push(t),
-                    Ok(_) => errs.push(format!("{key}.signing_cert_files[{i}]"), format!("{} holds no PEM certificate", p.display())),
-                    Err(e) => errs.push(format!("{key}.signing_cert_files[{i}]"), format!("cannot read {}: {e}", p.display())),
+                    Ok(_) => errs.push(
+                        format!("{key}.signing_cert_files[{i}]"),
+                        format!("{} holds no PEM certificate", p.display()),
+                    ),
+                    Err(e) => errs.push(
+                        format!("{key}.signing_cert_files[{i}]"),
+                        format!("cannot read {}: {e}", p.display()),
+                    ),
                 }
             }
             if raw.signing_cert_sha256.is_empty() && raw.signing_cert_files.is_empty() {
@@ -671,17 +849,32 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
             }
             for (i, a) in algs.iter().enumerate() {
                 if !SAML_ALGS.contains(&a.as_str()) {
-                    errs.push(format!("{key}.allowed_algorithms[{i}]"), format!("{a:?} is not allowed (allowed: {})", SAML_ALGS.join(", ")));
+                    errs.push(
+                        format!("{key}.allowed_algorithms[{i}]"),
+                        format!("{a:?} is not allowed (allowed: {})", SAML_ALGS.join(", ")),
+                    );
                 }
             }
-            let skew = duration(errs, &format!("{key}.clock_skew"), raw.clock_skew.as_deref(), "60s");
+            let skew = duration(
+                errs,
+                &format!("{key}.clock_skew"),
+                raw.clock_skew.as_deref(),
+                "60s",
+            );
             if skew.is_some_and(|s| s > Duration::from_secs(300)) {
                 errs.push(format!("{key}.clock_skew"), "must be at most 5m");
             }
-            let sp_key = raw.sp_key.as_ref().and_then(|s| resolve_secret(&format!("{key}.sp_key"), s, base_dir, errs));
+            let sp_key = raw
+                .sp_key
+                .as_ref()
+                .and_then(|s| resolve_secret(&format!("{key}.sp_key"), s, base_dir, errs));
             let sp_cert_pem = raw.sp_cert_file.as_ref().and_then(|f| {
                 let p = base_dir.join(f);
-                errs.check(format!("{key}.sp_cert_file"), std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display())))
+                errs.check(
+                    format!("{key}.sp_cert_file"),
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| format!("cannot read {}: {e}", p.display())),
+                )
             });
             if sp_key.is_some() != sp_cert_pem.is_some() {
                 errs.push(key, "sp_key and sp_cert_file go together");
@@ -706,11 +899,17 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
             })
         }
         Some(other) => {
-            errs.push(format!("{key}.kind"), format!("{other:?} is not \"oidc\" or \"saml\""));
+            errs.push(
+                format!("{key}.kind"),
+                format!("{other:?} is not \"oidc\" or \"saml\""),
+            );
             None
         }
         None => {
-            errs.push(format!("{key}.kind"), "missing: set kind = \"oidc\" or kind = \"saml\"");
+            errs.push(
+                format!("{key}.kind"),
+                "missing: set kind = \"oidc\" or kind = \"saml\"",
+            );
             None
         }
     }
@@ -718,8 +917,14 @@ fn convert_idp(key: &str, value: toml::Value, base_dir: &Path, errs: &mut Errors
 
 fn load_policy(key: &str, file: &str, base_dir: &Path, errs: &mut Errors) -> Option<SessionPolicy> {
     let p: PathBuf = base_dir.join(file);
-    let text = errs.check(key, std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display())))?;
-    errs.check(key, SessionPolicy::parse(p.clone(), &text).map_err(|e| format!("{}: {e}", p.display())))
+    let text = errs.check(
+        key,
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display())),
+    )?;
+    errs.check(
+        key,
+        SessionPolicy::parse(p.clone(), &text).map_err(|e| format!("{}: {e}", p.display())),
+    )
 }
 
 fn convert_role(
@@ -735,30 +940,61 @@ fn convert_role(
     let arn = errs.check(format!("{key}.arn"), RoleArn::parse(&raw.arn));
     let account = accounts.iter().find(|a| a.id.as_str() == raw.account);
     if account.is_none() && !declared_accounts.contains(&raw.account) {
-        errs.push(format!("{key}.account"), format!("unknown account {:?}", raw.account));
+        errs.push(
+            format!("{key}.account"),
+            format!("unknown account {:?}", raw.account),
+        );
     }
-    if let (Some(arn), Some(acct)) = (&arn, account) {
-        if arn.account() != &acct.number {
-            errs.push(
-                format!("{key}.arn"),
-                format!("the ARN is in account {} but account {:?} is {}", arn.account(), acct.id.as_str(), acct.number),
-            );
-        }
+    if let (Some(arn), Some(acct)) = (&arn, account)
+        && arn.account() != &acct.number
+    {
+        errs.push(
+            format!("{key}.arn"),
+            format!(
+                "the ARN is in account {} but account {:?} is {}",
+                arn.account(),
+                acct.id.as_str(),
+                acct.number
+            ),
+        );
     }
-    if let (Some(arn), Some(p)) = (&arn, partition) {
-        if arn.partition() != p {
-            errs.push(format!("{key}.arn"), format!("the ARN is in partition {} but [aws] partition is {p}", arn.partition()));
-        }
+    if let (Some(arn), Some(p)) = (&arn, partition)
+        && arn.partition() != p
+    {
+        errs.push(
+            format!("{key}.arn"),
+            format!(
+                "the ARN is in partition {} but [aws] partition is {p}",
+                arn.partition()
+            ),
+        );
     }
-    let max = duration(errs, &format!("{key}.max_session_duration"), raw.max_session_duration.as_deref(), "1h")
-        .and_then(|d| errs.check(format!("{key}.max_session_duration"), SessionDuration::parse(d)));
+    let max = duration(
+        errs,
+        &format!("{key}.max_session_duration"),
+        raw.max_session_duration.as_deref(),
+        "1h",
+    )
+    .and_then(|d| {
+        errs.check(
+            format!("{key}.max_session_duration"),
+            SessionDuration::parse(d),
+        )
+    });
     let policy = match &raw.session_policy_file {
-        Some(f) => Some(load_policy(&format!("{key}.session_policy_file"), f, base_dir, errs)?),
+        Some(f) => Some(load_policy(
+            &format!("{key}.session_policy_file"),
+            f,
+            base_dir,
+            errs,
+        )?),
         None => None,
     };
     let arn = arn?;
     Some(Role {
-        display_name: raw.display_name.unwrap_or_else(|| arn.role_name().to_owned()),
+        display_name: raw
+            .display_name
+            .unwrap_or_else(|| arn.role_name().to_owned()),
         id: id?,
         arn,
         account: account?.id.clone(),
@@ -775,12 +1011,20 @@ struct RuleContext<'a> {
     base_dir: &'a Path,
 }
 
-fn convert_rule(key: &str, raw: RawRule, ctx: &RuleContext, errs: &mut Errors) -> Option<MappingRule> {
+fn convert_rule(
+    key: &str,
+    raw: RawRule,
+    ctx: &RuleContext,
+    errs: &mut Errors,
+) -> Option<MappingRule> {
     let id = errs.check(format!("{key}.id"), Identifier::parse(&raw.id));
     let idps = raw.idp.as_ref().map(|list| {
         let mut out = Vec::new();
         if list.is_empty() {
-            errs.push(format!("{key}.idp"), "must not be empty (leave it out to apply to every IdP)");
+            errs.push(
+                format!("{key}.idp"),
+                "must not be empty (leave it out to apply to every IdP)",
+            );
         }
         for (i, name) in list.iter().enumerate() {
             match ctx.idps.iter().find(|c| c.id.as_str() == name) {
@@ -796,7 +1040,11 @@ fn convert_rule(key: &str, raw: RawRule, ctx: &RuleContext, errs: &mut Errors) -
         Some(v) => match Condition::from_toml(v) {
             Ok(c) => Some(c),
             Err((path, reason)) => {
-                let k = if path.is_empty() { format!("{key}.when") } else { format!("{key}.when.{path}") };
+                let k = if path.is_empty() {
+                    format!("{key}.when")
+                } else {
+                    format!("{key}.when.{path}")
+                };
                 errs.push(k, reason);
                 None
             }
@@ -812,18 +1060,31 @@ fn convert_rule(key: &str, raw: RawRule, ctx: &RuleContext, errs: &mut Errors) -
                 match ctx.roles.iter().find(|r| r.id.as_str() == name) {
                     Some(r) => roles.push(r.id.clone()),
                     None if ctx.declared_roles.contains(name) => {}
-                    None => errs.push(format!("{key}.grant[{i}]"), format!("unknown role {name:?}")),
+                    None => errs.push(
+                        format!("{key}.grant[{i}]"),
+                        format!("unknown role {name:?}"),
+                    ),
                 }
             }
-            let session = convert_grant_session(key, raw.session.unwrap_or_default(), &roles, ctx, errs);
-            Some(Effect::Grant { roles, session: session? })
+            let session =
+                convert_grant_session(key, raw.session.unwrap_or_default(), &roles, ctx, errs);
+            Some(Effect::Grant {
+                roles,
+                session: session?,
+            })
         }
         (None, Some(deny)) => {
             if raw.session.is_some() {
-                errs.push(format!("{key}.session"), "deny rules take no session settings");
+                errs.push(
+                    format!("{key}.session"),
+                    "deny rules take no session settings",
+                );
             }
             if deny.is_empty() {
-                errs.push(format!("{key}.deny"), "must name at least one role or pattern");
+                errs.push(
+                    format!("{key}.deny"),
+                    "must name at least one role or pattern",
+                );
             }
             let mut patterns = Vec::new();
             for (i, p) in deny.iter().enumerate() {
@@ -853,7 +1114,10 @@ fn convert_rule(key: &str, raw: RawRule, ctx: &RuleContext, errs: &mut Errors) -
             Some(Effect::Deny { roles: patterns })
         }
         (Some(_), Some(_)) => {
-            errs.push(key, "a rule either grants or denies, not both (split it into two rules)");
+            errs.push(
+                key,
+                "a rule either grants or denies, not both (split it into two rules)",
+            );
             None
         }
         (None, None) => {
@@ -892,7 +1156,11 @@ fn convert_grant_session(
                     if d > r.max_session_duration {
                         errs.push(
                             k("max_duration"),
-                            format!("{d} is longer than role {:?} allows ({})", r.id.as_str(), r.max_session_duration),
+                            format!(
+                                "{d} is longer than role {:?} allows ({})",
+                                r.id.as_str(),
+                                r.max_session_duration
+                            ),
                         );
                         ok = false;
                     }
@@ -914,7 +1182,14 @@ fn convert_grant_session(
     let mut tags = Vec::new();
     let mut keys_lower = BTreeMap::new();
     if raw.tags.len() > crate::domain::MAX_SESSION_TAGS {
-        errs.push(k("tags"), format!("{} tags; AWS allows at most {}", raw.tags.len(), crate::domain::MAX_SESSION_TAGS));
+        errs.push(
+            k("tags"),
+            format!(
+                "{} tags; AWS allows at most {}",
+                raw.tags.len(),
+                crate::domain::MAX_SESSION_TAGS
+            ),
+        );
         ok = false;
     }
     for (tag, v) in &raw.tags {
@@ -926,7 +1201,10 @@ fn convert_grant_session(
             continue;
         }
         if let Some(prev) = keys_lower.insert(tag.to_lowercase(), tag.clone()) {
-            errs.push(tk, format!("differs from tag {prev:?} only in case; AWS treats them as one key"));
+            errs.push(
+                tk,
+                format!("differs from tag {prev:?} only in case; AWS treats them as one key"),
+            );
             ok = false;
             continue;
         }
@@ -937,14 +1215,20 @@ fn convert_grant_session(
                 ok = false;
             }
             None => {
-                errs.push(tk, "must be a string (a template such as \"{claims.department}\")");
+                errs.push(
+                    tk,
+                    "must be a string (a template such as \"{claims.department}\")",
+                );
                 ok = false;
             }
         }
     }
     for (i, t) in raw.transitive_tag_keys.iter().enumerate() {
         if !raw.tags.contains_key(t) {
-            errs.push(format!("{}[{i}]", k("transitive_tag_keys")), format!("{t:?} is not one of this rule's tags"));
+            errs.push(
+                format!("{}[{i}]", k("transitive_tag_keys")),
+                format!("{t:?} is not one of this rule's tags"),
+            );
             ok = false;
         }
     }

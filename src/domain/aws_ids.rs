@@ -83,14 +83,22 @@ impl RoleArn {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let bad = |why: &str| DomainError::new(format!("role ARN {s:?} is invalid: {why}"));
         let mut parts = s.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
-        ) else {
+        )
+        else {
             return Err(bad("expected arn:PARTITION:iam::ACCOUNT:role/NAME"));
         };
         let partition = Partition::parse(partition).map_err(|e| bad(&e.0))?;
@@ -119,9 +127,13 @@ impl RoleArn {
                 return Err(bad("role path is longer than 512 characters"));
             }
             if path_inner.split('/').any(str::is_empty)
-                || !path_inner.chars().all(|c| ('\u{21}'..='\u{7e}').contains(&c))
+                || !path_inner
+                    .chars()
+                    .all(|c| ('\u{21}'..='\u{7e}').contains(&c))
             {
-                return Err(bad("role path must be printable ASCII with no empty segments"));
+                return Err(bad(
+                    "role path must be printable ASCII with no empty segments",
+                ));
             }
         }
         let name_start = s.len() - name.len();
@@ -164,9 +176,21 @@ mod tests {
     #[test]
     fn role_arns_in_every_partition_parse() {
         let cases = [
-            ("arn:aws:iam::123456789012:role/Admin", Partition::Aws, "Admin"),
-            ("arn:aws-us-gov:iam::123456789012:role/ops/ReadOnly", Partition::AwsUsGov, "ReadOnly"),
-            ("arn:aws-cn:iam::000000000001:role/a/b/c/x+=,.@_-", Partition::AwsCn, "x+=,.@_-"),
+            (
+                "arn:aws:iam::123456789012:role/Admin",
+                Partition::Aws,
+                "Admin",
+            ),
+            (
+                "arn:aws-us-gov:iam::123456789012:role/ops/ReadOnly",
+                Partition::AwsUsGov,
+                "ReadOnly",
+            ),
+            (
+                "arn:aws-cn:iam::000000000001:role/a/b/c/x+=,.@_-",
+                Partition::AwsCn,
+                "x+=,.@_-",
+            ),
         ];
         for (arn, partition, name) in cases {
             let parsed = RoleArn::parse(arn).unwrap_or_else(|e| panic!("{arn}: {e}"));
@@ -182,7 +206,10 @@ mod tests {
             ("arn:aws:iam::12345678901:role/Admin", "12 digits"),
             ("arn:aws:iam::123456789012:user/Admin", "role/"),
             ("arn:aws:s3::123456789012:role/Admin", "iam"),
-            ("arn:aws:iam:us-east-1:123456789012:role/Admin", "empty region"),
+            (
+                "arn:aws:iam:us-east-1:123456789012:role/Admin",
+                "empty region",
+            ),
             ("arn:aws-xx:iam::123456789012:role/Admin", "partition"),
             ("arn:aws:iam::123456789012:role/", "role name"),
             ("arn:aws:iam::123456789012:role/a//b", "path"),
@@ -191,7 +218,10 @@ mod tests {
         ];
         for (arn, expected) in cases {
             let err = RoleArn::parse(arn).expect_err(arn).to_string();
-            assert!(err.contains(expected), "{arn}: {err} should mention {expected}");
+            assert!(
+                err.contains(expected),
+                "{arn}: {err} should mention {expected}"
+            );
         }
         let long_name = format!("arn:aws:iam::123456789012:role/{}", "n".repeat(65));
         assert!(RoleArn::parse(&long_name).is_err());

@@ -19,7 +19,10 @@ impl Identifier {
                 "id {s:?} must be 1 to 64 characters"
             )));
         }
-        let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let first_ok = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         let rest_ok = s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -82,7 +85,9 @@ impl GroupName {
             return Err(DomainError::new("group name must not be empty"));
         }
         if s.chars().count() > 1024 {
-            return Err(DomainError::new("group name must be at most 1024 characters"));
+            return Err(DomainError::new(
+                "group name must be at most 1024 characters",
+            ));
         }
         if s.chars().any(char::is_control) {
             return Err(DomainError::new(format!(
@@ -118,7 +123,10 @@ mod tests {
     #[test]
     fn identifiers_reject_everything_else() {
         for bad in ["", "Prod", "-x", "a b", "a/b", "é", &"x".repeat(65)] {
-            assert!(Identifier::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                Identifier::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -11,7 +11,7 @@ mod policy;
 mod session;
 
 pub use aws_ids::{AccountId, Partition, RoleArn};
-pub use ids::{GroupName, IdpId, Identifier};
+pub use ids::{GroupName, Identifier, IdpId};
 pub use policy::SessionPolicy;
 pub use session::{
     MAX_SESSION_TAGS, RoleSessionName, SessionDuration, SessionTag, SessionTags, SourceIdentity,

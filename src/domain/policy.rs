@@ -57,6 +57,11 @@ mod tests {
         assert!(SessionPolicy::parse("p".into(), "[1]").is_err());
         assert!(SessionPolicy::parse("p".into(), "{").is_err());
         let big = format!("{{\"a\":\"{}\"}}", "x".repeat(2100));
-        assert!(SessionPolicy::parse("p".into(), &big).unwrap_err().to_string().contains("2048"));
+        assert!(
+            SessionPolicy::parse("p".into(), &big)
+                .unwrap_err()
+                .to_string()
+                .contains("2048")
+        );
     }
 }

@@ -166,7 +166,10 @@ pub struct SessionTags {
 }
 
 impl SessionTags {
-    pub fn new(mut tags: Vec<SessionTag>, mut transitive_keys: Vec<String>) -> Result<Self, DomainError> {
+    pub fn new(
+        mut tags: Vec<SessionTag>,
+        mut transitive_keys: Vec<String>,
+    ) -> Result<Self, DomainError> {
         if tags.len() > MAX_SESSION_TAGS {
             return Err(DomainError::new(format!(
                 "{} session tags; AWS allows at most {MAX_SESSION_TAGS}",
@@ -316,7 +319,8 @@ mod tests {
 
         #[test]
         fn valid_user_names_survive_sanitizing_unchanged(user in "[a-zA-Z0-9_+=,.@-]{2,64}") {
-            prop_assert_eq!(RoleSessionName::from_user(&user).as_str(), user.as_str());
+            let name = RoleSessionName::from_user(&user);
+            prop_assert_eq!(name.as_str(), user.as_str());
         }
     }
 }

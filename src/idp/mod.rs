@@ -50,7 +50,10 @@ pub fn identity_from_claims(idp: &IdpConfig, claims: Json) -> Result<IdentityCla
             .ok_or_else(|| ClaimsError::MissingUsername(claim.to_owned()))?
             .to_owned(),
     };
-    let email = claims.get("email").and_then(Json::as_str).map(str::to_owned);
+    let email = claims
+        .get("email")
+        .and_then(Json::as_str)
+        .map(str::to_owned);
     let groups = match lookup(&claims, &idp.groups_claim) {
         None => Vec::new(),
         Some(v) => {

@@ -88,7 +88,11 @@ fn toml_to_json(v: &toml::Value) -> Json {
         toml::Value::Boolean(b) => Json::Bool(*b),
         toml::Value::Datetime(d) => Json::String(d.to_string()),
         toml::Value::Array(a) => Json::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Json::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => Json::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -98,7 +102,10 @@ impl Condition {
     pub fn from_toml(v: &toml::Value) -> Result<Self, (String, String)> {
         let err = |k: &str, r: String| Err((k.to_owned(), r));
         let Some(t) = v.as_table() else {
-            return err("", "a condition must be a table such as { group = \"admins\" }".into());
+            return err(
+                "",
+                "a condition must be a table such as { group = \"admins\" }".into(),
+            );
         };
         let str_of = |k: &str| -> Result<String, (String, String)> {
             t.get(k)
@@ -118,7 +125,14 @@ impl Condition {
                 .enumerate()
                 .map(|(i, c)| {
                     Condition::from_toml(c).map_err(|(p, r)| {
-                        (if p.is_empty() { format!("{k}[{i}]") } else { format!("{k}[{i}].{p}") }, r)
+                        (
+                            if p.is_empty() {
+                                format!("{k}[{i}]")
+                            } else {
+                                format!("{k}[{i}].{p}")
+                            },
+                            r,
+                        )
                     })
                 })
                 .collect()
@@ -126,7 +140,13 @@ impl Condition {
         let only = |keys: &[&str]| -> Result<(), (String, String)> {
             for k in t.keys() {
                 if !keys.contains(&k.as_str()) {
-                    return Err((k.clone(), format!("unexpected key here (this condition takes: {})", keys.join(", "))));
+                    return Err((
+                        k.clone(),
+                        format!(
+                            "unexpected key here (this condition takes: {})",
+                            keys.join(", ")
+                        ),
+                    ));
                 }
             }
             Ok(())
@@ -141,13 +161,22 @@ impl Condition {
         }
         if let Some(inner) = t.get("not") {
             only(&["not"])?;
-            let c = Condition::from_toml(inner)
-                .map_err(|(p, r)| (if p.is_empty() { "not".into() } else { format!("not.{p}") }, r))?;
+            let c = Condition::from_toml(inner).map_err(|(p, r)| {
+                (
+                    if p.is_empty() {
+                        "not".into()
+                    } else {
+                        format!("not.{p}")
+                    },
+                    r,
+                )
+            })?;
             return Ok(Self::Not(Box::new(c)));
         }
         if t.contains_key("group") {
             only(&["group"])?;
-            let g = GroupName::parse(&str_of("group")?).map_err(|e| ("group".to_owned(), e.to_string()))?;
+            let g = GroupName::parse(&str_of("group")?)
+                .map_err(|e| ("group".to_owned(), e.to_string()))?;
             return Ok(Self::Group(g));
         }
         if t.contains_key("group_glob") {
@@ -166,7 +195,14 @@ impl Condition {
         if t.contains_key("claim") {
             let path = ClaimPath::parse(&str_of("claim")?).map_err(|e| ("claim".to_owned(), e))?;
             let ops: Vec<&String> = t.keys().filter(|k| k.as_str() != "claim").collect();
-            const OPS: [&str; 6] = ["equals", "in", "starts_with", "ends_with", "regex", "exists"];
+            const OPS: [&str; 6] = [
+                "equals",
+                "in",
+                "starts_with",
+                "ends_with",
+                "regex",
+                "exists",
+            ];
             let [op] = ops.as_slice() else {
                 return err(
                     "claim",
@@ -182,13 +218,21 @@ impl Condition {
                 },
                 "starts_with" => ClaimOp::StartsWith(str_of("starts_with")?),
                 "ends_with" => ClaimOp::EndsWith(str_of("ends_with")?),
-                "regex" => ClaimOp::Regex(anchored(&str_of("regex")?).map_err(|e| ("regex".to_owned(), e))?),
+                "regex" => ClaimOp::Regex(
+                    anchored(&str_of("regex")?).map_err(|e| ("regex".to_owned(), e))?,
+                ),
                 "exists" => match val.as_bool() {
                     Some(b) => ClaimOp::Exists(b),
                     None => return err("exists", "must be true or false".into()),
                 },
                 other => {
-                    return err(other, format!("unknown claim operator (expected one of: {})", OPS.join(", ")));
+                    return err(
+                        other,
+                        format!(
+                            "unknown claim operator (expected one of: {})",
+                            OPS.join(", ")
+                        ),
+                    );
                 }
             };
             return Ok(Self::Claim { path, op });
@@ -202,7 +246,10 @@ impl Condition {
 
     pub fn evaluate(&self, id: &IdentityClaims) -> Verdict {
         let yes = |why: String| Verdict { matched: true, why };
-        let no = |why: String| Verdict { matched: false, why };
+        let no = |why: String| Verdict {
+            matched: false,
+            why,
+        };
         match self {
             Self::All(cs) => {
                 let mut whys = Vec::new();
@@ -245,7 +292,11 @@ impl Condition {
                 None => no(format!("no group matches glob {p:?}")),
             },
             Self::GroupRegex(r) => match id.groups.iter().find(|g| r.is_match(g.as_str())) {
-                Some(g) => yes(format!("group {:?} matches regex {}", g.as_str(), r.as_str())),
+                Some(g) => yes(format!(
+                    "group {:?} matches regex {}",
+                    g.as_str(),
+                    r.as_str()
+                )),
                 None => no(format!("no group matches regex {}", r.as_str())),
             },
             Self::Claim { path, op } => eval_claim(path, op, id),
@@ -269,7 +320,10 @@ fn eval_claim(path: &ClaimPath, op: &ClaimOp, id: &IdentityClaims) -> Verdict {
         let present = value.is_some();
         return Verdict {
             matched: present == *want,
-            why: format!("claim {p} is {}", if present { "present" } else { "absent" }),
+            why: format!(
+                "claim {p} is {}",
+                if present { "present" } else { "absent" }
+            ),
         };
     }
     let Some(value) = value else {
@@ -281,17 +335,23 @@ fn eval_claim(path: &ClaimPath, op: &ClaimOp, id: &IdentityClaims) -> Verdict {
     let items = scalars(value);
     let as_str = |j: &&Json| j.as_str().map(str::to_owned);
     let (matched, what) = match op {
-        ClaimOp::Equals(want) => (items.iter().any(|j| *j == want), format!("equal {want}")),
+        ClaimOp::Equals(want) => (items.contains(&want), format!("equal {want}")),
         ClaimOp::In(set) => (
             items.iter().any(|j| set.contains(j)),
             format!("be one of {}", Json::Array(set.clone())),
         ),
         ClaimOp::StartsWith(s) => (
-            items.iter().filter_map(as_str).any(|v| v.starts_with(s.as_str())),
+            items
+                .iter()
+                .filter_map(as_str)
+                .any(|v| v.starts_with(s.as_str())),
             format!("start with {s:?}"),
         ),
         ClaimOp::EndsWith(s) => (
-            items.iter().filter_map(as_str).any(|v| v.ends_with(s.as_str())),
+            items
+                .iter()
+                .filter_map(as_str)
+                .any(|v| v.ends_with(s.as_str())),
             format!("end with {s:?}"),
         ),
         ClaimOp::Regex(r) => (

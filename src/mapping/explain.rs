@@ -65,7 +65,11 @@ pub fn render_text(id: &IdentityClaims, ev: &Evaluation) -> String {
     let _ = writeln!(
         out,
         "Groups:   {}",
-        if groups.is_empty() { "(none)".to_owned() } else { groups.join(", ") }
+        if groups.is_empty() {
+            "(none)".to_owned()
+        } else {
+            groups.join(", ")
+        }
     );
     let _ = writeln!(out, "\nRules (in config order):");
     if ev.rules.is_empty() {
@@ -90,7 +94,13 @@ pub fn render_text(id: &IdentityClaims, ev: &Evaluation) -> String {
     }
     for g in &ev.grants {
         let rules: Vec<&str> = g.rules.iter().map(|r| r.as_str()).collect();
-        let _ = writeln!(out, "  GRANTED {} ({}) by {}", g.role, g.arn, rules.join(", "));
+        let _ = writeln!(
+            out,
+            "  GRANTED {} ({}) by {}",
+            g.role,
+            g.arn,
+            rules.join(", ")
+        );
         let _ = writeln!(out, "      max duration:    {}", g.max_duration);
         let _ = writeln!(out, "      session name:    {}", g.session_name);
         if let Some(s) = &g.source_identity {
@@ -130,7 +140,13 @@ pub fn render_text(id: &IdentityClaims, ev: &Evaluation) -> String {
                 );
             }
             RefusalReason::Invalid(why) => {
-                let _ = writeln!(out, "  FAILED  {} (granted by {}): {}", r.role, by.join(", "), why);
+                let _ = writeln!(
+                    out,
+                    "  FAILED  {} (granted by {}): {}",
+                    r.role,
+                    by.join(", "),
+                    why
+                );
             }
         }
     }

@@ -30,8 +30,8 @@ pub use explain::{render_json, render_text};
 pub use template::Template;
 
 use crate::domain::{
-    GroupName, Identifier, IdpId, RoleArn, RoleSessionName, SessionDuration, SessionPolicy, SessionTag,
-    SessionTags, SourceIdentity,
+    GroupName, Identifier, IdpId, RoleArn, RoleSessionName, SessionDuration, SessionPolicy,
+    SessionTag, SessionTags, SourceIdentity,
 };
 
 /// What the mapping knows about a person: who vouched for them, who they are, their
@@ -91,8 +91,13 @@ pub struct GrantSession {
 
 #[derive(Debug, Clone)]
 pub enum Effect {
-    Grant { roles: Vec<Identifier>, session: GrantSession },
-    Deny { roles: Vec<RolePattern> },
+    Grant {
+        roles: Vec<Identifier>,
+        session: GrantSession,
+    },
+    Deny {
+        roles: Vec<RolePattern>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -196,7 +201,10 @@ impl MappingRules {
                     matched: false,
                     why: format!(
                         "applies only to IdP {}, not {}",
-                        idps.iter().map(IdpId::as_str).collect::<Vec<_>>().join(", "),
+                        idps.iter()
+                            .map(IdpId::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         id.idp
                     ),
                 },
@@ -209,8 +217,12 @@ impl MappingRules {
                 },
             };
             let (is_deny, roles) = match &rule.effect {
-                Effect::Grant { roles, .. } => (false, roles.iter().map(|r| r.to_string()).collect()),
-                Effect::Deny { roles } => (true, roles.iter().map(|p| p.as_str().to_owned()).collect()),
+                Effect::Grant { roles, .. } => {
+                    (false, roles.iter().map(|r| r.to_string()).collect())
+                }
+                Effect::Deny { roles } => {
+                    (true, roles.iter().map(|p| p.as_str().to_owned()).collect())
+                }
             };
             if verdict.matched {
                 match &rule.effect {
@@ -280,7 +292,11 @@ impl MappingRules {
 }
 
 /// Merges the session parameters of every rule granting `target` (already sorted by rule id).
-fn build_grant(target: &RoleTarget, rules: &[&MappingRule], id: &IdentityClaims) -> Result<Grant, String> {
+fn build_grant(
+    target: &RoleTarget,
+    rules: &[&MappingRule],
+    id: &IdentityClaims,
+) -> Result<Grant, String> {
     let mut max_duration = target.max_session_duration;
     let mut policy: Option<(&Identifier, &SessionPolicy)> = None;
     let mut tags: BTreeMap<String, (String, &Identifier)> = BTreeMap::new();
@@ -345,7 +361,8 @@ fn build_grant(target: &RoleTarget, rules: &[&MappingRule], id: &IdentityClaims)
         .map(|(k, (v, _))| SessionTag::parse(&k, &v))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let tags = SessionTags::new(tags, transitive.into_iter().collect()).map_err(|e| e.to_string())?;
+    let tags =
+        SessionTags::new(tags, transitive.into_iter().collect()).map_err(|e| e.to_string())?;
     let source_identity = source
         .map(|(v, _)| SourceIdentity::parse(&v))
         .transpose()
@@ -355,7 +372,9 @@ fn build_grant(target: &RoleTarget, rules: &[&MappingRule], id: &IdentityClaims)
         arn: target.arn.clone(),
         rules: rules.iter().map(|r| r.id.clone()).collect(),
         max_duration,
-        session_policy: policy.map(|(_, p)| p.clone()).or_else(|| target.session_policy.clone()),
+        session_policy: policy
+            .map(|(_, p)| p.clone())
+            .or_else(|| target.session_policy.clone()),
         tags,
         source_identity,
         session_name: RoleSessionName::from_user(&id.username),

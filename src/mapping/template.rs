@@ -36,7 +36,11 @@ impl Template {
                     chars.next();
                     lit.push('}');
                 }
-                '}' => return Err(format!("template {s:?} has an unmatched '}}' (write '}}}}' for a literal brace)")),
+                '}' => {
+                    return Err(format!(
+                        "template {s:?} has an unmatched '}}' (write '}}}}' for a literal brace)"
+                    ));
+                }
                 '{' => {
                     let mut name = String::new();
                     loop {
@@ -100,7 +104,9 @@ impl Template {
                     Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
                         out.push_str(&v.to_string())
                     }
-                    Some(_) => return Err(format!("claim {} is not a single value", path.as_str())),
+                    Some(_) => {
+                        return Err(format!("claim {} is not a single value", path.as_str()));
+                    }
                 },
             }
         }
@@ -116,7 +122,11 @@ mod tests {
     fn templates_reject_unknown_placeholders_and_unbalanced_braces() {
         assert!(Template::parse("{claims.department}").is_ok());
         assert!(Template::parse("x-{{literal}}").is_ok());
-        assert!(Template::parse("{department}").unwrap_err().contains("unknown placeholder"));
+        assert!(
+            Template::parse("{department}")
+                .unwrap_err()
+                .contains("unknown placeholder")
+        );
         assert!(Template::parse("{claims.a").is_err());
         assert!(Template::parse("a}").is_err());
     }

@@ -58,7 +58,7 @@ impl MemoryStore {
     /// Prepares for a write: sweeps now and then, and refuses when full.
     fn before_write(&self, inner: &mut Inner, now: Instant, key: &str) -> Result<(), StoreError> {
         inner.writes += 1;
-        if inner.writes % SWEEP_EVERY == 0 || inner.map.len() >= self.max_entries {
+        if inner.writes.is_multiple_of(SWEEP_EVERY) || inner.map.len() >= self.max_entries {
             inner.map.retain(|_, e| e.expires > now);
         }
         if inner.map.len() >= self.max_entries && !inner.map.contains_key(key) {
@@ -95,10 +95,19 @@ impl MemoryStore {
     pub async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        Ok(inner.map.remove(&self.key(key)).filter(|e| e.expires > now).map(|e| e.value))
+        Ok(inner
+            .map
+            .remove(&self.key(key))
+            .filter(|e| e.expires > now)
+            .map(|e| e.value))
     }
 
-    pub async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let now = Instant::now();
         let key = self.key(key);
         let mut inner = self.lock();
@@ -147,7 +156,10 @@ impl MemoryStore {
     pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        Ok(inner.map.remove(&self.key(key)).is_some_and(|e| e.expires > now))
+        Ok(inner
+            .map
+            .remove(&self.key(key))
+            .is_some_and(|e| e.expires > now))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -58,7 +58,10 @@ impl Store {
     /// (and reports not-ready) while Redis is down.
     pub fn from_config(cfg: &SessionConfig) -> Result<Self, StoreError> {
         match &cfg.store {
-            StoreConfig::Memory => Ok(Self::Memory(MemoryStore::new(&cfg.key_prefix, memory::DEFAULT_MAX_ENTRIES))),
+            StoreConfig::Memory => Ok(Self::Memory(MemoryStore::new(
+                &cfg.key_prefix,
+                memory::DEFAULT_MAX_ENTRIES,
+            ))),
             StoreConfig::Redis { url } => Ok(Self::Redis(RedisStore::new(url, &cfg.key_prefix)?)),
         }
     }
@@ -86,7 +89,12 @@ impl Store {
 
     /// Stores the value only if the key is absent; `true` when this call stored it.
     /// The replay-cache primitive: the first use of an id wins, every later one sees `false`.
-    pub async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.put_if_absent(key, value, ttl).await)
     }
 

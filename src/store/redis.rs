@@ -50,7 +50,10 @@ impl RedisStore {
 
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value).arg("PX").arg(ttl_millis(ttl));
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_millis(ttl));
         self.run::<()>(&cmd).await
     }
 
@@ -66,9 +69,18 @@ impl RedisStore {
         self.run(&cmd).await
     }
 
-    pub async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value).arg("NX").arg("PX").arg(ttl_millis(ttl));
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl));
         // SET NX answers OK when it wrote and nil when the key existed.
         let reply: Option<String> = self.run(&cmd).await?;
         Ok(reply.is_some())

@@ -14,10 +14,20 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
         return Some(peer);
     }
     let mut candidate = peer;
-    for header in req.headers().get_all("x-forwarded-for").collect::<Vec<_>>().into_iter().rev() {
-        let Ok(s) = header.to_str() else { return Some(candidate) };
+    for header in req
+        .headers()
+        .get_all("x-forwarded-for")
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let Ok(s) = header.to_str() else {
+            return Some(candidate);
+        };
         for part in s.split(',').rev() {
-            let Ok(ip) = part.trim().parse::<IpAddr>() else { return Some(candidate) };
+            let Ok(ip) = part.trim().parse::<IpAddr>() else {
+                return Some(candidate);
+            };
             candidate = ip;
             if !trusted.iter().any(|n| n.contains(&ip)) {
                 return Some(ip);

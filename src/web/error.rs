@@ -20,7 +20,12 @@ pub struct PageError {
 }
 
 impl PageError {
-    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>, request_id: &str) -> Self {
+    pub fn new(
+        status: StatusCode,
+        title: impl Into<String>,
+        message: impl Into<String>,
+        request_id: &str,
+    ) -> Self {
         Self {
             status,
             title: title.into(),
@@ -71,7 +76,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>, request_id: &str) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        description: impl Into<String>,
+        request_id: &str,
+    ) -> Self {
         Self {
             status,
             code,

@@ -46,9 +46,14 @@ pub async fn observe(
     let (status, route) = match &result {
         Ok(res) => (
             res.status().as_u16(),
-            res.request().match_pattern().unwrap_or_else(|| "unmatched".into()),
+            res.request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".into()),
         ),
-        Err(e) => (e.as_response_error().status_code().as_u16(), "unmatched".into()),
+        Err(e) => (
+            e.as_response_error().status_code().as_u16(),
+            "unmatched".into(),
+        ),
     };
     if let Some(state) = &state {
         state
@@ -80,7 +85,8 @@ pub async fn observe(
 
     let mut res = result?;
     if let Ok(v) = HeaderValue::from_str(&id.0) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
 }
@@ -116,8 +122,14 @@ pub async fn security_headers(
         let map = res.headers_mut();
         map.insert(header::CONTENT_SECURITY_POLICY, h.csp.clone());
         map.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        map.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        map.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        map.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        map.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if let Some(hsts) = &h.hsts {
             map.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }

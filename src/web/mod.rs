@@ -20,7 +20,7 @@ pub use client_ip::client_ip;
 pub use error::{ApiError, PageError};
 pub use metrics::Metrics;
 pub use middleware::RequestId;
-pub use startup::Application;
+pub use startup::{Application, ShutdownHandle};
 
 use crate::config::Config;
 use crate::store::Store;

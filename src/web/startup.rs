@@ -52,10 +52,11 @@ impl ShutdownHandle {
 
 impl Application {
     pub fn build(config: Config) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind(config.server.listen).map_err(|source| StartupError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(config.server.listen).map_err(|source| StartupError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.server.listen,
             source,
@@ -78,8 +79,16 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(headers.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
-                .app_data(web::FormConfig::default().limit(body_limit).error_handler(form_error))
-                .app_data(web::JsonConfig::default().limit(body_limit).error_handler(json_error))
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(body_limit)
+                        .error_handler(form_error),
+                )
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(json_error),
+                )
                 // Registered last = runs first: the request id exists before anything else.
                 .wrap(from_fn(security_headers))
                 .wrap(from_fn(observe))
@@ -133,8 +142,14 @@ impl Application {
 fn form_error(err: error::UrlencodedError, req: &HttpRequest) -> actix_web::Error {
     let id = fallback::request_id(req);
     let (status, msg) = match &err {
-        error::UrlencodedError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "The form you sent is too large."),
-        _ => (StatusCode::BAD_REQUEST, "The form you sent could not be read."),
+        error::UrlencodedError::Overflow { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form you sent is too large.",
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "The form you sent could not be read.",
+        ),
     };
     tracing::info!(error = %err, "rejected form body");
     error::InternalError::from_response(
@@ -147,15 +162,20 @@ fn form_error(err: error::UrlencodedError, req: &HttpRequest) -> actix_web::Erro
 fn json_error(err: error::JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
     let id = fallback::request_id(req);
     let status = match &err {
-        error::JsonPayloadError::OverflowKnownLength { .. } | error::JsonPayloadError::Overflow { .. } => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
+        error::JsonPayloadError::OverflowKnownLength { .. }
+        | error::JsonPayloadError::Overflow { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
     tracing::info!(error = %err, "rejected JSON body");
     error::InternalError::from_response(
         err,
-        ApiError::new(status, "invalid_request", "the request body is not acceptable JSON", &id).error_response(),
+        ApiError::new(
+            status,
+            "invalid_request",
+            "the request body is not acceptable JSON",
+            &id,
+        )
+        .error_response(),
     )
     .into()
 }

@@ -7,7 +7,10 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use crate::web::{ApiError, PageError, RequestId};
 
 pub fn request_id(req: &HttpRequest) -> String {
-    req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default()
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
 }
 
 /// Whether the client is a browser (asks for HTML) rather than a program.

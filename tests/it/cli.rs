@@ -1,0 +1,197 @@
+//! The `rolegate` binary as an operator runs it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("ROLEGATE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_example_and_prints_a_summary() {
+    let (code, out, err) = run(&["check-config", "config/rolegate.example.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("config/rolegate.example.toml: valid"), "{out}");
+    assert!(
+        out.contains("IdPs (2)") && out.contains("accounts (2)") && out.contains("roles (3)"),
+        "{out}"
+    );
+    assert!(out.contains("rules (3): 2 grant, 1 deny"), "{out}");
+}
+
+#[test]
+fn check_config_lists_every_mistake_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\ncolour = \"blue\"\n[[account]]\nid = \"p\"\nnumber = \"111122223333\"\n[[role]]\nid = \"a\"\narn = \"arn:aws:iam::1:role/A\"\naccount = \"p\"\n[[rule]]\nid = \"r\"\ngrant = [\"prod-admin\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("3 errors"), "{err}");
+    for key in [
+        "server.colour",
+        "role[0].arn",
+        "rule[0].grant[0]: unknown role \"prod-admin\"",
+    ] {
+        assert!(err.contains(key), "missing {key} in:\n{err}");
+    }
+}
+
+#[test]
+fn explain_shows_each_rule_and_that_deny_overrides_grant() {
+    let (code, out, err) = run(&[
+        "explain",
+        "--config",
+        "config/rolegate.example.toml",
+        "--idp",
+        "corp",
+        "--claims",
+        "config/examples/contractor.claims.json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("rule[0] admins (grant prod-admin, dev-admin): MATCHED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule[2] no-prod-for-contractors (deny prod-*): MATCHED"),
+        "{out}"
+    );
+    assert!(out.contains("GRANTED dev-admin"), "{out}");
+    assert!(
+        out.contains(
+            "DENIED  prod-admin (granted by admins, denied by no-prod-for-contractors; deny wins)"
+        ),
+        "{out}"
+    );
+
+    let (code, out, _) = run(&[
+        "explain",
+        "--config",
+        "config/rolegate.example.toml",
+        "--idp",
+        "corp",
+        "--claims",
+        "config/examples/alice.claims.json",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let roles: Vec<&str> = v["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["dev-admin", "prod-admin", "prod-readonly"]);
+    assert_eq!(v["grants"][1]["tags"]["team"], "platform");
+}
+
+#[test]
+fn explain_refuses_an_unknown_idp_and_bad_claims() {
+    let (code, _, err) = run(&[
+        "explain",
+        "--config",
+        "config/rolegate.example.toml",
+        "--idp",
+        "nope",
+        "--claims",
+        "config/examples/alice.claims.json",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown IdP \"nope\""), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.json");
+    std::fs::write(&p, "{\"email\": \"x@y\"}").unwrap();
+    let (code, _, err) = run(&[
+        "explain",
+        "--config",
+        "config/rolegate.example.toml",
+        "--idp",
+        "corp",
+        "--claims",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("\"sub\" is missing"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_answers_and_exits_cleanly_on_sigterm() {
+    let port = crate::helpers::free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", "config/dev.toml"])
+        .env("ROLEGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "ROLEGATE_SERVER__PUBLIC_URL",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("rolegate stopped"),
+        "{stderr}"
+    );
+}

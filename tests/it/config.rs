@@ -1,0 +1,287 @@
+//! Configuration errors as an operator meets them.
+
+use std::path::Path;
+
+use rolegate::config::{self, ConfigError};
+
+fn errors(text: &str, env: Vec<(&str, &str)>) -> Vec<ConfigError> {
+    let env = env
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect::<Vec<_>>();
+    match config::from_str(text, Path::new("broker.toml"), env) {
+        Ok(_) => panic!("config unexpectedly valid"),
+        Err(e) => e.0,
+    }
+}
+
+fn find<'a>(errs: &'a [ConfigError], key: &str) -> &'a ConfigError {
+    errs.iter()
+        .find(|e| e.key == key)
+        .unwrap_or_else(|| panic!("no error for {key}; got {errs:#?}"))
+}
+
+const ROLES: &str = r#"
+[[account]]
+id = "prod"
+number = "111122223333"
+
+[[role]]
+id = "admin"
+arn = "arn:aws:iam::111122223333:role/Admin"
+account = "prod"
+max_session_duration = "1h"
+"#;
+
+#[test]
+fn three_different_mistakes_are_all_reported_with_key_paths_and_lines() {
+    let text = r#"[server]
+listen = "127.0.0.1:8080"
+colour = "blue"
+
+[[account]]
+id = "prod"
+number = "111122223333"
+
+[[role]]
+id = "admin"
+arn = "arn:aws:iam::11112222333:role/Admin"
+account = "prod"
+
+[[rule]]
+id = "admins"
+grant = ["prod-admin"]
+"#;
+    let errs = errors(text, vec![]);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    let unknown = find(&errs, "server.colour");
+    assert!(unknown.reason.contains("unknown key"), "{unknown}");
+    assert_eq!(unknown.line, Some(3));
+    let arn = find(&errs, "role[0].arn");
+    assert!(arn.reason.contains("12 digits"), "{arn}");
+    assert_eq!(arn.line, Some(11));
+    let grant = find(&errs, "rule[0].grant[0]");
+    assert!(
+        grant.reason.contains("unknown role \"prod-admin\""),
+        "{grant}"
+    );
+    assert_eq!(grant.origin, "broker.toml");
+    assert_eq!(
+        grant.to_string(),
+        "broker.toml:16: rule[0].grant[0]: unknown role \"prod-admin\""
+    );
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let errs = errors(
+        "[server]\nlisten = \"127.0.0.1:8080\"\npublic_url = \n",
+        vec![],
+    );
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, Some(3), "{errs:#?}");
+    assert!(errs[0].reason.contains("not valid TOML"));
+}
+
+#[test]
+fn a_broken_role_does_not_cascade_into_unknown_role_errors() {
+    let text = format!(
+        "{ROLES}\n[[role]]\nid = \"ro\"\narn = \"bad\"\naccount = \"prod\"\n\n[[rule]]\nid = \"r\"\ngrant = [\"ro\"]\n"
+    );
+    let errs = errors(&text, vec![]);
+    assert_eq!(errs.len(), 1, "only the ARN is wrong: {errs:#?}");
+    assert_eq!(errs[0].key, "role[1].arn");
+}
+
+#[test]
+fn environment_overrides_apply_and_errors_name_the_variable() {
+    let text = format!("[server]\nbody_limit = 4096\n{ROLES}");
+    let env = vec![
+        ("ROLEGATE_SERVER__BODY_LIMIT".to_owned(), "2048".to_owned()),
+        (
+            "ROLEGATE_SESSION__IDLE_TIMEOUT".to_owned(),
+            "10m".to_owned(),
+        ),
+        (
+            "ROLEGATE_CONFIG".to_owned(),
+            "ignored: not an override".to_owned(),
+        ),
+    ];
+    let c = config::from_str(&text, Path::new("broker.toml"), env).unwrap();
+    assert_eq!(c.server.body_limit, 2048);
+    assert_eq!(c.session.idle_timeout.as_secs(), 600);
+
+    let errs = errors(
+        &text,
+        vec![
+            ("ROLEGATE_SERVER__LISTEN", "not-an-address"),
+            ("ROLEGATE_NOPE__X", "1"),
+        ],
+    );
+    let listen = find(&errs, "server.listen");
+    assert_eq!(listen.origin, "environment ROLEGATE_SERVER__LISTEN");
+    let nope = find(&errs, "nope.x");
+    assert_eq!(nope.origin, "environment ROLEGATE_NOPE__X");
+}
+
+#[test]
+fn secrets_come_from_env_or_file_and_never_print() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cr3t-value\n").unwrap();
+    let text = format!(
+        r#"
+[[idp]]
+id = "corp"
+kind = "oidc"
+issuer = "https://idp.example.com"
+client_id = "broker"
+client_secret = {{ file = "secret" }}
+{ROLES}"#
+    );
+    let c = config::from_str(&text, &dir.path().join("broker.toml"), Vec::new()).unwrap();
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("s3cr3t-value"),
+        "secret leaked into Debug output"
+    );
+    assert!(debug.contains("REDACTED"));
+
+    let missing = text.replace(
+        "{ file = \"secret\" }",
+        "{ env = \"ROLEGATE_TEST_SURELY_UNSET\" }",
+    );
+    let errs = errors(&missing, vec![]);
+    assert!(
+        find(&errs, "idp[0].client_secret")
+            .reason
+            .contains("ROLEGATE_TEST_SURELY_UNSET")
+    );
+    let inline = text.replace("{ file = \"secret\" }", "\"inline-secret\"");
+    let errs = errors(&inline, vec![]);
+    assert!(
+        errs.iter()
+            .any(|e| e.key.starts_with("idp[0].client_secret")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_saml_idp_without_a_pinned_signing_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("md.xml"), "<EntityDescriptor/>").unwrap();
+    let text = format!("[[idp]]\nid = \"s\"\nkind = \"saml\"\nmetadata_file = \"md.xml\"\n{ROLES}");
+    let e = match config::from_str(&text, &dir.path().join("b.toml"), Vec::new()) {
+        Err(e) => e.0,
+        Ok(_) => panic!("accepted a SAML IdP without pins"),
+    };
+    assert!(
+        find(&e, "idp[0]")
+            .reason
+            .contains("pinned IdP signing certificate is required")
+    );
+}
+
+#[test]
+fn weak_or_symmetric_oidc_algorithms_and_plain_http_issuers_are_refused() {
+    let text = format!(
+        "[[idp]]\nid = \"o\"\nkind = \"oidc\"\nissuer = \"http://idp.example.com\"\nclient_id = \"c\"\nallowed_algorithms = [\"HS256\"]\n{ROLES}"
+    );
+    let errs = errors(&text, vec![]);
+    assert!(find(&errs, "idp[0].issuer").reason.contains("https"));
+    assert!(
+        find(&errs, "idp[0].allowed_algorithms[0]")
+            .reason
+            .contains("asymmetric")
+    );
+}
+
+#[test]
+fn grant_durations_beyond_the_role_maximum_and_bad_templates_are_refused() {
+    let text = format!(
+        "{ROLES}\n[[rule]]\nid = \"r\"\ngrant = [\"admin\"]\n[rule.session]\nmax_duration = \"2h\"\ntags = {{ team = \"{{department}}\", \"aws:x\" = \"y\" }}\ntransitive_tag_keys = [\"nope\"]\n"
+    );
+    let errs = errors(&text, vec![]);
+    assert!(
+        find(&errs, "rule[0].session.max_duration")
+            .reason
+            .contains("longer than role \"admin\"")
+    );
+    assert!(
+        find(&errs, "rule[0].session.tags.team")
+            .reason
+            .contains("unknown placeholder")
+    );
+    assert!(
+        find(&errs, "rule[0].session.tags.aws:x")
+            .reason
+            .contains("aws:")
+    );
+    assert!(
+        find(&errs, "rule[0].session.transitive_tag_keys[0]")
+            .reason
+            .contains("not one of this rule's tags")
+    );
+}
+
+#[test]
+fn cross_references_are_checked() {
+    let text = r#"
+[aws]
+partition = "aws"
+
+[[account]]
+id = "prod"
+number = "111122223333"
+
+[[role]]
+id = "a"
+arn = "arn:aws:iam::999999999999:role/A"
+account = "prod"
+
+[[role]]
+id = "b"
+arn = "arn:aws-cn:iam::111122223333:role/B"
+account = "prod"
+
+[[role]]
+id = "c"
+arn = "arn:aws:iam::111122223333:role/C"
+account = "staging"
+
+[[rule]]
+id = "r"
+idp = ["ghost"]
+deny = ["zz-*"]
+"#;
+    let errs = errors(text, vec![]);
+    assert!(
+        find(&errs, "role[0].arn")
+            .reason
+            .contains("account 999999999999")
+    );
+    assert!(
+        find(&errs, "role[1].arn")
+            .reason
+            .contains("partition aws-cn")
+    );
+    assert!(
+        find(&errs, "role[2].account")
+            .reason
+            .contains("unknown account")
+    );
+    assert!(find(&errs, "rule[0].idp[0]").reason.contains("unknown IdP"));
+    assert!(
+        find(&errs, "rule[0].deny[0]")
+            .reason
+            .contains("matches no configured role")
+    );
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    for path in ["config/rolegate.example.toml", "config/dev.toml"] {
+        if let Err(e) = config::load(Path::new(path)) {
+            panic!("{path} is invalid:\n{e}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! rolegate's integration tests: one binary (fewer link steps), one module per feature.
+//! Everything runs against real components started by `helpers` (redis-server on a free
+//! loopback port) and the real `rolegate` binary or `Application` on port 0.
+
+mod helpers;
+
+/// `rolegate check-config`, `explain` and `serve` as a user runs them.
+mod cli;
+/// Configuration errors: all reported, with origin, key path and line.
+mod config;
+/// `/healthz`, `/readyz`, `/metrics`, security headers, error pages.
+mod health;
+/// The store contract, run against both backends.
+mod store;

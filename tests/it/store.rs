@@ -1,0 +1,202 @@
+//! One contract, two backends: the in-memory store and a real redis-server must behave
+//! the same for every primitive later features rely on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rolegate::store::{MemoryStore, RedisStore, Store, StoreError};
+use secrecy::SecretString;
+
+use crate::helpers::{shared_redis, unique_prefix};
+
+fn memory() -> Store {
+    Store::Memory(MemoryStore::new(&unique_prefix("mem"), 10_000))
+}
+
+fn redis() -> Store {
+    Store::Redis(
+        RedisStore::new(
+            &SecretString::from(shared_redis().to_owned()),
+            &unique_prefix("redis"),
+        )
+        .unwrap(),
+    )
+}
+
+const TTL: Duration = Duration::from_secs(60);
+
+async fn put_get_delete(s: Store) {
+    assert_eq!(s.get("k").await.unwrap(), None, "absent key reads as None");
+    s.put("k", "v1", TTL).await.unwrap();
+    assert_eq!(s.get("k").await.unwrap().as_deref(), Some("v1"));
+    s.put("k", "v2", TTL).await.unwrap();
+    assert_eq!(
+        s.get("k").await.unwrap().as_deref(),
+        Some("v2"),
+        "put replaces"
+    );
+    assert!(s.delete("k").await.unwrap());
+    assert!(!s.delete("k").await.unwrap(), "second delete finds nothing");
+    assert_eq!(s.get("k").await.unwrap(), None);
+}
+
+async fn take_is_single_use(s: Store) {
+    s.put("once", "secret-state", TTL).await.unwrap();
+    assert_eq!(
+        s.take("once").await.unwrap().as_deref(),
+        Some("secret-state")
+    );
+    assert_eq!(s.take("once").await.unwrap(), None, "a taken value is gone");
+    assert_eq!(s.get("once").await.unwrap(), None);
+}
+
+async fn concurrent_takes_yield_one_winner(s: Store) {
+    for round in 0..5 {
+        let key = format!("race{round}");
+        s.put(&key, "v", TTL).await.unwrap();
+        let s = Arc::new(s.clone());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (s, key) = (s.clone(), key.clone());
+                tokio::spawn(async move { s.take(&key).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap().is_some());
+        }
+        assert_eq!(winners, 1, "exactly one concurrent take gets the value");
+    }
+}
+
+async fn put_if_absent_is_first_writer_wins(s: Store) {
+    assert!(s.put_if_absent("assertion-id", "1", TTL).await.unwrap());
+    assert!(
+        !s.put_if_absent("assertion-id", "2", TTL).await.unwrap(),
+        "replay refused"
+    );
+    assert_eq!(
+        s.get("assertion-id").await.unwrap().as_deref(),
+        Some("1"),
+        "first value kept"
+    );
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.put_if_absent("contended", &i.to_string(), TTL)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for t in tasks {
+        firsts += usize::from(t.await.unwrap());
+    }
+    assert_eq!(firsts, 1, "exactly one concurrent writer wins");
+}
+
+async fn counters_count_within_a_window(s: Store) {
+    assert_eq!(s.incr("hits", Duration::from_millis(400)).await.unwrap(), 1);
+    assert_eq!(s.incr("hits", Duration::from_millis(400)).await.unwrap(), 2);
+    assert_eq!(
+        s.incr("hits", Duration::from_secs(60)).await.unwrap(),
+        3,
+        "later TTLs do not extend the window"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        s.incr("hits", Duration::from_millis(400)).await.unwrap(),
+        1,
+        "a new window starts at 1"
+    );
+}
+
+async fn values_expire(s: Store) {
+    let short = Duration::from_millis(300);
+    s.put("p", "v", short).await.unwrap();
+    assert!(s.put_if_absent("n", "v", short).await.unwrap());
+    s.put("t", "v", short).await.unwrap();
+    assert_eq!(s.get("p").await.unwrap().as_deref(), Some("v"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.get("p").await.unwrap(), None, "put expires");
+    assert_eq!(
+        s.take("t").await.unwrap(),
+        None,
+        "take after expiry finds nothing"
+    );
+    assert!(
+        s.put_if_absent("n", "again", TTL).await.unwrap(),
+        "an expired replay entry frees the id"
+    );
+}
+
+async fn values_round_trip_unchanged(s: Store) {
+    let tricky = "{\"json\":\"ünïcødé\",\"nl\":\"a\\nb\"} \r\n\t\u{0}end";
+    s.put("raw", tricky, TTL).await.unwrap();
+    assert_eq!(s.get("raw").await.unwrap().as_deref(), Some(tricky));
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory_backend {
+            $( #[tokio::test] async fn $name() { super::$name(super::memory()).await } )*
+        }
+        mod redis_backend {
+            $( #[tokio::test] async fn $name() { super::$name(super::redis()).await } )*
+        }
+    };
+}
+
+contract!(
+    put_get_delete,
+    take_is_single_use,
+    concurrent_takes_yield_one_winner,
+    put_if_absent_is_first_writer_wins,
+    counters_count_within_a_window,
+    values_expire,
+    values_round_trip_unchanged,
+);
+
+#[tokio::test]
+async fn an_unreachable_redis_is_an_error_never_not_found() {
+    let port = crate::helpers::free_port(); // nothing listens there
+    let s = Store::Redis(
+        RedisStore::new(
+            &SecretString::from(format!("redis://127.0.0.1:{port}/")),
+            "x:",
+        )
+        .unwrap(),
+    );
+    assert!(
+        matches!(s.take("k").await, Err(StoreError::Unavailable(_))),
+        "take fails closed"
+    );
+    assert!(
+        matches!(s.get("k").await, Err(StoreError::Unavailable(_))),
+        "get fails closed"
+    );
+    assert!(
+        s.put_if_absent("k", "v", TTL).await.is_err(),
+        "replay check fails closed"
+    );
+    assert!(s.ping().await.is_err());
+}
+
+#[tokio::test]
+async fn a_full_memory_store_refuses_new_keys_but_serves_existing_ones() {
+    let s = Store::Memory(MemoryStore::new("cap:", 2));
+    s.put("a", "1", TTL).await.unwrap();
+    s.put("b", "2", TTL).await.unwrap();
+    assert!(matches!(
+        s.put("c", "3", TTL).await,
+        Err(StoreError::Full(2))
+    ));
+    s.put("a", "1b", TTL)
+        .await
+        .expect("overwriting an existing key is allowed");
+    assert_eq!(s.take("b").await.unwrap().as_deref(), Some("2"));
+    s.put("c", "3", TTL).await.expect("room again after a take");
+}

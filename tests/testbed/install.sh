@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what rolegate's tests need on a Debian 12 machine, and nothing that is already
+# there. Safe to run again. Needs root (or sudo) for apt.
+set -euo pipefail
+
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "testbed: installing ${need_apt[*]} (apt)"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+echo "testbed: redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p') ready"
