@@ -141,6 +141,9 @@ impl IdpProtocol {
 #[derive(Debug, Clone)]
 pub struct OidcSettings {
     pub issuer: Url,
+    /// The issuer exactly as configured: compared byte for byte with the discovery
+    /// document and the `iss` claim (`Url` would add a trailing slash).
+    pub issuer_id: String,
     pub client_id: String,
     /// Absent for a public client (PKCE only).
     pub client_secret: Option<SecretString>,

@@ -762,6 +762,7 @@ fn convert_idp(
                 id,
                 protocol: IdpProtocol::Oidc(OidcSettings {
                     issuer: issuer?,
+                    issuer_id: raw.issuer.clone(),
                     client_id: raw.client_id,
                     client_secret,
                     scopes,

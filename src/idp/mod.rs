@@ -7,6 +7,8 @@
 //! claim set according to the IdP's config. `rolegate explain` uses the same function on
 //! a claims file, so "what if" answers match what a real login would get.
 
+pub mod oidc;
+
 use serde_json::Value as Json;
 
 use crate::config::IdpConfig;
@@ -98,4 +100,49 @@ pub fn identity_from_claims(idp: &IdpConfig, claims: Json) -> Result<IdentityCla
 
 fn lookup<'a>(claims: &'a Json, path: &str) -> Option<&'a Json> {
     ClaimPath::parse(path).ok()?.lookup(claims)
+}
+
+/// An identity that an IdP vouched for and rolegate verified. Only this module can make
+/// one from a login (`verified`), so a handler cannot put unverified claims in a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedIdentity(IdentityClaims);
+
+impl VerifiedIdentity {
+    pub(crate) fn verified(claims: IdentityClaims) -> Self {
+        Self(claims)
+    }
+
+    /// Re-creates an identity from rolegate's own server-side session record, which only
+    /// rolegate writes, after a verified login.
+    pub(crate) fn from_session(claims: IdentityClaims) -> Self {
+        Self(claims)
+    }
+
+    pub fn claims(&self) -> &IdentityClaims {
+        &self.0
+    }
+}
+
+/// Verifies a finished OIDC login and builds the identity. The claim set comes from a
+/// signature-checked ID token (and matching userinfo), see `oidc::OidcProvider::finish`.
+pub async fn finish_oidc_login(
+    provider: &oidc::OidcProvider,
+    code: &str,
+    pkce_verifier: &str,
+    nonce: &str,
+    iss_param: Option<&str>,
+) -> Result<VerifiedIdentity, LoginError> {
+    let claims = provider
+        .finish(code, pkce_verifier, nonce, iss_param)
+        .await?;
+    let identity = identity_from_claims(&provider.idp, claims)?;
+    Ok(VerifiedIdentity::verified(identity))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
+    #[error(transparent)]
+    Claims(#[from] ClaimsError),
 }

@@ -11,6 +11,7 @@ mod metrics;
 mod middleware;
 mod pages;
 mod routes;
+mod session;
 mod startup;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use middleware::RequestId;
 pub use startup::{Application, ShutdownHandle};
 
 use crate::config::Config;
+use crate::idp::oidc::OidcProvider;
 use crate::store::Store;
 
 /// Everything a handler may need, shared by all workers (`web::Data<AppState>`).
@@ -30,6 +32,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The configured OIDC IdPs, with their discovered metadata and key caches.
+    pub oidc: Vec<Arc<OidcProvider>>,
     /// Set when shutdown begins, so `/readyz` fails first and load balancers drain us.
     pub shutting_down: Arc<AtomicBool>,
 }

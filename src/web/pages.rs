@@ -11,3 +11,43 @@ pub struct ErrorPage<'a> {
     pub request_id: &'a str,
     pub status: u16,
 }
+
+pub struct IdpLink<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+pub struct SignInPage<'a> {
+    pub idps: Vec<IdpLink<'a>>,
+}
+
+pub struct RoleEntry {
+    pub id: String,
+    pub display_name: String,
+    pub arn: String,
+    pub max_duration: String,
+}
+
+pub struct AccountGroup {
+    pub display_name: String,
+    pub number: String,
+    pub roles: Vec<RoleEntry>,
+}
+
+#[derive(Template)]
+#[template(path = "roles.html")]
+pub struct RolePickerPage<'a> {
+    pub username: &'a str,
+    pub idp_name: &'a str,
+    pub accounts: Vec<AccountGroup>,
+    pub groups: Vec<&'a str>,
+    pub csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "signedout.html")]
+pub struct SignedOutPage {
+    pub idp_logout_url: Option<String>,
+}

@@ -11,9 +11,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, observe, security_headers};
-use super::routes::{assets, fallback, health};
+use super::routes::{assets, fallback, health, login};
 use super::{ApiError, AppState, Metrics, PageError};
-use crate::config::Config;
+use crate::config::{Config, IdpProtocol};
+use crate::idp::oidc::OidcProvider;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,28 @@ impl Application {
         let body_limit = config.server.body_limit;
         let shutdown_timeout = config.server.shutdown_timeout.as_secs().max(1);
         let workers = config.server.workers;
+        let oidc: Vec<Arc<OidcProvider>> = config
+            .idps
+            .iter()
+            .filter_map(|i| match &i.protocol {
+                IdpProtocol::Oidc(o) => Some(Arc::new(OidcProvider::new(
+                    i.clone(),
+                    o.clone(),
+                    &config.server.public_url,
+                ))),
+                IdpProtocol::Saml(_) => None,
+            })
+            .collect();
+        // Discovery runs in the background: the broker serves while an IdP is down.
+        for p in &oidc {
+            tokio::spawn(p.clone().discover_until_ready());
+        }
+        let mut callback_paths: Vec<String> =
+            oidc.iter().map(|p| p.redirect_path().to_owned()).collect();
+        callback_paths.sort();
+        callback_paths.dedup();
         let state = web::Data::new(AppState {
+            oidc,
             config: Arc::new(config),
             store,
             metrics: Arc::new(Metrics::new()),
@@ -75,7 +97,7 @@ impl Application {
         });
 
         let mut server = HttpServer::new(move || {
-            App::new()
+            let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(headers.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
@@ -96,7 +118,17 @@ impl Application {
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(health::metrics))
                 .route("/static/rolegate.css", web::get().to(assets::stylesheet))
-                .default_service(web::to(fallback::not_found))
+                .route("/", web::get().to(login::home))
+                .route("/login/{idp}", web::get().to(login::start))
+                .route("/logout", web::post().to(login::logout))
+                .route(
+                    "/roles/{role}/{action:console|credentials}",
+                    web::post().to(login::role_action),
+                );
+            for path in &callback_paths {
+                app = app.route(path, web::get().to(login::callback));
+            }
+            app.default_service(web::to(fallback::not_found))
         })
         .disable_signals()
         .shutdown_timeout(shutdown_timeout);

@@ -189,3 +189,142 @@ pub async fn spawn_app(config: Config) -> TestApp {
         shutdown,
     }
 }
+
+/// The real OpenID Provider (npm oidc-provider, tests/testbed/op) on a free port, killed
+/// on drop. `redirect` is the broker callback it accepts.
+pub struct OidcProvider {
+    pub port: u16,
+    child: Child,
+    pub jwks_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OidcProvider {
+    pub fn start(redirect: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks_file = dir.path().join("jwks.json");
+        let port = free_port();
+        let child = Self::spawn(port, redirect, &jwks_file, "key-1");
+        Self {
+            port,
+            child,
+            jwks_file,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(port: u16, redirect: &str, jwks: &Path, kid: &str) -> Child {
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .current_dir("tests/testbed/op")
+            .env("OP_PORT", port.to_string())
+            .env("OP_REDIRECTS", redirect)
+            .env("OP_JWKS_FILE", jwks)
+            .env("OP_KID", kid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run node; tests/run.sh installs the test OP");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("oidc-provider did not start on port {port}");
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Restarts the provider with a brand-new signing key (a new kid): key rotation.
+    pub fn rotate_key(&mut self, redirect: &str, kid: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.jwks_file);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Self::spawn(self.port, redirect, &self.jwks_file, kid);
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A broker on a chosen free port with one OIDC IdP ("corp") pointing at a fresh OP.
+pub struct OidcSetup {
+    pub app: TestApp,
+    pub op: OidcProvider,
+    pub callback: String,
+}
+
+pub async fn spawn_with_oidc() -> OidcSetup {
+    let broker_port = free_port();
+    let callback = format!("http://127.0.0.1:{broker_port}/oidc/corp/callback");
+    let op = OidcProvider::start(&callback);
+    let extra = format!(
+        r#"
+[[idp]]
+id = "corp"
+kind = "oidc"
+display_name = "Corp SSO"
+issuer = "{issuer}"
+client_id = "broker"
+client_secret = {{ file = "../testbed/op/client-secret" }}
+scopes = ["email", "profile", "groups"]
+
+[[account]]
+id = "prod"
+number = "111122223333"
+display_name = "Production"
+
+[[role]]
+id = "prod-admin"
+arn = "arn:aws:iam::111122223333:role/Admin"
+account = "prod"
+display_name = "Administrator"
+
+[[rule]]
+id = "admins"
+when = {{ group = "aws-admins" }}
+grant = ["prod-admin", "dev-admin"]
+
+[[rule]]
+id = "devs"
+when = {{ group = "developers" }}
+grant = ["dev-admin"]
+"#,
+        issuer = op.issuer()
+    );
+    let mut config = config_from("store = \"memory\"", &extra);
+    config.server.listen = format!("127.0.0.1:{broker_port}").parse().unwrap();
+    config.server.public_url = format!("http://127.0.0.1:{broker_port}").parse().unwrap();
+    let app = spawn_app(config).await;
+    // Wait until discovery succeeded (it runs in the background).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+        if body["idps_unavailable"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "OIDC discovery did not succeed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    OidcSetup { app, op, callback }
+}

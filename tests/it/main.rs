@@ -10,5 +10,7 @@ mod cli;
 mod config;
 /// `/healthz`, `/readyz`, `/metrics`, security headers, error pages.
 mod health;
+/// OIDC sign-in against a real OpenID Provider, and the hostile cases.
+mod oidc;
 /// The store contract, run against both backends.
 mod store;

@@ -16,3 +16,16 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 echo "testbed: redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p') ready"
+
+# The real OpenID Provider for the OIDC tests (npm oidc-provider), from its lock file.
+here="$(cd "$(dirname "$0")" && pwd)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "testbed: installing nodejs and npm (apt)"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ ! -d "$here/op/node_modules/oidc-provider" ]; then
+  echo "testbed: npm ci in tests/testbed/op"
+  (cd "$here/op" && npm ci --no-audit --no-fund --silent)
+fi
+echo "testbed: node $(node --version), oidc-provider ready"

@@ -32,10 +32,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "unavailable"
         }
     };
+    // An IdP whose discovery has not succeeded cannot sign anyone in; the broker is still
+    // ready for the others, so this is reported but does not fail readiness.
+    let idps_unavailable: Vec<&str> = state
+        .oidc
+        .iter()
+        .filter(|p| !p.is_ready())
+        .map(|p| p.idp.id.as_str())
+        .collect();
     let ready = store == "ok" && !shutting_down;
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "store": { "backend": state.store.backend(), "status": store },
+        "idps_unavailable": idps_unavailable,
         "shutting_down": shutting_down,
     });
     let mut res = if ready {

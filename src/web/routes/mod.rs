@@ -3,3 +3,4 @@
 pub mod assets;
 pub mod fallback;
 pub mod health;
+pub mod login;

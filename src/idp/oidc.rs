@@ -1,0 +1,435 @@
+//! OpenID Connect relying party: authorization code flow with PKCE (S256), `state` and
+//! `nonce`, against any number of configured IdPs.
+//!
+//! Built on `openidconnect` for discovery, the code exchange and ID-token signature,
+//! issuer, audience, expiry and nonce checks, and adds what the crate leaves out
+//! (SECURITY-BAR J6–J18): a per-IdP asymmetric algorithm allow-list, leeway on `exp`,
+//! `iat` not in the future, `azp`, the RFC 9207 `iss` parameter, userinfo `sub` equality,
+//! and JWKS refetch on an unknown `kid` (at most once per 10 s, single flight, keeping the
+//! last good keys when a refetch fails).
+//!
+//! Discovery runs in the background with backoff, so the broker starts and serves while an
+//! IdP is down; until it succeeds that IdP's sign-in answers "temporarily unavailable".
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use openidconnect::core::{
+    CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata, CoreResponseType,
+};
+use openidconnect::{
+    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, SignatureVerificationError, TokenResponse, reqwest,
+};
+use secrecy::ExposeSecret;
+use serde_json::Value as Json;
+use url::Url;
+
+use crate::config::{IdpConfig, OidcSettings};
+
+/// How often an unknown `kid` may trigger a JWKS refetch, per IdP.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("the identity provider is not available yet (discovery has not succeeded)")]
+    Unavailable,
+    #[error("the callback's iss parameter {got:?} is not this IdP's issuer")]
+    IssuerMismatch { got: String },
+    #[error("the identity provider refused the code exchange: {0}")]
+    TokenExchange(String),
+    #[error("the token response holds no ID token")]
+    NoIdToken,
+    #[error("the ID token is invalid: {0}")]
+    InvalidIdToken(String),
+    #[error("the ID token is signed with a key the IdP does not publish")]
+    UnknownSigningKey,
+    #[error("userinfo failed: {0}")]
+    Userinfo(String),
+}
+
+struct Discovered {
+    metadata: CoreProviderMetadata,
+    /// From the raw discovery document (the typed metadata has no field for it).
+    end_session_endpoint: Option<Url>,
+}
+
+/// One configured OIDC IdP: its settings, discovered metadata and cached keys.
+pub struct OidcProvider {
+    pub idp: IdpConfig,
+    settings: OidcSettings,
+    redirect_url: RedirectUrl,
+    http: reqwest::Client,
+    discovered: RwLock<Option<Arc<Discovered>>>,
+    /// When the JWKS was last (re)fetched; the lock also makes refetches single-flight.
+    last_jwks_fetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+fn algorithm(name: &str) -> Option<CoreJwsSigningAlgorithm> {
+    use CoreJwsSigningAlgorithm as A;
+    Some(match name {
+        "RS256" => A::RsaSsaPkcs1V15Sha256,
+        "RS384" => A::RsaSsaPkcs1V15Sha384,
+        "RS512" => A::RsaSsaPkcs1V15Sha512,
+        "PS256" => A::RsaSsaPssSha256,
+        "PS384" => A::RsaSsaPssSha384,
+        "PS512" => A::RsaSsaPssSha512,
+        "ES256" => A::EcdsaP256Sha256,
+        "ES384" => A::EcdsaP384Sha384,
+        "EdDSA" => A::EdDsa,
+        _ => return None,
+    })
+}
+
+/// The HTTP client toward IdPs: no redirects (SSRF, J17) and bounded timeouts.
+pub fn idp_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a reqwest client with static settings builds")
+}
+
+/// What a started login keeps server-side, under its `state`.
+pub struct LoginStart {
+    pub authorize_url: Url,
+    pub pkce_verifier: String,
+}
+
+impl OidcProvider {
+    pub fn new(idp: IdpConfig, settings: OidcSettings, public_url: &Url) -> Self {
+        let redirect = public_url
+            .join(&settings.redirect_path)
+            .expect("redirect_path is validated as an absolute path");
+        Self {
+            idp,
+            redirect_url: RedirectUrl::from_url(redirect),
+            settings,
+            http: idp_http_client(),
+            discovered: RwLock::new(None),
+            last_jwks_fetch: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn redirect_path(&self) -> &str {
+        &self.settings.redirect_path
+    }
+
+    pub fn issuer(&self) -> &Url {
+        &self.settings.issuer
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.discovered.read().map(|d| d.is_some()).unwrap_or(false)
+    }
+
+    fn current(&self) -> Result<Arc<Discovered>, OidcError> {
+        self.discovered
+            .read()
+            .ok()
+            .and_then(|d| d.clone())
+            .ok_or(OidcError::Unavailable)
+    }
+
+    /// Discovers the IdP (metadata + JWKS). The crate rejects metadata whose `issuer`
+    /// differs from the configured one (J17).
+    pub async fn discover(&self) -> Result<(), String> {
+        let issuer = IssuerUrl::new(self.settings.issuer_id.clone()).map_err(|e| e.to_string())?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| format!("{e}"))?;
+        *self.last_jwks_fetch.lock().await = Some(tokio::time::Instant::now());
+        let end_session_endpoint = self.end_session_from_discovery().await;
+        if let Ok(mut d) = self.discovered.write() {
+            *d = Some(Arc::new(Discovered {
+                metadata,
+                end_session_endpoint,
+            }));
+        }
+        Ok(())
+    }
+
+    async fn end_session_from_discovery(&self) -> Option<Url> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.issuer_id.trim_end_matches('/')
+        );
+        let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
+        let doc: Json = serde_json::from_slice(&body).ok()?;
+        doc.get("end_session_endpoint")?
+            .as_str()
+            .and_then(|s| Url::parse(s).ok())
+    }
+
+    /// Retries discovery with exponential backoff (1 s to 60 s) until it succeeds.
+    pub async fn discover_until_ready(self: Arc<Self>) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match self.discover().await {
+                Ok(()) => {
+                    tracing::info!(idp = %self.idp.id, issuer = %self.settings.issuer, "OIDC discovery succeeded");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(idp = %self.idp.id, error = %e, retry_in_s = delay.as_secs(), "OIDC discovery failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// Refetches the JWKS after an unknown `kid`, at most once per interval. A failed
+    /// fetch keeps the last good keys. Returns whether new keys were installed.
+    async fn refetch_jwks(&self) -> bool {
+        let mut last = self.last_jwks_fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
+            return false;
+        }
+        *last = Some(tokio::time::Instant::now());
+        let Ok(current) = self.current() else {
+            return false;
+        };
+        let uri = current.metadata.jwks_uri().clone();
+        match CoreJsonWebKeySet::fetch_async(&uri, &self.http).await {
+            Ok(jwks) => {
+                let metadata = current.metadata.clone().set_jwks(jwks);
+                if let Ok(mut d) = self.discovered.write() {
+                    *d = Some(Arc::new(Discovered {
+                        metadata,
+                        end_session_endpoint: current.end_session_endpoint.clone(),
+                    }));
+                }
+                tracing::info!(idp = %self.idp.id, "JWKS refetched after an unknown key id");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(idp = %self.idp.id, error = %e, "JWKS refetch failed; keeping the last good keys");
+                false
+            }
+        }
+    }
+
+    fn client(
+        &self,
+        d: &Discovered,
+    ) -> CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    > {
+        CoreClient::from_provider_metadata(
+            d.metadata.clone(),
+            ClientId::new(self.settings.client_id.clone()),
+            self.settings
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose_secret().to_owned())),
+        )
+        .set_redirect_uri(self.redirect_url.clone())
+    }
+
+    /// Builds the authorization URL for a login whose `state` and `nonce` the caller
+    /// generated and stores. PKCE is always S256.
+    pub fn start(&self, state: &str, nonce: &str) -> Result<LoginStart, OidcError> {
+        let d = self.current()?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (state, nonce) = (state.to_owned(), nonce.to_owned());
+        let client = self.client(&d);
+        let mut req = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            .set_pkce_challenge(challenge);
+        for s in &self.settings.scopes {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        let (url, _, _) = req.url();
+        Ok(LoginStart {
+            authorize_url: url,
+            pkce_verifier: verifier.secret().clone(),
+        })
+    }
+
+    /// Finishes a login: exchanges the code, verifies the ID token fully, reads userinfo
+    /// when configured, and returns the verified claim set.
+    pub async fn finish(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+        iss_param: Option<&str>,
+    ) -> Result<Json, OidcError> {
+        // RFC 9207: when the IdP names itself in the callback, it must be the IdP this
+        // login was started at (mix-up defence; the IdP itself came from stored state).
+        if let Some(iss) = iss_param
+            && iss != self.settings.issuer_id
+        {
+            return Err(OidcError::IssuerMismatch {
+                got: iss.to_owned(),
+            });
+        }
+        let d = self.current()?;
+        let token = self
+            .client(&d)
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| OidcError::TokenExchange(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::TokenExchange(token_error(&e)))?;
+        let id_token = token.id_token().ok_or(OidcError::NoIdToken)?.clone();
+        let claims = match self.verify(&d, &id_token, nonce) {
+            // Key rotation: an unknown `kid` triggers one (rate-limited) JWKS refetch.
+            Err(OidcError::UnknownSigningKey) if self.refetch_jwks().await => {
+                self.verify(&*self.current()?, &id_token, nonce)?
+            }
+            other => other?,
+        };
+        if self.settings.use_userinfo {
+            let userinfo = self.userinfo(&d, token.access_token().secret()).await?;
+            return merge_userinfo(claims, userinfo);
+        }
+        Ok(claims)
+    }
+
+    fn verify(&self, d: &Discovered, token: &CoreIdToken, nonce: &str) -> Result<Json, OidcError> {
+        let leeway = self.settings.leeway;
+        let algs: Vec<CoreJwsSigningAlgorithm> = self
+            .settings
+            .allowed_algorithms
+            .iter()
+            .filter_map(|a| algorithm(a))
+            .collect();
+        let issuer = IssuerUrl::new(self.settings.issuer_id.clone())
+            .map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
+        let verifier = match &self.settings.client_secret {
+            Some(secret) => CoreIdTokenVerifier::new_confidential_client(
+                ClientId::new(self.settings.client_id.clone()),
+                ClientSecret::new(secret.expose_secret().to_owned()),
+                issuer,
+                d.metadata.jwks().clone(),
+            ),
+            None => CoreIdTokenVerifier::new_public_client(
+                ClientId::new(self.settings.client_id.clone()),
+                issuer,
+                d.metadata.jwks().clone(),
+            ),
+        }
+        .set_allowed_algs(algs)
+        // The crate checks `exp` with zero leeway; shifting its clock back by the leeway
+        // tolerates that much skew.
+        .set_time_fn(move || chrono_now() - chrono::Duration::from_std(leeway).unwrap_or_default());
+        let nonce = Nonce::new(nonce.to_owned());
+        let verified = token.claims(&verifier, &nonce).map_err(|e| match e {
+            ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            ) => OidcError::UnknownSigningKey,
+            other => OidcError::InvalidIdToken(token_error(&other)),
+        })?;
+
+        let now = chrono_now();
+        let leeway = chrono::Duration::from_std(leeway).unwrap_or_default();
+        if verified.issue_time() > now + leeway {
+            return Err(OidcError::InvalidIdToken("iat is in the future".into()));
+        }
+        let auds = verified.audiences();
+        match verified.authorized_party() {
+            Some(azp) if azp.as_str() != self.settings.client_id => {
+                return Err(OidcError::InvalidIdToken(format!(
+                    "azp {:?} is not this client",
+                    azp.as_str()
+                )));
+            }
+            None if auds.len() > 1 => {
+                return Err(OidcError::InvalidIdToken(
+                    "several audiences but no azp".into(),
+                ));
+            }
+            _ => {}
+        }
+        // The signature covered these exact bytes: read every claim (groups and any
+        // custom claim the rules use) from them.
+        decode_payload(&token.to_string())
+    }
+
+    async fn userinfo(&self, d: &Discovered, access_token: &str) -> Result<Json, OidcError> {
+        let Some(endpoint) = d.metadata.userinfo_endpoint() else {
+            return Err(OidcError::Userinfo(
+                "the IdP publishes no userinfo endpoint".into(),
+            ));
+        };
+        let res = self
+            .http
+            .get(endpoint.url().clone())
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| OidcError::Userinfo(e.to_string()))?;
+        if !res.status().is_success() {
+            return Err(OidcError::Userinfo(format!("status {}", res.status())));
+        }
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| OidcError::Userinfo(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| OidcError::Userinfo(format!("not JSON: {e}")))
+    }
+
+    /// The IdP's end-session endpoint, when it publishes one.
+    pub fn end_session_url(&self) -> Option<Url> {
+        self.current().ok()?.end_session_endpoint.clone()
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn token_error<E: std::error::Error>(e: &E) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn decode_payload(jwt: &str) -> Result<Json, OidcError> {
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| OidcError::InvalidIdToken("not a JWS".into()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| OidcError::InvalidIdToken("payload is not base64url".into()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| OidcError::InvalidIdToken("payload is not JSON".into()))
+}
+
+/// Adds userinfo claims to the ID-token claims. The userinfo `sub` must be the ID token's
+/// (J18); ID-token claims win on conflict, since they are signed.
+fn merge_userinfo(mut claims: Json, userinfo: Json) -> Result<Json, OidcError> {
+    if userinfo.get("sub") != claims.get("sub") {
+        return Err(OidcError::Userinfo(
+            "userinfo sub differs from the ID token's sub".into(),
+        ));
+    }
+    if let (Some(c), Some(u)) = (claims.as_object_mut(), userinfo.as_object()) {
+        for (k, v) in u {
+            c.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    Ok(claims)
+}

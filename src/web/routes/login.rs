@@ -1,0 +1,483 @@
+//! The browser sign-in path: sign-in page, OIDC login start and callback, the role
+//! picker, logout, and the role action forms.
+//!
+//! Login state (`state`, nonce, PKCE verifier, the IdP, a browser-binding value) is kept
+//! server-side under the random `state` for 10 minutes and consumed atomically by the
+//! callback: single use, and a store failure means nobody gets in.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, LOCATION, USER_AGENT};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::fallback::request_id;
+use crate::idp::{self, LoginError, oidc::OidcError};
+use crate::web::pages::{
+    AccountGroup, IdpLink, RoleEntry, RolePickerPage, SignInPage, SignedOutPage,
+};
+use crate::web::session::{self, Session};
+use crate::web::{AppState, PageError};
+
+const LOGIN_TTL: Duration = Duration::from_secs(600);
+
+#[derive(Serialize, Deserialize)]
+struct PendingLogin {
+    idp: String,
+    nonce: String,
+    pkce_verifier: String,
+    /// Equals the login cookie of the browser that started the login.
+    binding: String,
+}
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+fn render<T: Template>(page: T, req: &HttpRequest) -> Result<HttpResponse, PageError> {
+    page.render().map(html).map_err(|e| {
+        tracing::error!(error = %e, "template failed to render");
+        PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The page could not be shown.",
+            &request_id(req),
+        )
+    })
+}
+
+fn store_down(req: &HttpRequest, e: impl std::fmt::Display) -> PageError {
+    tracing::error!(error = %e, "state store unavailable");
+    PageError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable",
+        "rolegate cannot reach its session store right now, so nobody can sign in. Try again in a minute.",
+        &request_id(req),
+    )
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+fn audit_login(
+    req: &HttpRequest,
+    state: &AppState,
+    idp: &str,
+    subject: &str,
+    outcome: &str,
+    reason: &str,
+) {
+    let ip = crate::web::client_ip(req, &state.config.server.trusted_proxies)
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    let ua = req
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info!(
+        target: "audit",
+        event = "login",
+        idp,
+        subject,
+        outcome,
+        reason,
+        client_ip = %ip,
+        user_agent = ua,
+        request_id = %request_id(req),
+        "login {outcome}"
+    );
+}
+
+/// `GET /`: the role picker when signed in; otherwise the sign-in page (or straight to
+/// the IdP when only one is configured).
+pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let config = &state.config;
+    match session::load(&req, &state.store, config)
+        .await
+        .map_err(|e| store_down(&req, e))?
+    {
+        Some(s) => role_picker(&req, &state, &s),
+        None => {
+            if config.idps.len() == 1 {
+                return Ok(see_other(&format!("/login/{}", config.idps[0].id)));
+            }
+            let idps = config
+                .idps
+                .iter()
+                .map(|i| IdpLink {
+                    id: i.id.as_str(),
+                    display_name: &i.display_name,
+                })
+                .collect();
+            render(SignInPage { idps }, &req)
+        }
+    }
+}
+
+fn role_picker(
+    req: &HttpRequest,
+    state: &AppState,
+    s: &Session,
+) -> Result<HttpResponse, PageError> {
+    let config = &state.config;
+    let identity = s.identity.claims();
+    let evaluation = config.rules.evaluate(identity);
+    let mut accounts: Vec<AccountGroup> = Vec::new();
+    for account in &config.accounts {
+        let roles: Vec<RoleEntry> = config
+            .roles
+            .iter()
+            .filter(|r| r.account == account.id)
+            .filter_map(|r| {
+                evaluation.grant(r.id.as_str()).map(|g| RoleEntry {
+                    id: r.id.to_string(),
+                    display_name: r.display_name.clone(),
+                    arn: r.arn.to_string(),
+                    max_duration: g.max_duration.to_string(),
+                })
+            })
+            .collect();
+        if !roles.is_empty() {
+            accounts.push(AccountGroup {
+                display_name: account.display_name.clone(),
+                number: account.number.to_string(),
+                roles,
+            });
+        }
+    }
+    let idp_name = config
+        .idp(identity.idp.as_str())
+        .map(|i| i.display_name.as_str())
+        .unwrap_or("your IdP");
+    render(
+        RolePickerPage {
+            username: &identity.username,
+            idp_name,
+            accounts,
+            groups: identity.groups.iter().map(|g| g.as_str()).collect(),
+            csrf: &s.csrf,
+        },
+        req,
+    )
+}
+
+/// `GET /login/{idp}`: starts an OIDC login at that IdP.
+pub async fn start(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let id = request_id(&req);
+    let Some(provider) = state
+        .oidc
+        .iter()
+        .find(|p| p.idp.id.as_str() == path.as_str())
+    else {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "Unknown sign-in",
+            "There is no such sign-in option.",
+            &id,
+        ));
+    };
+    let login_state = session::random_token();
+    let nonce = session::random_token();
+    let binding = session::random_token();
+    let started = provider.start(&login_state, &nonce).map_err(|e| {
+        tracing::warn!(idp = %provider.idp.id, error = %e, "sign-in started while the IdP is unavailable");
+        PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in temporarily unavailable",
+            format!("{} cannot be reached right now. Try again in a minute.", provider.idp.display_name),
+            &id,
+        )
+    })?;
+    let pending = PendingLogin {
+        idp: provider.idp.id.to_string(),
+        nonce,
+        pkce_verifier: started.pkce_verifier,
+        binding: binding.clone(),
+    };
+    let json = serde_json::to_string(&pending).map_err(|e| store_down(&req, e))?;
+    state
+        .store
+        .put(&format!("oidc:state:{login_state}"), &json, LOGIN_TTL)
+        .await
+        .map_err(|e| store_down(&req, e))?;
+    let config = &state.config;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, started.authorize_url.as_str()))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .cookie(session::cookie(
+            config,
+            session::login_cookie_name(config),
+            binding,
+            Some(LOGIN_TTL),
+        ))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+}
+
+fn login_failed(req: &HttpRequest, status: StatusCode, title: &str, message: &str) -> PageError {
+    PageError::new(status, title, message, &request_id(req))
+}
+
+/// The OIDC redirect URI(s). The IdP this callback belongs to comes from the stored
+/// state, never from the request.
+pub async fn callback(
+    req: HttpRequest,
+    query: web::Query<CallbackQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let config = &state.config;
+    let fail = |idp: &str, status, title: &str, message: &str, reason: &str| {
+        audit_login(&req, &state, idp, "", "failure", reason);
+        login_failed(&req, status, title, message)
+    };
+    let Some(login_state) = query
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+    else {
+        return Err(fail(
+            "",
+            StatusCode::BAD_REQUEST,
+            "Sign-in link incomplete",
+            "The sign-in response has no state. Start again.",
+            "missing state",
+        ));
+    };
+    let pending = state
+        .store
+        .take(&format!("oidc:state:{login_state}"))
+        .await
+        .map_err(|e| store_down(&req, e))?;
+    let Some(pending) = pending else {
+        return Err(fail(
+            "",
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in is unknown, expired or was already used. Start again.",
+            "unknown or replayed state",
+        ));
+    };
+    let pending: PendingLogin = serde_json::from_str(&pending).map_err(|e| store_down(&req, e))?;
+    let binding = req
+        .cookie(session::login_cookie_name(config))
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if !session::tokens_match(&binding, &pending.binding) {
+        return Err(fail(
+            &pending.idp,
+            StatusCode::BAD_REQUEST,
+            "Sign-in started elsewhere",
+            "This sign-in was started in another browser. Start again here.",
+            "browser binding mismatch",
+        ));
+    }
+    let Some(provider) = state.oidc.iter().find(|p| p.idp.id.as_str() == pending.idp) else {
+        return Err(fail(
+            &pending.idp,
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in option no longer exists. Start again.",
+            "IdP no longer configured",
+        ));
+    };
+    if req.path() != provider.redirect_path() {
+        return Err(fail(
+            &pending.idp,
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in response arrived at the wrong address. Start again.",
+            "callback path is not this IdP's",
+        ));
+    }
+    if let Some(error) = &query.error {
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return Err(fail(
+            &pending.idp,
+            StatusCode::FORBIDDEN,
+            "Sign-in refused",
+            &format!(
+                "{} did not sign you in ({code}).",
+                provider.idp.display_name
+            ),
+            &format!("IdP returned error {code}"),
+        ));
+    }
+    let Some(code) = query.code.as_deref() else {
+        return Err(fail(
+            &pending.idp,
+            StatusCode::BAD_REQUEST,
+            "Sign-in link incomplete",
+            "The sign-in response has no code. Start again.",
+            "missing code",
+        ));
+    };
+    let identity = match idp::finish_oidc_login(
+        provider,
+        code,
+        &pending.pkce_verifier,
+        &pending.nonce,
+        query.iss.as_deref(),
+    )
+    .await
+    {
+        Ok(i) => i,
+        Err(e) => {
+            let (status, msg) = match &e {
+                LoginError::Oidc(OidcError::Unavailable) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The identity provider cannot be reached right now.",
+                ),
+                LoginError::Oidc(OidcError::TokenExchange(_))
+                | LoginError::Oidc(OidcError::Userinfo(_)) => (
+                    StatusCode::BAD_GATEWAY,
+                    "The identity provider did not complete the sign-in.",
+                ),
+                _ => (StatusCode::FORBIDDEN, "The sign-in could not be verified."),
+            };
+            tracing::warn!(idp = %pending.idp, error = %e, "OIDC login rejected");
+            return Err(fail(
+                &pending.idp,
+                status,
+                "Sign-in failed",
+                msg,
+                &e.to_string(),
+            ));
+        }
+    };
+    // New session id at every sign-in; whatever session the browser had is discarded.
+    if let Some(old) = req.cookie(session::cookie_name(config)) {
+        let _ = session::destroy(&state.store, old.value()).await;
+    }
+    let subject = identity.claims().subject.clone();
+    let s = session::create(&state.store, config, identity)
+        .await
+        .map_err(|e| store_down(&req, e))?;
+    audit_login(&req, &state, &pending.idp, &subject, "success", "");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, "/"))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .cookie(session::cookie(
+            config,
+            session::cookie_name(config),
+            s.id,
+            None,
+        ))
+        .cookie(session::removal_cookie(
+            config,
+            session::login_cookie_name(config),
+        ))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+async fn require_session_and_csrf(
+    req: &HttpRequest,
+    state: &AppState,
+    form: &CsrfForm,
+) -> Result<Session, PageError> {
+    let id = request_id(req);
+    let s = session::load(req, &state.store, &state.config)
+        .await
+        .map_err(|e| store_down(req, e))?
+        .ok_or_else(|| {
+            PageError::new(
+                StatusCode::UNAUTHORIZED,
+                "Not signed in",
+                "Your session has ended. Sign in again.",
+                &id,
+            )
+        })?;
+    match &form.csrf {
+        Some(t) if session::tokens_match(t, &s.csrf) => Ok(s),
+        _ => {
+            tracing::warn!("form posted without a valid CSRF token");
+            Err(PageError::new(
+                StatusCode::FORBIDDEN,
+                "Request refused",
+                "This form was not sent from your rolegate page. Reload the page and try again.",
+                &id,
+            ))
+        }
+    }
+}
+
+/// `POST /logout`: deletes the session and clears the cookie.
+pub async fn logout(
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let s = require_session_and_csrf(&req, &state, &form).await?;
+    session::destroy(&state.store, &s.id)
+        .await
+        .map_err(|e| store_down(&req, e))?;
+    let idp_logout_url = state
+        .oidc
+        .iter()
+        .find(|p| p.idp.id == s.identity.claims().idp)
+        .and_then(|p| p.end_session_url())
+        .map(|u| u.to_string());
+    let mut res = render(SignedOutPage { idp_logout_url }, &req)?;
+    let _ = res.add_cookie(&session::removal_cookie(
+        &state.config,
+        session::cookie_name(&state.config),
+    ));
+    Ok(res)
+}
+
+/// `POST /roles/{role}/{console|credentials}`: the role actions. Checks session, CSRF and
+/// that the mapping grants the role; issuance itself arrives with the STS issuer.
+pub async fn role_action(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let s = require_session_and_csrf(&req, &state, &form).await?;
+    let (role, _action) = path.into_inner();
+    let id = request_id(&req);
+    let evaluation = state.config.rules.evaluate(s.identity.claims());
+    if evaluation.grant(&role).is_none() {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Role not available",
+            "You are not allowed to use this role.",
+            &id,
+        ));
+    }
+    Err(PageError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "Credential issuance is not configured",
+        "This broker cannot issue AWS credentials yet. Ask your administrator.",
+        &id,
+    ))
+}
