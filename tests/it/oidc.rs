@@ -324,12 +324,11 @@ async fn a_key_rotated_at_the_idp_works_after_a_refetch() {
     assert!(is_signed_in(&s, &client).await);
 }
 
-#[tokio::test]
-async fn role_actions_require_the_csrf_token() {
-    let s = spawn_with_oidc().await;
+/// Signs alice in and returns her browser and the CSRF token from the role picker.
+async fn signed_in_as_alice(s: &OidcSetup) -> (Client, String) {
     let client = browser();
-    let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
-    client.get(&cb).send().await.unwrap();
+    let cb = login_until_callback(s, &client, "alice", "alice-pw").await;
+    assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
     let html = client
         .get(format!("{}/", s.app.address))
         .send()
@@ -341,11 +340,18 @@ async fn role_actions_require_the_csrf_token() {
     let csrf = html
         .split("name=\"csrf\" value=\"")
         .nth(1)
-        .unwrap()
+        .expect("a CSRF field")
         .split('"')
         .next()
         .unwrap()
         .to_owned();
+    (client, csrf)
+}
+
+#[tokio::test]
+async fn role_actions_require_the_csrf_token() {
+    let s = spawn_with_oidc().await;
+    let (client, csrf) = signed_in_as_alice(&s).await;
     let post = |form: Vec<(&'static str, String)>| {
         client
             .post(format!("{}/roles/prod-admin/console", s.app.address))
@@ -415,25 +421,7 @@ async fn a_session_cookie_from_before_login_is_not_reused() {
 #[tokio::test]
 async fn logout_ends_the_session() {
     let s = spawn_with_oidc().await;
-    let client = browser();
-    let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
-    client.get(&cb).send().await.unwrap();
-    let html = client
-        .get(format!("{}/", s.app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (client, csrf) = signed_in_as_alice(&s).await;
     let res = client
         .post(format!("{}/logout", s.app.address))
         .form(&[("csrf", csrf)])
