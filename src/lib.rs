@@ -9,12 +9,14 @@
 //! - [`idp`]: identity providers; the shared claims-to-identity extraction.
 //! - [`store`]: server-side state in Redis or in memory, with atomic single-use reads.
 //! - [`web`]: the actix-web application: routes, pages, errors, metrics.
+//! - [`audit`]: the audit log of sign-ins and credential issuance (JSON lines).
 //! - [`telemetry`]: log subscriber setup.
 //!
 //! See `ARCHITECTURE.md` for how a request flows and the invariants each module keeps.
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod idp;

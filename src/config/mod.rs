@@ -7,7 +7,7 @@
 //! `rolegate check-config` and `rolegate serve` run exactly the same code.
 //!
 //! Environment variables `ROLEGATE_SECTION__KEY=value` override keys of the `[server]`,
-//! `[session]` and `[aws]` tables (e.g. `ROLEGATE_SESSION__STORE=redis`).
+//! `[session]`, `[aws]` and `[audit]` tables (e.g. `ROLEGATE_SESSION__STORE=redis`).
 //!
 //! The configuration is a plain value passed into `Application::build`; there is no global,
 //! so tests can run several differently configured brokers in one process.
@@ -39,6 +39,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub session: SessionConfig,
     pub aws: AwsConfig,
+    pub audit: AuditConfig,
     pub idps: Vec<IdpConfig>,
     pub accounts: Vec<Account>,
     pub roles: Vec<Role>,
@@ -102,6 +103,12 @@ pub struct SessionConfig {
     pub key_prefix: String,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+}
+
+/// Where audit records go: an append-only file, or stdout (`None`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,13 @@ pub struct RawSession {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Append audit records to this file; absent: stdout.
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawAws {
     pub region: Option<String>,
     pub sts_endpoint_url: Option<String>,

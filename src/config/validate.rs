@@ -20,7 +20,7 @@ use crate::mapping::{
     Condition, Effect, GrantSession, MappingRule, MappingRules, RolePattern, RoleTarget, Template,
 };
 
-const SECTIONS: [&str; 3] = ["server", "session", "aws"];
+const SECTIONS: [&str; 4] = ["server", "session", "aws", "audit"];
 const ARRAYS: [&str; 4] = ["idp", "account", "role", "rule"];
 
 pub(super) fn from_str(
@@ -66,7 +66,7 @@ pub(super) fn from_str(
         if !SECTIONS.contains(&key.as_str()) && !ARRAYS.contains(&key.as_str()) {
             errs.push(
                 key.clone(),
-                "unknown key (top-level keys are [server], [session], [aws], [[idp]], [[account]], [[role]], [[rule]])",
+                "unknown key (top-level keys are [server], [session], [aws], [audit], [[idp]], [[account]], [[role]], [[rule]])",
             );
         }
     }
@@ -74,6 +74,10 @@ pub(super) fn from_str(
     let raw_server: RawServer = section(&table, "server", &mut errs).unwrap_or_default();
     let raw_session: RawSession = section(&table, "session", &mut errs).unwrap_or_default();
     let raw_aws: RawAws = section(&table, "aws", &mut errs).unwrap_or_default();
+    let raw_audit: RawAudit = section(&table, "audit", &mut errs).unwrap_or_default();
+    let audit = AuditConfig {
+        file: raw_audit.file.map(|f| base_dir.join(f)),
+    };
 
     let server = convert_server(raw_server, &mut errs);
     let session = convert_session(raw_session, &base_dir, &mut errs);
@@ -220,6 +224,7 @@ pub(super) fn from_str(
         server,
         session,
         aws,
+        audit,
         idps,
         accounts,
         roles,
@@ -251,7 +256,7 @@ fn apply_env(
                 origin: format!("environment {var}"),
                 key: format!("{section}.{key}"),
                 line: None,
-                reason: "overrides are only for keys of [server], [session] and [aws] (ROLEGATE_SECTION__KEY)"
+                reason: "overrides are only for keys of [server], [session], [aws] and [audit] (ROLEGATE_SECTION__KEY)"
                     .into(),
             });
             continue;

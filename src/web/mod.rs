@@ -23,6 +23,7 @@ pub use metrics::Metrics;
 pub use middleware::RequestId;
 pub use startup::{Application, ShutdownHandle};
 
+use crate::audit::{AuditLog, RequestContext};
 use crate::config::Config;
 use crate::idp::oidc::OidcProvider;
 use crate::store::Store;
@@ -32,8 +33,32 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    pub audit: Arc<AuditLog>,
     /// The configured OIDC IdPs, with their discovered metadata and key caches.
     pub oidc: Vec<Arc<OidcProvider>>,
     /// Set when shutdown begins, so `/readyz` fails first and load balancers drain us.
     pub shutting_down: Arc<AtomicBool>,
+}
+
+/// The request facts every audit record carries.
+pub fn request_context(req: &actix_web::HttpRequest, state: &AppState) -> RequestContext {
+    use actix_web::HttpMessage;
+    RequestContext {
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        client_ip: client_ip(req, &state.config.server.trusted_proxies)
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(512)
+            .collect(),
+    }
 }

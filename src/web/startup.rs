@@ -13,6 +13,7 @@ use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 use super::middleware::{SecurityHeaders, observe, security_headers};
 use super::routes::{assets, fallback, health, login};
 use super::{ApiError, AppState, Metrics, PageError};
+use crate::audit::AuditLog;
 use crate::config::{Config, IdpProtocol};
 use crate::idp::oidc::OidcProvider;
 use crate::store::{Store, StoreError};
@@ -27,6 +28,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// A built, bound, not yet running broker.
@@ -63,6 +66,10 @@ impl Application {
             source,
         })?;
         let store = Store::from_config(&config.session)?;
+        let audit = Arc::new(match &config.audit.file {
+            Some(path) => AuditLog::file(path)?,
+            None => AuditLog::stdout(),
+        });
         let shutting_down = Arc::new(AtomicBool::new(false));
         let headers = web::Data::new(SecurityHeaders::new(config.server.is_https()));
         let body_limit = config.server.body_limit;
@@ -93,6 +100,7 @@ impl Application {
             config: Arc::new(config),
             store,
             metrics: Arc::new(Metrics::new()),
+            audit,
             shutting_down: shutting_down.clone(),
         });
 

@@ -143,10 +143,18 @@ account = "dev"
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    shutdown: rolegate::web::ShutdownHandle,
+    shutdown: Option<rolegate::web::ShutdownHandle>,
 }
 
 impl TestApp {
+    fn placeholder() -> Self {
+        Self {
+            address: String::new(),
+            client: reqwest::Client::new(),
+            shutdown: None,
+        }
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))
@@ -165,7 +173,9 @@ impl TestApp {
     }
 
     pub async fn stop(&self) {
-        self.shutdown.shutdown().await;
+        if let Some(s) = &self.shutdown {
+            s.shutdown().await;
+        }
     }
 }
 
@@ -186,7 +196,7 @@ pub async fn spawn_app(config: Config) -> TestApp {
     TestApp {
         address,
         client,
-        shutdown,
+        shutdown: Some(shutdown),
     }
 }
 
@@ -261,19 +271,22 @@ impl Drop for OidcProvider {
     }
 }
 
-/// A broker on a chosen free port with one OIDC IdP ("corp") pointing at a fresh OP.
+/// A broker on a chosen free port with one OIDC IdP ("corp") pointing at a fresh OP, its
+/// audit log in a temporary file.
 pub struct OidcSetup {
     pub app: TestApp,
     pub op: OidcProvider,
     pub callback: String,
+    broker_port: u16,
+    session: String,
+    extra_idps: String,
+    audit_dir: tempfile::TempDir,
 }
 
-pub async fn spawn_with_oidc() -> OidcSetup {
-    let broker_port = free_port();
-    let callback = format!("http://127.0.0.1:{broker_port}/oidc/corp/callback");
-    let op = OidcProvider::start(&callback);
-    let extra = format!(
-        r#"
+impl OidcSetup {
+    fn config(&self) -> Config {
+        let extra = format!(
+            r#"
 [[idp]]
 id = "corp"
 kind = "oidc"
@@ -282,7 +295,7 @@ issuer = "{issuer}"
 client_id = "broker"
 client_secret = {{ file = "../testbed/op/client-secret" }}
 scopes = ["email", "profile", "groups"]
-
+{extra_idps}
 [[account]]
 id = "prod"
 number = "111122223333"
@@ -304,27 +317,90 @@ id = "devs"
 when = {{ group = "developers" }}
 grant = ["dev-admin"]
 "#,
-        issuer = op.issuer()
-    );
-    let mut config = config_from("store = \"memory\"", &extra);
-    config.server.listen = format!("127.0.0.1:{broker_port}").parse().unwrap();
-    config.server.public_url = format!("http://127.0.0.1:{broker_port}").parse().unwrap();
-    let app = spawn_app(config).await;
-    // Wait until discovery succeeded (it runs in the background).
+            issuer = self.op.issuer(),
+            extra_idps = self.extra_idps,
+        );
+        let mut config = config_from(&self.session, &extra);
+        config.server.listen = format!("127.0.0.1:{}", self.broker_port).parse().unwrap();
+        config.server.public_url = format!("http://127.0.0.1:{}", self.broker_port)
+            .parse()
+            .unwrap();
+        config.audit.file = Some(self.audit_dir.path().join("audit.jsonl"));
+        config
+    }
+
+    pub fn audit_path(&self) -> std::path::PathBuf {
+        self.audit_dir.path().join("audit.jsonl")
+    }
+
+    /// Every audit record written so far.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+
+    /// Stops the broker and starts a new one with the same configuration and port.
+    pub async fn restart_broker(&mut self) {
+        self.app.stop().await;
+        let app = spawn_app(self.config()).await;
+        self.app = TestApp {
+            client: self.app.client.clone(),
+            ..app
+        };
+        wait_for_discovery(&self.app).await;
+    }
+}
+
+/// Waits until the broker's discovery of the "corp" IdP has succeeded.
+async fn wait_for_discovery(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
-        if body["idps_unavailable"]
-            .as_array()
-            .is_some_and(|a| a.is_empty())
+        if let Ok(res) = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
         {
-            break;
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            if body["idps_unavailable"]
+                .as_array()
+                .is_some_and(|a| !a.iter().any(|v| v == "corp"))
+            {
+                return;
+            }
         }
         assert!(
             Instant::now() < deadline,
-            "OIDC discovery did not succeed: {body}"
+            "OIDC discovery of corp did not succeed"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    OidcSetup { app, op, callback }
+}
+
+/// One OIDC IdP, the in-memory store.
+pub async fn spawn_with_oidc() -> OidcSetup {
+    spawn_with_oidc_options("store = \"memory\"".into(), String::new()).await
+}
+
+/// `session` is the body of `[session]`; `extra_idps` more `[[idp]]` tables.
+pub async fn spawn_with_oidc_options(session: String, extra_idps: String) -> OidcSetup {
+    let broker_port = free_port();
+    let callback = format!("http://127.0.0.1:{broker_port}/oidc/corp/callback");
+    let op = OidcProvider::start(&callback);
+    let audit_dir = tempfile::tempdir().unwrap();
+    let mut setup = OidcSetup {
+        app: TestApp::placeholder(),
+        op,
+        callback,
+        broker_port,
+        session,
+        extra_idps,
+        audit_dir,
+    };
+    setup.app = spawn_app(setup.config()).await;
+    wait_for_discovery(&setup.app).await;
+    setup
 }

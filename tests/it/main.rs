@@ -4,6 +4,8 @@
 
 mod helpers;
 
+/// The login page in real headless Chromium.
+mod browser;
 /// `rolegate check-config`, `explain` and `serve` as a user runs them.
 mod cli;
 /// Configuration errors: all reported, with origin, key path and line.

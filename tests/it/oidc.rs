@@ -436,3 +436,158 @@ async fn logout_ends_the_session() {
     );
     assert!(!is_signed_in(&s, &client).await);
 }
+
+#[tokio::test]
+async fn sign_ins_are_audited_without_tokens() {
+    let s = spawn_with_oidc().await;
+    let client = browser();
+    let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
+    assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
+    assert_eq!(
+        client.get(&cb).send().await.unwrap().status(),
+        400,
+        "replay"
+    );
+
+    let records = s.audit_records();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let ok = &records[0];
+    assert_eq!(ok["event"], "login");
+    assert_eq!(ok["outcome"], "success");
+    assert_eq!(ok["idp"], "corp");
+    assert_eq!(ok["subject"], "alice");
+    assert_eq!(ok["client_ip"], "127.0.0.1");
+    assert_eq!(ok["request_id"].as_str().unwrap().len(), 32);
+    assert!(ok["time"].as_str().unwrap().ends_with('Z'));
+    let failed = &records[1];
+    assert_eq!(failed["outcome"], "failure");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("state"),
+        "{failed}"
+    );
+    let url = url::Url::parse(&cb).unwrap();
+    let text = std::fs::read_to_string(s.audit_path()).unwrap();
+    for (k, v) in url.query_pairs() {
+        if k == "code" || k == "state" {
+            assert!(!text.contains(v.as_ref()), "audit log holds the {k}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_error_from_the_idp_is_shown_and_creates_no_session() {
+    let s = spawn_with_oidc().await;
+    let client = browser();
+    let res = client
+        .get(format!("{}/login/corp", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    let auth = url::Url::parse(&location(&res)).unwrap();
+    let state = auth
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let res = client
+        .get(format!(
+            "{}?error=access_denied&error_description=no&state={state}",
+            s.callback
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("did not sign you in (access_denied)"),
+        "{html}"
+    );
+    assert!(html.contains("Start again"), "{html}");
+    assert!(!is_signed_in(&s, &client).await);
+}
+
+#[tokio::test]
+async fn several_idps_are_listed_and_one_that_is_down_says_so() {
+    let dead = crate::helpers::free_port();
+    let extra = format!(
+        "[[idp]]\nid = \"down\"\nkind = \"oidc\"\ndisplay_name = \"Partner SSO\"\nissuer = \"http://127.0.0.1:{dead}\"\nclient_id = \"broker\"\n"
+    );
+    let s = crate::helpers::spawn_with_oidc_options("store = \"memory\"".into(), extra).await;
+    let client = browser();
+    let res = client
+        .get(format!("{}/", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Corp SSO") && html.contains("Partner SSO"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/login/corp\"") && html.contains("href=\"/login/down\""));
+
+    let res = client
+        .get(format!("{}/login/down", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Partner SSO cannot be reached right now")
+    );
+    let ready: serde_json::Value = client
+        .get(format!("{}/readyz", s.app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["idps_unavailable"], json!(["down"]));
+    assert_eq!(ready["status"], "ready", "the other IdP still works");
+
+    let res = client
+        .get(format!("{}/login/nope", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn with_redis_a_broker_restart_keeps_people_signed_in() {
+    let redis = crate::helpers::shared_redis();
+    let session = format!(
+        "store = \"redis\"\nredis_url = \"{redis}\"\nkey_prefix = \"{}\"",
+        crate::helpers::unique_prefix("restart")
+    );
+    let mut s = crate::helpers::spawn_with_oidc_options(session, String::new()).await;
+    let client = browser();
+    let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
+    assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
+    s.restart_broker().await;
+    assert!(
+        is_signed_in(&s, &client).await,
+        "the session lives in Redis"
+    );
+}
+
+#[tokio::test]
+async fn with_the_memory_store_a_broker_restart_signs_everyone_out() {
+    let mut s = spawn_with_oidc().await;
+    let client = browser();
+    let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
+    assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
+    assert!(is_signed_in(&s, &client).await);
+    s.restart_broker().await;
+    assert!(
+        !is_signed_in(&s, &client).await,
+        "memory sessions die with the process"
+    );
+}

@@ -29,3 +29,15 @@ if [ ! -d "$here/op/node_modules/oidc-provider" ]; then
   (cd "$here/op" && npm ci --no-audit --no-fund --silent)
 fi
 echo "testbed: node $(node --version), oidc-provider ready"
+
+# Headless Chromium from Debian, driven by playwright-core (which downloads no browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "testbed: installing chromium (apt)"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+fi
+if [ ! -d "$here/browser/node_modules/playwright-core" ]; then
+  echo "testbed: npm ci in tests/testbed/browser"
+  (cd "$here/browser" && npm ci --no-audit --no-fund --silent)
+fi
+echo "testbed: $(chromium --version 2>/dev/null | head -1) ready"

@@ -8,18 +8,19 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, LOCATION, USER_AGENT};
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::fallback::request_id;
+use crate::audit::{LoginEvent, Outcome};
 use crate::idp::{self, LoginError, oidc::OidcError};
 use crate::web::pages::{
     AccountGroup, IdpLink, RoleEntry, RolePickerPage, SignInPage, SignedOutPage,
 };
 use crate::web::session::{self, Session};
-use crate::web::{AppState, PageError};
+use crate::web::{AppState, PageError, request_context};
 
 const LOGIN_TTL: Duration = Duration::from_secs(600);
 
@@ -68,51 +69,51 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
+/// Writes the login audit record. A failure to audit a *successful* login is returned
+/// so the caller refuses the session; for failures it is logged (nothing is granted).
 fn audit_login(
     req: &HttpRequest,
     state: &AppState,
     idp: &str,
     subject: &str,
-    outcome: &str,
+    outcome: Outcome,
     reason: &str,
-) {
-    let ip = crate::web::client_ip(req, &state.config.server.trusted_proxies)
-        .map(|i| i.to_string())
-        .unwrap_or_default();
-    let ua = req
-        .headers()
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+) -> Result<(), crate::audit::AuditError> {
+    let ctx = request_context(req, state);
     tracing::info!(
-        target: "audit",
-        event = "login",
         idp,
         subject,
-        outcome,
+        outcome = outcome.as_str(),
         reason,
-        client_ip = %ip,
-        user_agent = ua,
-        request_id = %request_id(req),
-        "login {outcome}"
+        "login {}",
+        outcome.as_str()
     );
+    state.audit.login(
+        &ctx,
+        &LoginEvent {
+            idp,
+            subject,
+            outcome,
+            reason,
+        },
+    )
 }
 
 /// `GET /`: the role picker when signed in; otherwise the sign-in page (or straight to
 /// the IdP when only one is configured).
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    let config = &state.config;
-    match session::load(&req, &state.store, config)
+    match session::load(&req, &state.store, &state.config)
         .await
         .map_err(|e| store_down(&req, e))?
     {
         Some(s) => role_picker(&req, &state, &s),
         None => {
-            if config.idps.len() == 1 {
-                return Ok(see_other(&format!("/login/{}", config.idps[0].id)));
+            // Only IdPs whose protocol this broker serves are offered.
+            let usable: Vec<_> = state.oidc.iter().map(|p| &p.idp).collect();
+            if usable.len() == 1 {
+                return Ok(see_other(&format!("/login/{}", usable[0].id)));
             }
-            let idps = config
-                .idps
+            let idps = usable
                 .iter()
                 .map(|i| IdpLink {
                     id: i.id.as_str(),
@@ -248,7 +249,9 @@ pub async fn callback(
 ) -> Result<HttpResponse, PageError> {
     let config = &state.config;
     let fail = |idp: &str, status, title: &str, message: &str, reason: &str| {
-        audit_login(&req, &state, idp, "", "failure", reason);
+        if let Err(e) = audit_login(&req, &state, idp, "", Outcome::Failure, reason) {
+            tracing::error!(error = %e, "audit log write failed");
+        }
         login_failed(&req, status, title, message)
     };
     let Some(login_state) = query
@@ -374,10 +377,18 @@ pub async fn callback(
         let _ = session::destroy(&state.store, old.value()).await;
     }
     let subject = identity.claims().subject.clone();
+    audit_login(&req, &state, &pending.idp, &subject, Outcome::Success, "").map_err(|e| {
+        tracing::error!(error = %e, "audit log write failed; refusing the sign-in");
+        PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "rolegate cannot write its audit log, so nobody can sign in right now.",
+            &request_id(&req),
+        )
+    })?;
     let s = session::create(&state.store, config, identity)
         .await
         .map_err(|e| store_down(&req, e))?;
-    audit_login(&req, &state, &pending.idp, &subject, "success", "");
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, "/"))
         .insert_header((CACHE_CONTROL, "no-store"))
