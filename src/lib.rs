@@ -7,6 +7,9 @@
 //! - [`domain`]: types valid by construction (`RoleArn`, `SessionDuration`, ...).
 //! - [`mapping`]: the pure role-mapping engine behind the server and `rolegate explain`.
 //! - [`idp`]: identity providers; the shared claims-to-identity extraction.
+//! - [`sts`]: the one audited credential issuer (AssumeRole / AssumeRoleWithWebIdentity),
+//!   the broker's OIDC issuer keys, and the AWS console sign-in.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`store`]: server-side state in Redis or in memory, with atomic single-use reads.
 //! - [`web`]: the actix-web application: routes, pages, errors, metrics.
 //! - [`audit`]: the audit log of sign-ins and credential issuance (JSON lines).
@@ -21,6 +24,8 @@ pub mod config;
 pub mod domain;
 pub mod idp;
 pub mod mapping;
+pub mod metrics;
 pub mod store;
+pub mod sts;
 pub mod telemetry;
 pub mod web;

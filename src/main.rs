@@ -110,7 +110,9 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
             StoreConfig::Redis { .. } => "redis",
         };
         let public_url = config.server.public_url.to_string();
-        let app = web::Application::build(config).context("cannot start the server")?;
+        let app = web::Application::build(config)
+            .await
+            .context("cannot start the server")?;
         tracing::info!(address = %app.local_addr(), %public_url, store, "rolegate listening");
         let handle = app.shutdown_handle();
         let server = tokio::spawn(app.run_until_stopped());

@@ -7,7 +7,7 @@
 //! `rolegate check-config` and `rolegate serve` run exactly the same code.
 //!
 //! Environment variables `ROLEGATE_SECTION__KEY=value` override keys of the `[server]`,
-//! `[session]`, `[aws]` and `[audit]` tables (e.g. `ROLEGATE_SESSION__STORE=redis`).
+//! `[session]`, `[aws]`, `[audit]` and `[web_identity]` tables (e.g. `ROLEGATE_SESSION__STORE=redis`).
 //!
 //! The configuration is a plain value passed into `Application::build`; there is no global,
 //! so tests can run several differently configured brokers in one process.
@@ -40,6 +40,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub aws: AwsConfig,
     pub audit: AuditConfig,
+    /// Present when `[web_identity]` is configured (required if any role uses that mode).
+    pub web_identity: Option<WebIdentityConfig>,
     pub idps: Vec<IdpConfig>,
     pub accounts: Vec<Account>,
     pub roles: Vec<Role>,
@@ -117,6 +119,50 @@ pub struct AwsConfig {
     /// Overrides the regional STS endpoint (tests point it at a local emulator).
     pub sts_endpoint_url: Option<Url>,
     pub partition: Partition,
+    /// How roles get credentials unless a role says otherwise.
+    pub sts_mode: StsMode,
+    /// Overall deadline for one STS call, retries included.
+    pub sts_timeout: Duration,
+    /// The federation endpoint (`getSigninToken`, `login`); the partition's by default.
+    pub federation_url: Url,
+    /// The console's base URL; console destinations must be on its origin.
+    pub console_url: Url,
+    /// Requested console session length (`SessionDuration`), when AWS allows sending it.
+    pub console_session_duration: SessionDuration,
+}
+
+/// How rolegate obtains a role's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StsMode {
+    /// `AssumeRole` with the broker's own AWS credentials (the SDK's default chain).
+    AssumeRole,
+    /// `AssumeRoleWithWebIdentity` with a JWT the broker signs as an OIDC issuer AWS trusts.
+    WebIdentity,
+}
+
+impl StsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AssumeRole => "assume_role",
+            Self::WebIdentity => "web_identity",
+        }
+    }
+}
+
+/// The broker as an OIDC issuer for `web_identity` roles.
+#[derive(Debug, Clone)]
+pub struct WebIdentityConfig {
+    pub audience: String,
+    pub token_lifetime: Duration,
+    /// PEM private keys (PKCS#8, EC P-256 or RSA); all are published, `active` signs.
+    pub keys: Vec<SigningKeyFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKeyFile {
+    pub path: PathBuf,
+    pub pem: SecretString,
+    pub active: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +245,9 @@ pub struct Role {
     pub display_name: String,
     pub max_session_duration: SessionDuration,
     pub session_policy: Option<SessionPolicy>,
+    pub sts_mode: StsMode,
+    /// Where "Console" lands: a URL on the console origin (default: the console home).
+    pub console_destination: Url,
 }
 
 /// Loads and validates the configuration at `path`, with overrides from the process

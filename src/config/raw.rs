@@ -44,6 +44,28 @@ pub struct RawAws {
     pub region: Option<String>,
     pub sts_endpoint_url: Option<String>,
     pub partition: Option<String>,
+    pub sts_mode: Option<String>,
+    pub sts_timeout: Option<String>,
+    pub federation_url: Option<String>,
+    pub console_url: Option<String>,
+    pub console_session_duration: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebIdentity {
+    pub audience: Option<String>,
+    pub token_lifetime: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawSigningKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigningKey {
+    pub file: String,
+    #[serde(default)]
+    pub active: bool,
 }
 
 /// A secret is never written inline in the file: it names an environment variable or a
@@ -129,6 +151,8 @@ pub struct RawRole {
     pub display_name: Option<String>,
     pub max_session_duration: Option<String>,
     pub session_policy_file: Option<String>,
+    pub sts_mode: Option<String>,
+    pub console_destination: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,7 +20,7 @@ use crate::mapping::{
     Condition, Effect, GrantSession, MappingRule, MappingRules, RolePattern, RoleTarget, Template,
 };
 
-const SECTIONS: [&str; 4] = ["server", "session", "aws", "audit"];
+const SECTIONS: [&str; 5] = ["server", "session", "aws", "audit", "web_identity"];
 const ARRAYS: [&str; 4] = ["idp", "account", "role", "rule"];
 
 pub(super) fn from_str(
@@ -66,7 +66,7 @@ pub(super) fn from_str(
         if !SECTIONS.contains(&key.as_str()) && !ARRAYS.contains(&key.as_str()) {
             errs.push(
                 key.clone(),
-                "unknown key (top-level keys are [server], [session], [aws], [audit], [[idp]], [[account]], [[role]], [[rule]])",
+                "unknown key (top-level keys are [server], [session], [aws], [audit], [web_identity], [[idp]], [[account]], [[role]], [[rule]])",
             );
         }
     }
@@ -79,10 +79,14 @@ pub(super) fn from_str(
         file: raw_audit.file.map(|f| base_dir.join(f)),
     };
 
+    let web_identity = match table.get("web_identity") {
+        None => None,
+        Some(_) => section::<RawWebIdentity>(&table, "web_identity", &mut errs)
+            .and_then(|raw| convert_web_identity(raw, &base_dir, &mut errs)),
+    };
     let server = convert_server(raw_server, &mut errs);
     let session = convert_session(raw_session, &base_dir, &mut errs);
     let aws = convert_aws(raw_aws, &mut errs);
-    let partition = aws.as_ref().map(|a| a.partition);
 
     // Ids declared by entries, even entries that failed to parse, so that one broken
     // entry does not cascade into "unknown id" errors everywhere it is referenced.
@@ -155,11 +159,11 @@ pub(super) fn from_str(
             continue;
         };
         if let Some(role) = convert_role(
+            aws.as_ref(),
             &key,
             raw,
             &accounts,
             &declared_accounts,
-            partition,
             &base_dir,
             &mut errs,
         ) {
@@ -198,6 +202,19 @@ pub(super) fn from_str(
         }
     }
 
+    if roles.iter().any(|r| r.sts_mode == StsMode::WebIdentity) && web_identity.is_none() {
+        errs.push("web_identity", "roles use sts_mode = \"web_identity\", which needs a [web_identity] section with signing keys");
+    }
+    if let Some(s) = &server
+        && web_identity.is_some()
+        && s.public_url.scheme() != "https"
+        && !is_loopback(&s.public_url)
+    {
+        errs.push(
+            "server.public_url",
+            "web_identity needs an https public URL (AWS fetches the broker's JWKS from it)",
+        );
+    }
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
@@ -225,6 +242,7 @@ pub(super) fn from_str(
         session,
         aws,
         audit,
+        web_identity,
         idps,
         accounts,
         roles,
@@ -256,7 +274,7 @@ fn apply_env(
                 origin: format!("environment {var}"),
                 key: format!("{section}.{key}"),
                 line: None,
-                reason: "overrides are only for keys of [server], [session], [aws] and [audit] (ROLEGATE_SECTION__KEY)"
+                reason: "overrides are only for keys of [server], [session], [aws], [audit] and [web_identity] (ROLEGATE_SECTION__KEY)"
                     .into(),
             });
             continue;
@@ -686,10 +704,142 @@ fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
         .sts_endpoint_url
         .as_deref()
         .and_then(|u| errs.check("aws.sts_endpoint_url", secure_url(u)));
+    let sts_mode = parse_sts_mode(
+        errs,
+        "aws.sts_mode",
+        raw.sts_mode.as_deref().unwrap_or("assume_role"),
+    );
+    let sts_timeout = duration(errs, "aws.sts_timeout", raw.sts_timeout.as_deref(), "10s");
+    if sts_timeout.is_some_and(|t| t < Duration::from_secs(1) || t > Duration::from_secs(60)) {
+        errs.push("aws.sts_timeout", "must be between 1s and 60s");
+    }
+    let partition = partition?;
+    let federation_url = errs.check(
+        "aws.federation_url",
+        secure_url(
+            raw.federation_url
+                .as_deref()
+                .unwrap_or(partition.federation_url()),
+        ),
+    );
+    let console_url = errs.check(
+        "aws.console_url",
+        secure_url(
+            raw.console_url
+                .as_deref()
+                .unwrap_or(partition.console_url()),
+        ),
+    );
+    let console_session_duration = duration(
+        errs,
+        "aws.console_session_duration",
+        raw.console_session_duration.as_deref(),
+        "1h",
+    )
+    .and_then(|d| errs.check("aws.console_session_duration", SessionDuration::parse(d)));
     Some(AwsConfig {
         region,
         sts_endpoint_url,
-        partition: partition?,
+        partition,
+        sts_mode: sts_mode?,
+        sts_timeout: sts_timeout?,
+        federation_url: federation_url?,
+        console_url: console_url?,
+        console_session_duration: console_session_duration?,
+    })
+}
+
+fn parse_sts_mode(errs: &mut Errors, key: &str, s: &str) -> Option<StsMode> {
+    match s {
+        "assume_role" => Some(StsMode::AssumeRole),
+        "web_identity" => Some(StsMode::WebIdentity),
+        other => {
+            errs.push(
+                key,
+                format!("{other:?} is not \"assume_role\" or \"web_identity\""),
+            );
+            None
+        }
+    }
+}
+
+/// A console destination from config: a path on the console, or a URL on the console's
+/// host (or one of its regional subdomains). Never from a request: no open redirect.
+fn console_destination(console: &Url, raw: Option<&str>) -> Result<Url, String> {
+    let Some(raw) = raw else {
+        return Ok(console.clone());
+    };
+    let url = if raw.starts_with('/') && !raw.starts_with("//") {
+        console
+            .join(raw)
+            .map_err(|e| format!("invalid path {raw:?}: {e}"))?
+    } else {
+        Url::parse(raw).map_err(|e| format!("invalid URL {raw:?}: {e}"))?
+    };
+    let host = console.host_str().unwrap_or_default();
+    let same_site = url.scheme() == console.scheme()
+        && url.port_or_known_default() == console.port_or_known_default()
+        && url
+            .host_str()
+            .is_some_and(|h| h == host || h.ends_with(&format!(".{host}")));
+    if !same_site || !url.username().is_empty() {
+        return Err(format!("{raw:?} is not on the AWS console ({console})"));
+    }
+    Ok(url)
+}
+
+fn convert_web_identity(
+    raw: RawWebIdentity,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<WebIdentityConfig> {
+    let audience = raw.audience.unwrap_or_else(|| "sts.amazonaws.com".into());
+    if audience.is_empty() {
+        errs.push("web_identity.audience", "must not be empty");
+    }
+    let lifetime = duration(
+        errs,
+        "web_identity.token_lifetime",
+        raw.token_lifetime.as_deref(),
+        "5m",
+    );
+    if lifetime.is_some_and(|l| l > Duration::from_secs(300) || l < Duration::from_secs(30)) {
+        errs.push("web_identity.token_lifetime", "must be between 30s and 5m");
+    }
+    if raw.keys.is_empty() {
+        errs.push(
+            "web_identity.keys",
+            "at least one signing key is needed (rolegate keys generate writes one)",
+        );
+    }
+    if raw.keys.iter().filter(|k| k.active).count() != 1 && !raw.keys.is_empty() {
+        errs.push("web_identity.keys", "exactly one key must be active = true");
+    }
+    let mut keys = Vec::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        let key = format!("web_identity.keys[{i}].file");
+        let path = base_dir.join(&k.file);
+        let Some(pem) = errs.check(
+            &key,
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        ) else {
+            continue;
+        };
+        if let Err(e) = crate::sts::SigningKey::from_pem(&pem) {
+            errs.push(&key, format!("{}: {e}", path.display()));
+            continue;
+        }
+        keys.push(SigningKeyFile {
+            path,
+            pem: SecretString::from(pem),
+            active: k.active,
+        });
+    }
+    Some(WebIdentityConfig {
+        audience,
+        token_lifetime: lifetime?,
+        keys,
     })
 }
 
@@ -934,14 +1084,15 @@ fn load_policy(key: &str, file: &str, base_dir: &Path, errs: &mut Errors) -> Opt
 }
 
 fn convert_role(
+    aws: Option<&AwsConfig>,
     key: &str,
     raw: RawRole,
     accounts: &[Account],
     declared_accounts: &BTreeSet<String>,
-    partition: Option<Partition>,
     base_dir: &Path,
     errs: &mut Errors,
 ) -> Option<Role> {
+    let partition = aws.map(|a| a.partition);
     let id = errs.check(format!("{key}.id"), Identifier::parse(&raw.id));
     let arn = errs.check(format!("{key}.arn"), RoleArn::parse(&raw.arn));
     let account = accounts.iter().find(|a| a.id.as_str() == raw.account);
@@ -996,8 +1147,20 @@ fn convert_role(
         )?),
         None => None,
     };
+    let sts_mode = match &raw.sts_mode {
+        Some(m) => parse_sts_mode(errs, &format!("{key}.sts_mode"), m),
+        None => aws.map(|a| a.sts_mode),
+    };
+    let console_destination = aws.and_then(|a| {
+        errs.check(
+            format!("{key}.console_destination"),
+            console_destination(&a.console_url, raw.console_destination.as_deref()),
+        )
+    });
     let arn = arn?;
     Some(Role {
+        sts_mode: sts_mode?,
+        console_destination: console_destination?,
         display_name: raw
             .display_name
             .unwrap_or_else(|| arn.role_name().to_owned()),

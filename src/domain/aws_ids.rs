@@ -58,6 +58,24 @@ impl Partition {
             Self::AwsCn => "aws-cn",
         }
     }
+
+    /// The AWS federation endpoint (`getSigninToken`, `login`) of this partition.
+    pub fn federation_url(self) -> &'static str {
+        match self {
+            Self::Aws => "https://signin.aws.amazon.com/federation",
+            Self::AwsUsGov => "https://signin.amazonaws-us-gov.com/federation",
+            Self::AwsCn => "https://signin.amazonaws.cn/federation",
+        }
+    }
+
+    /// The management console's home in this partition.
+    pub fn console_url(self) -> &'static str {
+        match self {
+            Self::Aws => "https://console.aws.amazon.com/",
+            Self::AwsUsGov => "https://console.amazonaws-us-gov.com/",
+            Self::AwsCn => "https://console.amazonaws.cn/",
+        }
+    }
 }
 
 impl fmt::Display for Partition {

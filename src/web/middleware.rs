@@ -10,7 +10,7 @@ use actix_web::{Error, HttpMessage, web};
 use tracing::Instrument;
 
 use super::AppState;
-use super::metrics::{RequestLabels, RouteLabels};
+use crate::metrics::{RequestLabels, RouteLabels};
 
 /// A random id for one request: in every log line of the request, in the `X-Request-Id`
 /// response header, and on every error page, so a user's screenshot leads to the logs.
@@ -99,12 +99,22 @@ pub struct SecurityHeaders {
 }
 
 impl SecurityHeaders {
-    pub fn new(https: bool) -> Self {
+    /// `form_targets`: origins a form submission may be redirected to (the AWS
+    /// federation endpoint and console): browsers apply `form-action` to redirects too.
+    pub fn new(https: bool, form_targets: &[String]) -> Self {
         // No inline scripts or styles anywhere: pages use /static/ only.
-        let csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+        let mut form_action = String::from("'self'");
+        for t in form_targets {
+            form_action.push(' ');
+            form_action.push_str(t);
+        }
+        let csp = format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+             frame-ancestors 'none'; base-uri 'none'"
+        );
         Self {
-            csp: HeaderValue::from_static(csp),
+            csp: HeaderValue::from_str(&csp)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
             hsts: https.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains")),
         }
     }

@@ -7,7 +7,6 @@
 
 mod client_ip;
 mod error;
-mod metrics;
 mod middleware;
 mod pages;
 mod routes;
@@ -17,16 +16,18 @@ mod startup;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+pub use crate::metrics::Metrics;
 pub use client_ip::client_ip;
 pub use error::{ApiError, PageError};
-pub use metrics::Metrics;
 pub use middleware::RequestId;
-pub use startup::{Application, ShutdownHandle};
+pub use startup::{Application, BuildOptions, ShutdownHandle};
 
 use crate::audit::{AuditLog, RequestContext};
 use crate::config::Config;
 use crate::idp::oidc::OidcProvider;
 use crate::store::Store;
+use crate::sts::CredentialIssuer;
+use crate::sts::console::ConsoleSignIn;
 
 /// Everything a handler may need, shared by all workers (`web::Data<AppState>`).
 pub struct AppState {
@@ -34,6 +35,9 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditLog>,
+    /// The one audited path to AWS STS.
+    pub issuer: Arc<CredentialIssuer>,
+    pub console: ConsoleSignIn,
     /// The configured OIDC IdPs, with their discovered metadata and key caches.
     pub oidc: Vec<Arc<OidcProvider>>,
     /// Set when shutdown begins, so `/readyz` fails first and load balancers drain us.

@@ -1,5 +1,7 @@
 //! Askama page structs. Templates live in `templates/`; every value is HTML-escaped by
-//! askama. Secrets are never fields of a page struct.
+//! askama. Secrets are never fields of a page struct, with one deliberate exception:
+//! `CredentialsPage`, whose whole purpose is to show a person their own temporary
+//! credentials (served with `Cache-Control: no-store`).
 
 use askama::Template;
 
@@ -50,4 +52,25 @@ pub struct RolePickerPage<'a> {
 #[template(path = "signedout.html")]
 pub struct SignedOutPage {
     pub idp_logout_url: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "credentials.html")]
+pub struct CredentialsPage<'a> {
+    pub role_name: &'a str,
+    pub account_name: &'a str,
+    pub account_number: &'a str,
+    pub assumed_role_arn: &'a str,
+    pub access_key_id: &'a str,
+    pub secret_access_key: &'a str,
+    pub session_token: &'a str,
+    pub expiration: &'a str,
+    pub time_left: &'a str,
+    pub profile: &'a str,
+    pub bash: &'a str,
+    pub fish: &'a str,
+    pub powershell: &'a str,
+    pub credentials_file: &'a str,
+    pub credential_process: &'a str,
+    pub request_id: &'a str,
 }

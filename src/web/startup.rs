@@ -11,12 +11,14 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, observe, security_headers};
-use super::routes::{assets, fallback, health, login};
+use super::routes::{assets, fallback, health, issuer, login};
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::audit::AuditLog;
-use crate::config::{Config, IdpProtocol};
+use crate::config::{Config, IdpProtocol, StsMode};
 use crate::idp::oidc::OidcProvider;
 use crate::store::{Store, StoreError};
+use crate::sts::CredentialIssuer;
+use crate::sts::console::ConsoleSignIn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -30,6 +32,15 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    WebIdentity(#[from] crate::sts::web_identity::WebIdentityError),
+}
+
+/// Knobs for embedding the broker (tests): everything else comes from the `Config`.
+#[derive(Default)]
+pub struct BuildOptions {
+    /// Use these AWS credentials instead of the SDK's default chain.
+    pub aws_credentials: Option<aws_sdk_sts::config::Credentials>,
 }
 
 /// A built, bound, not yet running broker.
@@ -55,7 +66,11 @@ impl ShutdownHandle {
 }
 
 impl Application {
-    pub fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with(config, BuildOptions::default()).await
+    }
+
+    pub async fn build_with(config: Config, options: BuildOptions) -> Result<Self, StartupError> {
         let listener =
             TcpListener::bind(config.server.listen).map_err(|source| StartupError::Bind {
                 addr: config.server.listen,
@@ -71,7 +86,40 @@ impl Application {
             None => AuditLog::stdout(),
         });
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let headers = web::Data::new(SecurityHeaders::new(config.server.is_https()));
+        let metrics = Arc::new(Metrics::new());
+        let issuer = Arc::new(
+            CredentialIssuer::new(
+                &config,
+                options.aws_credentials,
+                audit.clone(),
+                metrics.clone(),
+            )
+            .await?,
+        );
+        if config
+            .roles
+            .iter()
+            .any(|r| r.sts_mode == StsMode::AssumeRole)
+        {
+            // Role-chaining detection; issuance re-checks if this has not finished.
+            let issuer = issuer.clone();
+            tokio::spawn(async move { issuer.check_caller().await });
+        }
+        let console = ConsoleSignIn::new(
+            config.aws.federation_url.clone(),
+            &config.server.public_url,
+            config.aws.console_session_duration,
+        );
+        // Forms may lead (through redirects) to the federation endpoint and the console.
+        let form_targets = vec![
+            console.federation_origin(),
+            config.aws.console_url.origin().ascii_serialization(),
+        ];
+        let headers = web::Data::new(SecurityHeaders::new(
+            config.server.is_https(),
+            &form_targets,
+        ));
+        let has_web_identity = issuer.web_identity().is_some();
         let body_limit = config.server.body_limit;
         let shutdown_timeout = config.server.shutdown_timeout.as_secs().max(1);
         let workers = config.server.workers;
@@ -99,8 +147,10 @@ impl Application {
             oidc,
             config: Arc::new(config),
             store,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             audit,
+            issuer,
+            console,
             shutting_down: shutting_down.clone(),
         });
 
@@ -132,7 +182,16 @@ impl Application {
                 .route(
                     "/roles/{role}/{action:console|credentials}",
                     web::post().to(login::role_action),
-                );
+                )
+                .route("/static/copy.js", web::get().to(assets::copy_script));
+            if has_web_identity {
+                app = app
+                    .route(
+                        "/.well-known/openid-configuration",
+                        web::get().to(issuer::discovery),
+                    )
+                    .route("/.well-known/jwks.json", web::get().to(issuer::jwks));
+            }
             for path in &callback_paths {
                 app = app.route(path, web::get().to(login::callback));
             }

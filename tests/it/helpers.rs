@@ -31,6 +31,111 @@ fn redis_answers(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
+/// Runs `command` (a shell command line) so that it dies with this test process: a
+/// shared server started from a `static` is never dropped, so `sh` watches our pid.
+fn spawn_watched(command: &str, envs: &[(&str, String)]) -> Child {
+    let script = format!(
+        "{command} & r=$!; while kill -0 {pid} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.5; done; kill $r 2>/dev/null",
+        pid = std::process::id()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("cannot run sh")
+}
+
+/// As [`spawn_watched`] for servers shared by the whole binary: a thread reaps the child.
+fn spawn_shared(command: &str, envs: &[(&str, String)]) {
+    let mut child = spawn_watched(command, envs);
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+}
+
+/// Whether an HTTP GET of `path` on the port answers with any status line.
+fn http_answers(port: u16, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"HTTP/1."))
+}
+
+fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not come up (tests/run.sh installs the testbed)");
+}
+
+pub const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/.venv");
+
+/// The STS emulator (moto server), one per test binary.
+pub fn moto_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let port = free_port();
+        spawn_shared(
+            &format!("{VENV}/bin/moto_server -H 127.0.0.1 -p {port}"),
+            &[],
+        );
+        wait_until("moto_server", Duration::from_secs(30), || {
+            http_answers(port, "/moto-api/")
+        });
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+/// Starts another moto server (e.g. with IAM authentication on); returns its URL.
+pub fn start_moto(envs: &[(&str, String)]) -> String {
+    let port = free_port();
+    spawn_shared(
+        &format!("{VENV}/bin/moto_server -H 127.0.0.1 -p {port}"),
+        envs,
+    );
+    wait_until("moto_server", Duration::from_secs(30), || {
+        http_answers(port, "/moto-api/")
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The fake AWS federation endpoint + console (tests/testbed/federation), one per binary.
+pub fn federation_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let port = free_port();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/testbed/federation/fake_federation.py"
+        );
+        spawn_shared(
+            &format!("{VENV}/bin/python {script}"),
+            &[
+                ("FEDERATION_PORT", port.to_string()),
+                ("STS_ENDPOINT", moto_url().to_owned()),
+            ],
+        );
+        wait_until("fake federation endpoint", Duration::from_secs(30), || {
+            http_answers(port, "/healthz")
+        });
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
 /// A redis-server on a free loopback port, killed on drop.
 pub struct RedisServer {
     pub port: u16,
@@ -41,20 +146,12 @@ impl RedisServer {
     pub fn start() -> Self {
         for _ in 0..5 {
             let port = free_port();
-            // `sh` watches this test process and kills redis when it exits, so a static
-            // server shared by the whole binary never outlives the tests.
-            let script = format!(
-                "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & r=$!; \
-                 while kill -0 {pid} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.5; done; kill $r 2>/dev/null",
-                pid = std::process::id()
+            let child = spawn_watched(
+                &format!(
+                    "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning"
+                ),
+                &[],
             );
-            let child = Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("cannot run sh; is redis-server installed? (tests/run.sh installs it)");
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if redis_answers(port) {
@@ -113,6 +210,11 @@ pub fn unique_prefix(test: &str) -> String {
 
 /// The smallest config a broker starts with; `extra` is appended (sections may be added).
 pub fn config_from(session: &str, extra: &str) -> Config {
+    config_with_aws(session, "", extra)
+}
+
+/// As [`config_from`], with the body of `[aws]`.
+pub fn config_with_aws(session: &str, aws: &str, extra: &str) -> Config {
     let text = format!(
         r#"
 [server]
@@ -122,6 +224,9 @@ shutdown_timeout = "5s"
 
 [session]
 {session}
+
+[aws]
+{aws}
 
 [[account]]
 id = "dev"
@@ -184,7 +289,17 @@ pub async fn spawn_app(config: Config) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         rolegate::telemetry::init(rolegate::config::LogFormat::Text, "debug");
     }
-    let app = Application::build(config).expect("app builds");
+    spawn_app_with(config, rolegate::web::BuildOptions::default()).await
+}
+
+/// As [`spawn_app`], with build options (e.g. the broker's AWS credentials).
+pub async fn spawn_app_with(config: Config, options: rolegate::web::BuildOptions) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        rolegate::telemetry::init(rolegate::config::LogFormat::Text, "debug");
+    }
+    let app = Application::build_with(config, options)
+        .await
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_handle();
     tokio::spawn(app.run_until_stopped());
@@ -278,9 +393,40 @@ pub struct OidcSetup {
     pub op: OidcProvider,
     pub callback: String,
     broker_port: u16,
-    session: String,
-    extra_idps: String,
     audit_dir: tempfile::TempDir,
+    opts: SetupOptions,
+}
+
+/// How [`spawn_with`] sets a broker up; `Default` is one OIDC IdP, memory store, moto.
+#[derive(Clone)]
+pub struct SetupOptions {
+    /// The body of `[session]`.
+    pub session: String,
+    /// More `[[idp]]` tables.
+    pub extra_idps: String,
+    /// More `[aws]` keys (e.g. `sts_mode = "web_identity"`).
+    pub aws_extra: String,
+    /// The STS endpoint; default: the shared moto server.
+    pub sts_endpoint: Option<String>,
+    /// Appended to the config (e.g. `[web_identity]`).
+    pub extra: String,
+    /// The broker's own AWS credentials.
+    pub credentials: aws_sdk_sts::config::Credentials,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        Self {
+            session: "store = \"memory\"".into(),
+            extra_idps: String::new(),
+            aws_extra: String::new(),
+            sts_endpoint: None,
+            extra: String::new(),
+            credentials: aws_sdk_sts::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ),
+        }
+    }
 }
 
 impl OidcSetup {
@@ -306,21 +452,40 @@ id = "prod-admin"
 arn = "arn:aws:iam::111122223333:role/Admin"
 account = "prod"
 display_name = "Administrator"
+console_destination = "/console/ec2/home"
+
+[[role]]
+id = "prod-readonly"
+arn = "arn:aws:iam::111122223333:role/ReadOnly"
+account = "prod"
+display_name = "Read-only"
+max_session_duration = "4h"
 
 [[rule]]
 id = "admins"
 when = {{ group = "aws-admins" }}
-grant = ["prod-admin", "dev-admin"]
+grant = ["prod-admin", "dev-admin", "prod-readonly"]
+[rule.session]
+source_identity = "{{email}}"
+tags = {{ idp = "{{idp}}", team = "platform" }}
+transitive_tag_keys = ["team"]
 
 [[rule]]
 id = "devs"
 when = {{ group = "developers" }}
 grant = ["dev-admin"]
-"#,
+{extra}"#,
             issuer = self.op.issuer(),
-            extra_idps = self.extra_idps,
+            extra_idps = self.opts.extra_idps,
+            extra = self.opts.extra,
         );
-        let mut config = config_from(&self.session, &extra);
+        let aws = format!(
+            "sts_endpoint_url = \"{sts}\"\nfederation_url = \"{fed}/federation\"\nconsole_url = \"{fed}/console/\"\n{more}",
+            sts = self.opts.sts_endpoint.as_deref().unwrap_or(moto_url()),
+            fed = federation_url(),
+            more = self.opts.aws_extra,
+        );
+        let mut config = config_with_aws(&self.opts.session, &aws, &extra);
         config.server.listen = format!("127.0.0.1:{}", self.broker_port).parse().unwrap();
         config.server.public_url = format!("http://127.0.0.1:{}", self.broker_port)
             .parse()
@@ -342,10 +507,16 @@ grant = ["dev-admin"]
             .collect()
     }
 
+    fn build_options(&self) -> rolegate::web::BuildOptions {
+        rolegate::web::BuildOptions {
+            aws_credentials: Some(self.opts.credentials.clone()),
+        }
+    }
+
     /// Stops the broker and starts a new one with the same configuration and port.
     pub async fn restart_broker(&mut self) {
         self.app.stop().await;
-        let app = spawn_app(self.config()).await;
+        let app = spawn_app_with(self.config(), self.build_options()).await;
         self.app = TestApp {
             client: self.app.client.clone(),
             ..app
@@ -382,11 +553,19 @@ async fn wait_for_discovery(app: &TestApp) {
 
 /// One OIDC IdP, the in-memory store.
 pub async fn spawn_with_oidc() -> OidcSetup {
-    spawn_with_oidc_options("store = \"memory\"".into(), String::new()).await
+    spawn_with(SetupOptions::default()).await
 }
 
-/// `session` is the body of `[session]`; `extra_idps` more `[[idp]]` tables.
 pub async fn spawn_with_oidc_options(session: String, extra_idps: String) -> OidcSetup {
+    spawn_with(SetupOptions {
+        session,
+        extra_idps,
+        ..SetupOptions::default()
+    })
+    .await
+}
+
+pub async fn spawn_with(opts: SetupOptions) -> OidcSetup {
     let broker_port = free_port();
     let callback = format!("http://127.0.0.1:{broker_port}/oidc/corp/callback");
     let op = OidcProvider::start(&callback);
@@ -396,11 +575,10 @@ pub async fn spawn_with_oidc_options(session: String, extra_idps: String) -> Oid
         op,
         callback,
         broker_port,
-        session,
-        extra_idps,
         audit_dir,
+        opts,
     };
-    setup.app = spawn_app(setup.config()).await;
+    setup.app = spawn_app_with(setup.config(), setup.build_options()).await;
     wait_for_discovery(&setup.app).await;
     setup
 }

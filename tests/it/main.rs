@@ -12,6 +12,8 @@ mod cli;
 mod config;
 /// `/healthz`, `/readyz`, `/metrics`, security headers, error pages.
 mod health;
+/// STS issuance, console sign-in, CLI credentials, audit.
+mod issuance;
 /// OIDC sign-in against a real OpenID Provider, and the hostile cases.
 mod oidc;
 /// The store contract, run against both backends.

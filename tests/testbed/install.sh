@@ -41,3 +41,12 @@ if [ ! -d "$here/browser/node_modules/playwright-core" ]; then
   (cd "$here/browser" && npm ci --no-audit --no-fund --silent)
 fi
 echo "testbed: $(chromium --version 2>/dev/null | head -1) ready"
+
+# The STS emulator (moto server) and the real AWS CLI, in a venv of their own.
+venv="$here/.venv"
+if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/aws" ]; then
+  echo "testbed: pip install moto[server] awscli into tests/testbed/.venv (about 2 minutes)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/python/requirements.txt"
+fi
+echo "testbed: $("$venv/bin/aws" --version 2>&1 | cut -d' ' -f1), moto $("$venv/bin/python" -c 'import moto; print(moto.__version__)') ready"

@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::fallback::request_id;
 use crate::audit::{LoginEvent, Outcome};
+use crate::domain::SessionDuration;
 use crate::idp::{self, LoginError, oidc::OidcError};
+use crate::sts::{ClientPath, IssueError, IssueRequest, IssuedCredentials};
 use crate::web::pages::{
-    AccountGroup, IdpLink, RoleEntry, RolePickerPage, SignInPage, SignedOutPage,
+    AccountGroup, CredentialsPage, IdpLink, RoleEntry, RolePickerPage, SignInPage, SignedOutPage,
 };
 use crate::web::session::{self, Session};
 use crate::web::{AppState, PageError, request_context};
@@ -408,6 +410,8 @@ pub async fn callback(
 #[derive(Deserialize)]
 pub struct CsrfForm {
     csrf: Option<String>,
+    /// Requested session length in seconds (role actions only); default: the maximum.
+    duration: Option<String>,
 }
 
 async fn require_session_and_csrf(
@@ -466,7 +470,8 @@ pub async fn logout(
 }
 
 /// `POST /roles/{role}/{console|credentials}`: the role actions. Checks session, CSRF and
-/// that the mapping grants the role; issuance itself arrives with the STS issuer.
+/// that the mapping grants the role, then issues credentials through the one audited
+/// issuer and either redirects into the AWS console or shows the CLI credentials page.
 pub async fn role_action(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -474,21 +479,156 @@ pub async fn role_action(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let s = require_session_and_csrf(&req, &state, &form).await?;
-    let (role, _action) = path.into_inner();
+    let (role_id, action) = path.into_inner();
     let id = request_id(&req);
-    let evaluation = state.config.rules.evaluate(s.identity.claims());
-    if evaluation.grant(&role).is_none() {
+    let config = &state.config;
+    let evaluation = config.rules.evaluate(s.identity.claims());
+    let (Some(grant), Some(role)) = (evaluation.grant(&role_id), config.role(&role_id)) else {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "Role not available",
             "You are not allowed to use this role.",
             &id,
         ));
+    };
+    let duration = match form.duration.as_deref().filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => {
+            let parsed = d
+                .parse::<u32>()
+                .ok()
+                .and_then(|secs| SessionDuration::from_secs(secs).ok());
+            match parsed {
+                Some(p) if p <= grant.max_duration => Some(p),
+                _ => {
+                    return Err(PageError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Session too long",
+                        format!(
+                            "{} sessions can last at least 15m and at most {}.",
+                            role.display_name, grant.max_duration
+                        ),
+                        &id,
+                    ));
+                }
+            }
+        }
+    };
+    let path = if action == "console" {
+        ClientPath::WebConsole
+    } else {
+        ClientPath::WebCli
+    };
+    let ctx = request_context(&req, &state);
+    let creds = state
+        .issuer
+        .issue(IssueRequest {
+            identity: &s.identity,
+            grant,
+            role,
+            duration,
+            path,
+            ctx: &ctx,
+        })
+        .await
+        .map_err(|e| issue_failed(&e, &id))?;
+
+    if path == ClientPath::WebConsole {
+        let url = state
+            .console
+            .signin_url(&creds, &role.console_destination, grant.max_duration)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "console sign-in failed");
+                PageError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "Console sign-in failed",
+                    format!("{e}. Try again."),
+                    &id,
+                )
+            })?;
+        return Ok(HttpResponse::Found()
+            .insert_header((LOCATION, url.as_str()))
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .finish());
     }
-    Err(PageError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "Credential issuance is not configured",
-        "This broker cannot issue AWS credentials yet. Ask your administrator.",
-        &id,
-    ))
+    credentials_page(&req, config, role, &creds, &id)
+}
+
+fn issue_failed(e: &IssueError, request_id: &str) -> PageError {
+    let status = match e {
+        IssueError::DurationTooLong { .. } => StatusCode::BAD_REQUEST,
+        IssueError::AccessDenied { .. } => StatusCode::FORBIDDEN,
+        e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let mut message = format!("AWS did not issue credentials: {e}.");
+    if let Some(sts) = e.sts_request_id() {
+        message.push_str(&format!(" AWS request id: {sts}."));
+    }
+    PageError::new(status, "No credentials issued", message, request_id)
+}
+
+fn credentials_page(
+    req: &HttpRequest,
+    config: &crate::config::Config,
+    role: &crate::config::Role,
+    creds: &IssuedCredentials,
+    request_id: &str,
+) -> Result<HttpResponse, PageError> {
+    use secrecy::ExposeSecret;
+    let (akid, secret, token) = (
+        creds.access_key_id.as_str(),
+        creds.secret_access_key.expose_secret(),
+        creds.session_token.expose_secret(),
+    );
+    let expiration = humantime::format_rfc3339_seconds(creds.expiration).to_string();
+    let left = creds
+        .expiration
+        .duration_since(std::time::SystemTime::now())
+        .map(|d| std::time::Duration::from_secs(d.as_secs() / 60 * 60))
+        .unwrap_or_default();
+    let time_left = humantime::format_duration(left).to_string();
+    let profile = format!("rolegate-{}", role.id);
+    let bash = format!(
+        "export AWS_ACCESS_KEY_ID=\"{akid}\"\nexport AWS_SECRET_ACCESS_KEY=\"{secret}\"\nexport AWS_SESSION_TOKEN=\"{token}\"\nexport AWS_CREDENTIAL_EXPIRATION=\"{expiration}\""
+    );
+    let fish = format!(
+        "set -x AWS_ACCESS_KEY_ID \"{akid}\"\nset -x AWS_SECRET_ACCESS_KEY \"{secret}\"\nset -x AWS_SESSION_TOKEN \"{token}\"\nset -x AWS_CREDENTIAL_EXPIRATION \"{expiration}\""
+    );
+    let powershell = format!(
+        "$Env:AWS_ACCESS_KEY_ID=\"{akid}\"\n$Env:AWS_SECRET_ACCESS_KEY=\"{secret}\"\n$Env:AWS_SESSION_TOKEN=\"{token}\"\n$Env:AWS_CREDENTIAL_EXPIRATION=\"{expiration}\""
+    );
+    let credentials_file = format!(
+        "[{profile}]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\naws_session_token = {token}\nregion = {}",
+        config.aws.region
+    );
+    let credential_process = serde_json::to_string_pretty(&serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": akid,
+        "SecretAccessKey": secret,
+        "SessionToken": token,
+        "Expiration": expiration,
+    }))
+    .unwrap_or_default();
+    let account = config.account(&role.account);
+    let page = CredentialsPage {
+        role_name: &role.display_name,
+        account_name: account.map(|a| a.display_name.as_str()).unwrap_or(""),
+        account_number: account.map(|a| a.number.as_str()).unwrap_or(""),
+        assumed_role_arn: &creds.assumed_role_arn,
+        access_key_id: akid,
+        secret_access_key: secret,
+        session_token: token,
+        expiration: &expiration,
+        time_left: &time_left,
+        profile: &profile,
+        bash: &bash,
+        fish: &fish,
+        powershell: &powershell,
+        credentials_file: &credentials_file,
+        credential_process: &credential_process,
+        request_id,
+    };
+    render(page, req)
 }

@@ -3,4 +3,5 @@
 pub mod assets;
 pub mod fallback;
 pub mod health;
+pub mod issuer;
 pub mod login;

@@ -1,4 +1,5 @@
-//! Prometheus metrics, exposed as text at `/metrics`.
+//! Prometheus metrics, exposed as text at `/metrics`: HTTP requests, credential
+//! issuances and STS latency.
 //!
 //! Routes are labelled by their pattern (`/saml/{idp}/acs`), never the raw path, so a
 //! scanner probing random URLs cannot blow up the label cardinality.
@@ -17,6 +18,19 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuanceLabels {
+    pub role: String,
+    pub mode: String,
+    pub path: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub method: String,
     pub route: String,
@@ -26,6 +40,10 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
+    /// Credential issuances by role, STS mode, client path and outcome.
+    pub issuances: Family<IssuanceLabels, Counter>,
+    /// STS call latency (retries included) by mode.
+    pub sts_latency: Family<ModeLabels, Histogram>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -51,10 +69,22 @@ impl Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let issuances = Family::<IssuanceLabels, Counter>::default();
+        let sts_latency = Family::<ModeLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register("issuances", "AWS credential issuances", issuances.clone());
+        registry.register(
+            "sts_call_duration_seconds",
+            "AWS STS call latency",
+            sts_latency.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            issuances,
+            sts_latency,
         }
     }
 

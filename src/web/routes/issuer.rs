@@ -1,0 +1,25 @@
+//! The broker as an OIDC issuer for `web_identity` mode: discovery document and JWKS,
+//! which AWS fetches from the public URL. Served only when `[web_identity]` is configured.
+
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::{HttpResponse, web};
+
+use crate::web::AppState;
+
+pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    match state.issuer.web_identity() {
+        Some(w) => HttpResponse::Ok()
+            .insert_header((CACHE_CONTROL, "public, max-age=300"))
+            .json(w.discovery()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    match state.issuer.web_identity() {
+        Some(w) => HttpResponse::Ok()
+            .insert_header((CACHE_CONTROL, "public, max-age=300"))
+            .json(w.jwks()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
