@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use rolegate::config::{self, Config, IdpProtocol, StoreConfig};
-use rolegate::{idp, mapping, telemetry, web};
+use rolegate::{idp, mapping, sts, telemetry, web};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,28 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Manage the broker's own signing keys (web_identity mode).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new private key for web_identity mode (PKCS#8 PEM, mode 0600) and print its
+    /// key id. Add it to [web_identity] keys; make it active once AWS has seen the JWKS.
+    Generate {
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Algorithm::Es256)]
+        algorithm: Algorithm,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Algorithm {
+    Es256,
+    Rs256,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,8 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { path } => {
             let config = load(&path)?;
-            print_summary(&config);
-            Ok(ExitCode::SUCCESS)
+            emit(&summary(&config))
         }
         Command::Explain {
             config,
@@ -90,6 +111,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             explain(&config, &idp, &claims, format)
         }
+        Command::Keys(KeysCommand::Generate { out, algorithm }) => generate_key(&out, algorithm),
+    }
+}
+
+fn generate_key(out: &Path, algorithm: Algorithm) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let alg = match algorithm {
+        Algorithm::Es256 => sts::KeyAlgorithm::Es256,
+        Algorithm::Rs256 => sts::KeyAlgorithm::Rs256,
+    };
+    let pem = sts::generate_pem(alg).context("cannot generate a key")?;
+    let key = sts::SigningKey::from_pem(&pem).context("the generated key does not load")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing file is never overwritten)",
+                out.display()
+            )
+        })?;
+    file.write_all(pem.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "wrote {} ({}, kid {})",
+        out.display(),
+        alg.as_str(),
+        key.kid
+    );
+    println!(
+        "add to [web_identity] keys:  {{ file = \"{}\", active = false }}",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`rolegate check-config x | head`) is a normal end.
+fn emit(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e).context("cannot write to stdout"),
     }
 }
 
@@ -144,21 +212,26 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-fn print_summary(c: &Config) {
-    println!("{}: valid", c.source.display());
+/// The `check-config` summary.
+fn summary(c: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: valid", c.source.display());
     let store = match &c.session.store {
         StoreConfig::Memory => "memory (single instance; sessions lost on restart)".to_owned(),
         StoreConfig::Redis { .. } => format!("redis (key prefix {:?})", c.session.key_prefix),
     };
-    println!(
+    let _ = writeln!(
+        out,
         "  server:   listen {}, public URL {}, store {}",
         c.server.listen, c.server.public_url, store
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  aws:      partition {}, region {}",
         c.aws.partition, c.aws.region
     );
-    println!("  IdPs ({}):", c.idps.len());
+    let _ = writeln!(out, "  IdPs ({}):", c.idps.len());
     for i in &c.idps {
         let detail = match &i.protocol {
             IdpProtocol::Oidc(o) => format!("issuer {}", o.issuer),
@@ -167,7 +240,8 @@ fn print_summary(c: &Config) {
                 s.signing_cert_sha256.len() + s.signing_cert_pems.len()
             ),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "    {:<20} {:<5} {:?}  {}",
             i.id.as_str(),
             i.protocol.kind(),
@@ -175,21 +249,24 @@ fn print_summary(c: &Config) {
             detail
         );
     }
-    println!("  accounts ({}):", c.accounts.len());
+    let _ = writeln!(out, "  accounts ({}):", c.accounts.len());
     for a in &c.accounts {
-        println!(
+        let _ = writeln!(
+            out,
             "    {:<20} {}  {:?}",
             a.id.as_str(),
             a.number,
             a.display_name
         );
     }
-    println!("  roles ({}):", c.roles.len());
+    let _ = writeln!(out, "  roles ({}):", c.roles.len());
     for r in &c.roles {
-        println!(
-            "    {:<20} {}  max {}{}",
+        let _ = writeln!(
+            out,
+            "    {:<20} {}  {}, max {}{}",
             r.id.as_str(),
             r.arn,
+            r.sts_mode.as_str(),
             r.max_session_duration,
             if r.session_policy.is_some() {
                 ", session policy"
@@ -203,7 +280,8 @@ fn print_summary(c: &Config) {
         .iter()
         .filter(|r| matches!(r.effect, mapping::Effect::Deny { .. }))
         .count();
-    println!(
+    let _ = writeln!(
+        out,
         "  rules ({}): {} grant, {} deny",
         rules.len(),
         rules.len() - denies,
@@ -223,8 +301,15 @@ fn print_summary(c: &Config) {
                 roles.iter().map(|p| p.as_str().to_owned()).collect(),
             ),
         };
-        println!("    {:<20} {:<5} {}", r.id.as_str(), kind, roles.join(", "));
+        let _ = writeln!(
+            out,
+            "    {:<20} {:<5} {}",
+            r.id.as_str(),
+            kind,
+            roles.join(", ")
+        );
     }
+    out
 }
 
 fn explain(
@@ -249,11 +334,10 @@ fn explain(
     })?;
     let evaluation = config.rules.evaluate(&identity);
     match format {
-        Format::Text => print!("{}", mapping::render_text(&identity, &evaluation)),
-        Format::Json => println!(
-            "{}",
+        Format::Text => emit(&mapping::render_text(&identity, &evaluation)),
+        Format::Json => emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&mapping::render_json(&identity, &evaluation))?
-        ),
+        )),
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,13 @@ use std::process::Command;
 use crate::helpers::spawn_with_oidc;
 
 /// Runs `tests/testbed/browser/e2e.mjs` against a broker; returns its JSON report.
-pub fn run_e2e(broker: &str, user: &str, password: &str, expect: &[&str]) -> serde_json::Value {
+pub fn run_e2e(
+    broker: &str,
+    user: &str,
+    password: &str,
+    expect: &[&str],
+    role: Option<&str>,
+) -> serde_json::Value {
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = Command::new("node")
@@ -18,6 +24,7 @@ pub fn run_e2e(broker: &str, user: &str, password: &str, expect: &[&str]) -> ser
         .env("LOGIN_PASSWORD", password)
         .env("ARTIFACTS", &artifacts)
         .env("EXPECT", expect.join(","))
+        .env("ROLE", role.unwrap_or(""))
         .output()
         .expect("cannot run node; tests/run.sh installs the browser tooling");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -40,26 +47,23 @@ pub fn run_e2e(broker: &str, user: &str, password: &str, expect: &[&str]) -> ser
 }
 
 #[tokio::test]
-async fn a_person_signs_in_with_chromium_and_sees_the_role_picker() {
+async fn a_person_signs_in_with_chromium_opens_the_console_and_gets_cli_credentials() {
     let s = spawn_with_oidc().await;
     let address = s.app.address.clone();
     let report = tokio::task::spawn_blocking(move || {
-        run_e2e(
-            &address,
-            "alice",
-            "alice-pw",
-            &[
-                "Hello, alice@example.com",
-                "Production",
-                "Development",
-                "Administrator",
-                "Console",
-                "CLI credentials",
-            ],
-        )
+        let expect = [
+            "Hello, alice@example.com",
+            "Production",
+            "Development",
+            "Administrator",
+            "Console",
+            "CLI credentials",
+        ];
+        run_e2e(&address, "alice", "alice-pw", &expect, Some("prod-admin"))
     })
     .await
     .unwrap();
+    // The role picker, grouped by account.
     assert_eq!(report["heading"], "Hello, alice@example.com");
     let accounts: Vec<&str> = report["accounts"]
         .as_array()
@@ -72,10 +76,43 @@ async fn a_person_signs_in_with_chromium_and_sees_the_role_picker() {
             && accounts.iter().any(|a| a.starts_with("Development")),
         "{accounts:?}"
     );
-    assert_eq!(report["csp_violations"], serde_json::json!([]));
+    // "Console" lands on the (fake) AWS console through the federation login.
     assert!(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/artifacts/role-picker.png")
-            .exists()
+        report["console_url"]
+            .as_str()
+            .unwrap()
+            .starts_with(crate::helpers::federation_url()),
+        "{report:#}"
     );
+    assert!(
+        report["console_text"]
+            .as_str()
+            .unwrap()
+            .contains("arn:aws:sts::111122223333:assumed-role/Admin/alice@example.com"),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["csp_violations"],
+        serde_json::json!([]),
+        "the redirect chain passes the CSP"
+    );
+    assert_eq!(
+        report["copy_buttons_visible"], 5,
+        "the copy script runs under the CSP"
+    );
+    let c = &report["credentials"];
+    let creds = crate::issuance::PageCredentials {
+        access_key_id: c["access_key_id"].as_str().unwrap().to_owned(),
+        secret_access_key: c["secret_access_key"].as_str().unwrap().to_owned(),
+        session_token: c["session_token"].as_str().unwrap().to_owned(),
+    };
+    let who = crate::issuance::aws_caller_identity(&creds, crate::helpers::moto_url());
+    assert_eq!(
+        who["Arn"],
+        "arn:aws:sts::111122223333:assumed-role/Admin/alice@example.com"
+    );
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    for shot in ["role-picker.png", "console.png", "cli-credentials.png"] {
+        assert!(artifacts.join(shot).exists(), "{shot} saved");
+    }
 }

@@ -195,3 +195,29 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
         "{stderr}"
     );
 }
+
+#[test]
+fn keys_generate_writes_a_private_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.pem");
+    let (code, out, err) = run(&["keys", "generate", "--out", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ES256, kid "), "{out}");
+    let pem = std::fs::read_to_string(&path).unwrap();
+    assert!(rolegate::sts::SigningKey::from_pem(&pem).is_ok());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, _, err) = run(&[
+        "keys",
+        "generate",
+        "--out",
+        path.to_str().unwrap(),
+        "--algorithm",
+        "rs256",
+    ]);
+    assert_eq!(code, 1, "never overwrites");
+    assert!(err.contains("never overwritten"), "{err}");
+}

@@ -3,7 +3,8 @@
 // lands on the role picker; screenshots are saved as test artifacts.
 //
 // Env: BROKER_URL, LOGIN_USER, LOGIN_PASSWORD, ARTIFACTS (folder), EXPECT (comma-separated
-// texts the role picker must show). Prints one JSON line with what it saw; exits 1 on failure.
+// texts the role picker must show), ROLE (optional: a role id to open in the console and
+// to get CLI credentials for). Prints one JSON line with what it saw; exits 1 on failure.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,6 +40,33 @@ try {
   await page.screenshot({ path: path.join(ARTIFACTS, 'role-picker.png'), fullPage: true });
   const missing = EXPECT.filter((t) => !text.includes(t));
   if (missing.length) throw new Error(`role picker lacks ${JSON.stringify(missing)}`);
+  const role = process.env.ROLE;
+  if (role) {
+    // "Console": POST -> federation endpoint -> the (fake) AWS console.
+    await Promise.all([
+      page.waitForURL((u) => u.pathname.startsWith('/console'), { timeout: 15000 }),
+      page.click(`#role-${role} form[action$="/console"] button`),
+    ]);
+    result.console_url = page.url();
+    result.console_text = await page.innerText('body');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'console.png'), fullPage: true });
+    result.steps.push(`console at ${result.console_url}`);
+    // "CLI credentials": the credentials page.
+    await page.goto(`${BROKER}/`);
+    await Promise.all([
+      page.waitForURL((u) => u.pathname.endsWith('/credentials'), { timeout: 15000 }),
+      page.click(`#role-${role} form[action$="/credentials"] button`),
+    ]);
+    await page.waitForSelector('#access-key-id');
+    result.credentials = {
+      access_key_id: await page.innerText('#access-key-id'),
+      secret_access_key: await page.innerText('#secret-access-key'),
+      session_token: await page.innerText('#session-token'),
+    };
+    result.copy_buttons_visible = await page.$$eval('button[data-copy]', (bs) => bs.filter((b) => !b.hidden).length);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'cli-credentials.png'), fullPage: true });
+    result.steps.push('cli credentials shown');
+  }
   if (result.csp_violations.length) throw new Error('CSP violations on the page');
   result.ok = true;
 } catch (e) {
