@@ -19,7 +19,7 @@ for port in 8080 9000 5000 5100; do
   fi
 done
 
-tests/testbed/install.sh op python
+tests/testbed/install.sh build op python
 echo "local-demo: building rolegate"
 cargo build --quiet --bin rolegate
 

@@ -26,6 +26,12 @@ pub struct IssuanceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub idp: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabels {
     pub mode: String,
 }
@@ -44,6 +50,8 @@ pub struct Metrics {
     pub issuances: Family<IssuanceLabels, Counter>,
     /// STS call latency (retries included) by mode.
     pub sts_latency: Family<ModeLabels, Histogram>,
+    /// Refused SAML responses by IdP and reason.
+    pub saml_rejections: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -79,12 +87,19 @@ impl Metrics {
             "AWS STS call latency",
             sts_latency.clone(),
         );
+        let saml_rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "saml_rejections",
+            "Refused SAML responses",
+            saml_rejections.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             issuances,
             sts_latency,
+            saml_rejections,
         }
     }
 

@@ -8,6 +8,7 @@
 //! a claims file, so "what if" answers match what a real login would get.
 
 pub mod oidc;
+pub mod saml;
 
 use serde_json::Value as Json;
 

@@ -25,6 +25,7 @@ pub use startup::{Application, BuildOptions, ShutdownHandle};
 use crate::audit::{AuditLog, RequestContext};
 use crate::config::Config;
 use crate::idp::oidc::OidcProvider;
+use crate::idp::saml::SamlProvider;
 use crate::store::Store;
 use crate::sts::CredentialIssuer;
 use crate::sts::console::ConsoleSignIn;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub console: ConsoleSignIn,
     /// The configured OIDC IdPs, with their discovered metadata and key caches.
     pub oidc: Vec<Arc<OidcProvider>>,
+    /// The configured SAML IdPs, with their pinned metadata.
+    pub saml: Vec<Arc<SamlProvider>>,
     /// Set when shutdown begins, so `/readyz` fails first and load balancers drain us.
     pub shutting_down: Arc<AtomicBool>,
 }

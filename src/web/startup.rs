@@ -11,11 +11,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, observe, security_headers};
-use super::routes::{assets, fallback, health, issuer, login};
+use super::routes::{assets, fallback, health, issuer, login, saml};
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::audit::AuditLog;
 use crate::config::{Config, IdpProtocol, StsMode};
 use crate::idp::oidc::OidcProvider;
+use crate::idp::saml::SamlProvider;
 use crate::store::{Store, StoreError};
 use crate::sts::CredentialIssuer;
 use crate::sts::console::ConsoleSignIn;
@@ -134,10 +135,25 @@ impl Application {
                 ))),
                 IdpProtocol::Saml(_) => None,
             })
+            .collect::<Vec<_>>();
+        let saml: Vec<Arc<SamlProvider>> = config
+            .idps
+            .iter()
+            .filter_map(|i| match &i.protocol {
+                IdpProtocol::Saml(s) => Some(Arc::new(SamlProvider::new(
+                    i.clone(),
+                    s.clone(),
+                    &config.server.public_url,
+                ))),
+                IdpProtocol::Oidc(_) => None,
+            })
             .collect();
-        // Discovery runs in the background: the broker serves while an IdP is down.
+        // Discovery and metadata run in the background: the broker serves while an IdP is down.
         for p in &oidc {
             tokio::spawn(p.clone().discover_until_ready());
+        }
+        for p in &saml {
+            tokio::spawn(p.clone().run_metadata());
         }
         let mut callback_paths: Vec<String> =
             oidc.iter().map(|p| p.redirect_path().to_owned()).collect();
@@ -145,6 +161,7 @@ impl Application {
         callback_paths.dedup();
         let state = web::Data::new(AppState {
             oidc,
+            saml,
             config: Arc::new(config),
             store,
             metrics,
@@ -183,7 +200,22 @@ impl Application {
                     "/roles/{role}/{action:console|credentials}",
                     web::post().to(login::role_action),
                 )
-                .route("/static/copy.js", web::get().to(assets::copy_script));
+                .route("/static/copy.js", web::get().to(assets::copy_script))
+                .route("/saml/{idp}/metadata", web::get().to(saml::metadata))
+                .route("/saml/{idp}/finish", web::get().to(saml::finish))
+                .service(
+                    web::resource("/saml/{idp}/acs")
+                        // The ACS takes larger bodies than other forms (signed XML, base64).
+                        .app_data(
+                            web::FormConfig::default()
+                                .limit(crate::idp::saml::MAX_RESPONSE_B64 + 8 * 1024)
+                                .error_handler(form_error),
+                        )
+                        .app_data(web::PayloadConfig::new(
+                            crate::idp::saml::MAX_RESPONSE_B64 + 8 * 1024,
+                        ))
+                        .route(web::post().to(saml::acs)),
+                );
             if has_web_identity {
                 app = app
                     .route(

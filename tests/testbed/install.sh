@@ -2,11 +2,11 @@
 # Installs what rolegate's tests (and the local demo) need on a Debian 12 machine, and
 # nothing that is already there. Safe to run again. Needs root (or sudo) for apt.
 #
-# usage: install.sh [redis] [op] [browser] [python]     (no argument: everything)
+# usage: install.sh [build] [redis] [op] [browser] [python] [saml]   (no argument: everything)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-want="${*:-redis op browser python}"
+want="${*:-build redis op browser python saml}"
 wants() { [[ " $want " == *" $1 "* ]]; }
 
 sudo_cmd=""
@@ -17,6 +17,16 @@ apt_install() {
   if [ -z "$apt_updated" ]; then $sudo_cmd apt-get update -qq; apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+
+# Building rolegate: samael binds libxmlsec1 through bindgen, which needs libclang.
+if wants build; then
+  need=()
+  for pkg in libclang-dev libxmlsec1-dev libxml2-dev libssl-dev pkg-config; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+  done
+  if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
+  echo "testbed: build dependencies (libclang, libxmlsec1) ready"
+fi
 
 if wants redis; then
   need=()
@@ -59,4 +69,16 @@ if wants python; then
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/python/requirements.txt"
   fi
   echo "testbed: $("$venv/bin/aws" --version 2>&1 | cut -d' ' -f1), moto $("$venv/bin/python" -c 'import moto; print(moto.__version__)') ready"
+fi
+
+# The real SAML IdP (Debian's SimpleSAMLphp under `php -S`) and the xmlsec1 command-line
+# tool that signs the attack-suite fixtures with the tests' own key.
+if wants saml; then
+  need=()
+  [ -d /usr/share/simplesamlphp/www ] || need+=(simplesamlphp)
+  for pkg in php-cli php-xml php-mbstring php-curl xmlsec1; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+  done
+  if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
+  echo "testbed: simplesamlphp $(dpkg-query -W -f='${Version}' simplesamlphp), $(xmlsec1 --version | head -1) ready"
 fi

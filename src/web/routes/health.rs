@@ -39,6 +39,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .filter(|p| !p.is_ready())
         .map(|p| p.idp.id.as_str())
+        .chain(
+            state
+                .saml
+                .iter()
+                .filter(|p| !p.is_ready())
+                .map(|p| p.idp.id.as_str()),
+        )
         .collect();
     let ready = store == "ok" && !shutting_down;
     let body = json!({

@@ -24,7 +24,7 @@ use crate::web::pages::{
 use crate::web::session::{self, Session};
 use crate::web::{AppState, PageError, request_context};
 
-const LOGIN_TTL: Duration = Duration::from_secs(600);
+pub(super) const LOGIN_TTL: Duration = Duration::from_secs(600);
 
 #[derive(Serialize, Deserialize)]
 struct PendingLogin {
@@ -42,7 +42,7 @@ fn html(body: String) -> HttpResponse {
         .body(body)
 }
 
-fn render<T: Template>(page: T, req: &HttpRequest) -> Result<HttpResponse, PageError> {
+pub(super) fn render<T: Template>(page: T, req: &HttpRequest) -> Result<HttpResponse, PageError> {
     page.render().map(html).map_err(|e| {
         tracing::error!(error = %e, "template failed to render");
         PageError::new(
@@ -54,7 +54,7 @@ fn render<T: Template>(page: T, req: &HttpRequest) -> Result<HttpResponse, PageE
     })
 }
 
-fn store_down(req: &HttpRequest, e: impl std::fmt::Display) -> PageError {
+pub(super) fn store_down(req: &HttpRequest, e: impl std::fmt::Display) -> PageError {
     tracing::error!(error = %e, "state store unavailable");
     PageError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -73,7 +73,7 @@ fn see_other(location: &str) -> HttpResponse {
 
 /// Writes the login audit record. A failure to audit a *successful* login is returned
 /// so the caller refuses the session; for failures it is logged (nothing is granted).
-fn audit_login(
+pub(super) fn audit_login(
     req: &HttpRequest,
     state: &AppState,
     idp: &str,
@@ -110,8 +110,7 @@ pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     {
         Some(s) => role_picker(&req, &state, &s),
         None => {
-            // Only IdPs whose protocol this broker serves are offered.
-            let usable: Vec<_> = state.oidc.iter().map(|p| &p.idp).collect();
+            let usable: Vec<_> = state.config.idps.iter().collect();
             if usable.len() == 1 {
                 return Ok(see_other(&format!("/login/{}", usable[0].id)));
             }
@@ -181,6 +180,13 @@ pub async fn start(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = request_id(&req);
+    if let Some(provider) = state
+        .saml
+        .iter()
+        .find(|p| p.idp.id.as_str() == path.as_str())
+    {
+        return super::saml::start(&req, &state, provider).await;
+    }
     let Some(provider) = state
         .oidc
         .iter()

@@ -5,3 +5,4 @@ pub mod fallback;
 pub mod health;
 pub mod issuer;
 pub mod login;
+pub mod saml;
