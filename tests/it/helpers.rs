@@ -392,6 +392,7 @@ pub struct OidcSetup {
     pub app: TestApp,
     pub op: OidcProvider,
     pub callback: String,
+    pub ssp: Option<SamlIdp>,
     broker_port: u16,
     audit_dir: tempfile::TempDir,
     opts: SetupOptions,
@@ -412,6 +413,8 @@ pub struct SetupOptions {
     pub extra: String,
     /// The broker's own AWS credentials.
     pub credentials: aws_sdk_sts::config::Credentials,
+    /// Also start SimpleSAMLphp and configure it as SAML IdP "ssp".
+    pub saml: bool,
 }
 
 impl Default for SetupOptions {
@@ -425,6 +428,7 @@ impl Default for SetupOptions {
             credentials: aws_sdk_sts::config::Credentials::new(
                 "testing", "testing", None, None, "tests",
             ),
+            saml: false,
         }
     }
 }
@@ -476,7 +480,14 @@ when = {{ group = "developers" }}
 grant = ["dev-admin"]
 {extra}"#,
             issuer = self.op.issuer(),
-            extra_idps = self.opts.extra_idps,
+            extra_idps = format!(
+                "{}{}",
+                self.opts.extra_idps,
+                self.ssp
+                    .as_ref()
+                    .map(SamlIdp::idp_config)
+                    .unwrap_or_default()
+            ),
             extra = self.opts.extra,
         );
         let aws = format!(
@@ -538,7 +549,7 @@ async fn wait_for_discovery(app: &TestApp) {
             let body: serde_json::Value = res.json().await.unwrap_or_default();
             if body["idps_unavailable"]
                 .as_array()
-                .is_some_and(|a| !a.iter().any(|v| v == "corp"))
+                .is_some_and(|a| !a.iter().any(|v| v == "corp" || v == "ssp"))
             {
                 return;
             }
@@ -569,10 +580,15 @@ pub async fn spawn_with(opts: SetupOptions) -> OidcSetup {
     let broker_port = free_port();
     let callback = format!("http://127.0.0.1:{broker_port}/oidc/corp/callback");
     let op = OidcProvider::start(&callback);
+    let ssp = opts.saml.then(|| {
+        let base = format!("http://127.0.0.1:{broker_port}/saml/ssp");
+        SamlIdp::start(&format!("{base}/metadata"), &format!("{base}/acs"))
+    });
     let audit_dir = tempfile::tempdir().unwrap();
     let mut setup = OidcSetup {
         app: TestApp::placeholder(),
         op,
+        ssp,
         callback,
         broker_port,
         audit_dir,
@@ -581,4 +597,103 @@ pub async fn spawn_with(opts: SetupOptions) -> OidcSetup {
     setup.app = spawn_app_with(setup.config(), setup.build_options()).await;
     wait_for_discovery(&setup.app).await;
     setup
+}
+
+/// A real SAML IdP: Debian's SimpleSAMLphp under `php -S` on a free port, with a fresh
+/// signing key and the broker registered as SP. Killed on drop.
+pub struct SamlIdp {
+    pub port: u16,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl SamlIdp {
+    pub fn start(sp_entity_id: &str, acs_url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for sub in [
+            "config", "metadata", "cert", "data", "tmp", "log", "sessions",
+        ] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let testbed = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/ssp");
+        for (file, dest) in [
+            ("config.php", "config"),
+            ("authsources.php", "config"),
+            ("saml20-idp-hosted.php", "metadata"),
+        ] {
+            std::fs::copy(format!("{testbed}/{file}"), root.join(dest).join(file)).unwrap();
+        }
+        let sp = std::fs::read_to_string(format!("{testbed}/saml20-sp-remote.php.tmpl"))
+            .unwrap()
+            .replace("@SP_ENTITY_ID@", sp_entity_id)
+            .replace("@ACS_URL@", acs_url);
+        std::fs::write(root.join("metadata/saml20-sp-remote.php"), sp).unwrap();
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=rolegate-test-ssp",
+            ])
+            .arg("-keyout")
+            .arg(root.join("cert/idp.key"))
+            .arg("-out")
+            .arg(root.join("cert/idp.crt"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success());
+        let port = free_port();
+        let child = Command::new("php")
+            .args([
+                "-S",
+                &format!("127.0.0.1:{port}"),
+                "-t",
+                "/usr/share/simplesamlphp/www",
+            ])
+            .env("SIMPLESAMLPHP_CONFIG_DIR", root.join("config"))
+            .env("SSP_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("php runs (tests/run.sh installs simplesamlphp)");
+        wait_until("SimpleSAMLphp", Duration::from_secs(15), || {
+            http_answers(port, "/saml2/idp/metadata.php")
+        });
+        Self { port, child, dir }
+    }
+
+    pub fn cert_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("cert/idp.crt")
+    }
+
+    pub fn metadata_url(&self) -> String {
+        format!("http://127.0.0.1:{}/saml2/idp/metadata.php", self.port)
+    }
+
+    /// The `[[idp]]` table for this IdP (id "ssp"), its certificate pinned.
+    pub fn idp_config(&self) -> String {
+        format!(
+            "\n[[idp]]\nid = \"ssp\"\nkind = \"saml\"\ndisplay_name = \"Test SAML IdP\"\nmetadata_url = \"{}\"\nsigning_cert_files = [\"{}\"]\ngroups_attribute = \"groups\"\nusername_attribute = \"mail\"\n",
+            self.metadata_url(),
+            self.cert_path().display()
+        )
+    }
+}
+
+impl Drop for SamlIdp {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-P", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -24,7 +24,7 @@ async fn action(
         .unwrap()
 }
 
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     s.replace("&#34;", "\"")
         .replace("&quot;", "\"")
         .replace("&#39;", "'")

@@ -16,5 +16,7 @@ mod health;
 mod issuance;
 /// OIDC sign-in against a real OpenID Provider, and the hostile cases.
 mod oidc;
+/// SAML sign-in against a real IdP (SimpleSAMLphp).
+mod saml;
 /// The store contract, run against both backends.
 mod store;

@@ -83,13 +83,13 @@ pub fn browser() -> Client {
 }
 
 pub async fn is_signed_in(s: &OidcSetup, client: &Client) -> bool {
-    client
+    let res = client
         .get(format!("{}/", s.app.address))
         .send()
         .await
-        .unwrap()
-        .status()
-        == 200
+        .unwrap();
+    // The role picker (and only it) has the sign-out form.
+    res.status() == 200 && res.text().await.unwrap().contains("action=\"/logout\"")
 }
 
 async fn tamper(s: &OidcSetup, body: serde_json::Value) {

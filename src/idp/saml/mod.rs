@@ -473,10 +473,16 @@ impl SamlProvider {
     pub fn sp_metadata(&self) -> Result<String, SamlError> {
         let loaded = self.current()?;
         use samael::traits::ToXml;
-        let md = loaded
-            .sp
+        // samael insists on an SLO URL; rolegate has no SLO endpoint, so build with a
+        // placeholder and advertise none.
+        let mut sp = (*loaded.sp).clone();
+        sp.slo_url = Some(format!("{}#no-slo", self.sp_entity_id));
+        let mut md = sp
             .metadata()
             .map_err(|e| SamlError::Unreadable(e.to_string()))?;
+        for d in md.sp_sso_descriptors.iter_mut().flatten() {
+            d.single_logout_services = None;
+        }
         md.to_string()
             .map_err(|e| SamlError::Unreadable(format!("{e:?}")))
     }
@@ -669,7 +675,10 @@ impl SamlProvider {
         if let Some(e) = email {
             claims["email"] = json!(e);
         }
-        let mut identity = identity_from_claims(&self.idp, claims)?;
+        // Attributes are multi-valued: the user name (taken above) is not read from claims.
+        let mut config = self.idp.clone();
+        config.username_claim = "sub".into();
+        let mut identity = identity_from_claims(&config, claims)?;
         if let Some(u) = username {
             identity.username = u;
         }
