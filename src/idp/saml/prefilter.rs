@@ -235,12 +235,12 @@ pub fn check(
                 let Some(frame) = stack.pop() else {
                     return Err(Rejection::Malformed("unbalanced end tag".into()));
                 };
-                if frame.ns == NS_DSIG && frame.local == b"Signature" {
-                    if let Some(s) = sig.take() {
-                        if s.references != 1 {
-                            return Err(Rejection::ReferenceCount(s.references));
-                        }
-                    }
+                if frame.ns == NS_DSIG
+                    && frame.local == b"Signature"
+                    && let Some(s) = sig.take()
+                    && s.references != 1
+                {
+                    return Err(Rejection::ReferenceCount(s.references));
                 }
             }
             Event::Text(_) | Event::CData(_) | Event::Comment(_) | Event::GeneralRef(_) => {
