@@ -435,6 +435,10 @@ impl Default for SetupOptions {
 
 impl OidcSetup {
     fn config(&self) -> Config {
+        let mut extra_idps = self.opts.extra_idps.clone();
+        if let Some(ssp) = &self.ssp {
+            extra_idps.push_str(&ssp.idp_config());
+        }
         let extra = format!(
             r#"
 [[idp]]
@@ -480,14 +484,7 @@ when = {{ group = "developers" }}
 grant = ["dev-admin"]
 {extra}"#,
             issuer = self.op.issuer(),
-            extra_idps = format!(
-                "{}{}",
-                self.opts.extra_idps,
-                self.ssp
-                    .as_ref()
-                    .map(SamlIdp::idp_config)
-                    .unwrap_or_default()
-            ),
+            extra_idps = extra_idps,
             extra = self.opts.extra,
         );
         let aws = format!(
