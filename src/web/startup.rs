@@ -205,14 +205,15 @@ impl Application {
                 .route("/saml/{idp}/finish", web::get().to(saml::finish))
                 .service(
                     web::resource("/saml/{idp}/acs")
-                        // The ACS takes larger bodies than other forms (signed XML, base64).
+                        // The ACS takes larger bodies than other forms (signed XML, base64, then
+                        // URL-encoded); the handler caps the SAMLResponse itself at MAX_RESPONSE_B64.
                         .app_data(
                             web::FormConfig::default()
-                                .limit(crate::idp::saml::MAX_RESPONSE_B64 + 8 * 1024)
+                                .limit(2 * crate::idp::saml::MAX_RESPONSE_B64)
                                 .error_handler(form_error),
                         )
                         .app_data(web::PayloadConfig::new(
-                            crate::idp::saml::MAX_RESPONSE_B64 + 8 * 1024,
+                            2 * crate::idp::saml::MAX_RESPONSE_B64,
                         ))
                         .route(web::post().to(saml::acs)),
                 );

@@ -18,5 +18,9 @@ mod issuance;
 mod oidc;
 /// SAML sign-in against a real IdP (SimpleSAMLphp).
 mod saml;
+/// The SAML attack suite (XSW, references, DTDs, replay, time, audience...).
+mod saml_attacks;
+/// Signed SAML test responses from templates (xmlsec1 with the tests' key).
+mod saml_fixtures;
 /// The store contract, run against both backends.
 mod store;

@@ -1,0 +1,855 @@
+//! The SAML attack suite (SECURITY-BAR S1–S34): each case starts from a known-good
+//! response signed with the tests' own IdP key, changes exactly one thing, and must be
+//! rejected with its own reason, leaving no session.
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Response};
+
+use crate::helpers::{TestApp, config_from, spawn_app};
+use crate::oidc::{browser, location};
+use crate::saml_fixtures::{self as fx, Fixture, keys};
+
+pub struct AttackBroker {
+    pub app: TestApp,
+    audit: tempfile::TempDir,
+}
+
+impl AttackBroker {
+    pub async fn start() -> Self {
+        let k = keys();
+        let md = k.dir.join("idp-metadata.xml");
+        if !md.exists() {
+            std::fs::write(&md, fx::idp_metadata(&k.idp)).unwrap();
+        }
+        let idp = |id: &str, initiated: bool| {
+            format!(
+                "[[idp]]\nid = \"{id}\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\"]\ngroups_attribute = \"groups\"\nallow_idp_initiated = {initiated}\n\n",
+                md.display(),
+                k.idp.cert.display()
+            )
+        };
+        let extra = format!(
+            "{}{}[[rule]]\nid = \"devs\"\nwhen = {{ group = \"devs\" }}\ngrant = [\"dev-admin\"]\n",
+            idp("atk", false),
+            idp("atki", true)
+        );
+        let mut config = config_from("store = \"memory\"", &extra);
+        let audit = tempfile::tempdir().unwrap();
+        config.audit.file = Some(audit.path().join("audit.jsonl"));
+        // The SP entity id and ACS derive from the public URL: use the real port.
+        let port = crate::helpers::free_port();
+        config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        config.server.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
+        let app = spawn_app(config).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while app.get("/saml/atk/metadata").await.status() != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "SAML metadata of the test IdP did not load"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { app, audit }
+    }
+
+    pub fn sp_entity(&self, idp: &str) -> String {
+        format!("{}/saml/{idp}/metadata", self.app.address)
+    }
+
+    pub fn acs(&self, idp: &str) -> String {
+        format!("{}/saml/{idp}/acs", self.app.address)
+    }
+
+    /// Starts an SP-initiated login; returns (RelayState, AuthnRequest ID).
+    pub async fn start_login(&self, client: &Client, idp: &str) -> (String, String) {
+        let res = client
+            .get(format!("{}/login/{idp}", self.app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let url = url::Url::parse(&location(&res)).unwrap();
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let deflated = fx::b64_decode(&q["SAMLRequest"]);
+        let mut xml = String::new();
+        flate2::read::DeflateDecoder::new(&deflated[..])
+            .read_to_string(&mut xml)
+            .unwrap();
+        let id = xml
+            .split(" ID=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(
+            id.len() >= 33,
+            "request ids carry at least 128 random bits: {id}"
+        );
+        (q["RelayState"].clone(), id)
+    }
+
+    /// A known-good fixture for a fresh login in `client`; returns it with the RelayState.
+    pub async fn fixture(&self, client: &Client, idp: &str) -> (Fixture, String) {
+        let (relay, id) = self.start_login(client, idp).await;
+        (
+            Fixture::new(&self.sp_entity(idp), &self.acs(idp), Some(&id)),
+            relay,
+        )
+    }
+
+    pub async fn post(
+        &self,
+        client: &Client,
+        idp: &str,
+        xml: &str,
+        relay: Option<&str>,
+    ) -> Response {
+        let b64 = fx::b64(xml);
+        let mut form = vec![("SAMLResponse", b64.as_str())];
+        if let Some(r) = relay {
+            form.push(("RelayState", r));
+        }
+        client.post(self.acs(idp)).form(&form).send().await.unwrap()
+    }
+
+    /// Follows a successful ACS answer through the finish step.
+    pub async fn finish(&self, client: &Client, res: Response) -> bool {
+        if res.status() != 303 {
+            return false;
+        }
+        let res = client
+            .get(format!("{}{}", self.app.address, location(&res)))
+            .send()
+            .await
+            .unwrap();
+        res.status() == 303 && self.signed_in(client).await
+    }
+
+    pub async fn signed_in(&self, client: &Client) -> bool {
+        let res = client
+            .get(format!("{}/", self.app.address))
+            .send()
+            .await
+            .unwrap();
+        res.status() == 200 && res.text().await.unwrap().contains("action=\"/logout\"")
+    }
+
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Asserts the last ACS call was refused for `reason`, with no session.
+    pub async fn assert_rejected(&self, client: &Client, res: Response, reason: &str) {
+        let status = res.status();
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "expected a rejection ({reason}), got {status}"
+        );
+        let last = self
+            .audit()
+            .into_iter()
+            .rev()
+            .find(|r| r["event"] == "login")
+            .expect("the rejection is audited");
+        assert_eq!(last["outcome"], "failure");
+        let got = last["reason"].as_str().unwrap();
+        assert!(
+            got.starts_with(&format!("saml {reason}:")),
+            "expected reason {reason}, got {got}"
+        );
+        assert!(
+            !self.signed_in(client).await,
+            "no session after a rejected response"
+        );
+        let metrics = self.app.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains(&format!("reason=\"{reason}\"")),
+            "counted in saml_rejections"
+        );
+    }
+}
+
+/// Runs one attack: `mutate` changes the fixture before signing, `tamper` the signed XML.
+async fn attack(
+    reason: &str,
+    mutate: impl FnOnce(&mut Fixture),
+    tamper: impl FnOnce(String) -> String,
+) {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (mut f, relay) = b.fixture(&client, "atk").await;
+    mutate(&mut f);
+    let xml = tamper(f.signed());
+    let res = b.post(&client, "atk", &xml, Some(&relay)).await;
+    b.assert_rejected(&client, res, reason).await;
+}
+
+fn replace_once(xml: String, from: &str, to: &str) -> String {
+    assert!(xml.contains(from), "fixture lacks {from}");
+    xml.replacen(from, to, 1)
+}
+
+#[tokio::test]
+async fn the_known_good_response_signs_in() {
+    let b = AttackBroker::start().await;
+    for (what, sign_assertion, sign_response) in [
+        ("assertion signed", true, false),
+        ("response signed", false, true),
+        ("both signed", true, true),
+    ] {
+        let client = browser();
+        let (mut f, relay) = b.fixture(&client, "atk").await;
+        f.sign_assertion = sign_assertion;
+        f.sign_response = sign_response;
+        let res = b.post(&client, "atk", &f.signed(), Some(&relay)).await;
+        assert!(
+            b.finish(&client, res).await,
+            "{what}: the known-good response must sign in"
+        );
+    }
+    let login = b
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "login")
+        .unwrap();
+    assert_eq!(login["outcome"], "success");
+    assert_eq!(login["subject"], "alice@example.com");
+}
+
+// ---- signature wrapping (SAML Raider XSW1–XSW8) -----------------------------------
+
+fn evil_copy(assertion: &str, id: &str) -> String {
+    let unsigned = match assertion.find("<ds:Signature") {
+        Some(s) => {
+            let e = s + assertion[s..].find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+            format!("{}{}", &assertion[..s], &assertion[e..])
+        }
+        None => assertion.to_owned(),
+    };
+    let old_id = unsigned
+        .split(" ID=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    unsigned
+        .replacen(&old_id, id, 1)
+        .replace("alice@example.com", "admin@example.com")
+}
+
+#[tokio::test]
+async fn xsw1_response_clone_inside_the_signature_is_rejected() {
+    // The clone keeps its assertion's ID: refused as a duplicate ID (S10) before anything else.
+    attack(
+        "duplicate_id",
+        |f| {
+            f.sign_assertion = false;
+            f.sign_response = true;
+        },
+        |xml| {
+            let sig_end = xml.find("</ds:Signature>").unwrap();
+            let clone = evil_copy(&xml, "_evil_response_clone");
+            let mut out = xml.clone();
+            out.insert_str(sig_end, &clone);
+            out.replacen("alice@example.com", "admin@example.com", 1)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xsw2_response_clone_before_the_signature_is_rejected() {
+    attack(
+        "duplicate_id",
+        |f| {
+            f.sign_assertion = false;
+            f.sign_response = true;
+        },
+        |xml| {
+            let sig_start = xml.find("<ds:Signature").unwrap();
+            let clone = evil_copy(&xml, "_evil_response_clone");
+            let mut out = xml.clone();
+            out.insert_str(sig_start, &clone);
+            out
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xsw3_evil_assertion_before_the_signed_one_is_rejected() {
+    attack(
+        "assertion_count",
+        |_| {},
+        |xml| {
+            let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+            let evil = evil_copy(&a, "_evil_assertion_ID");
+            xml.replacen(&a, &format!("{evil}{a}"), 1)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xsw4_signed_assertion_moved_inside_an_evil_one_is_rejected() {
+    attack(
+        "assertion_count",
+        |_| {},
+        |xml| {
+            let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+            let evil = evil_copy(&a, "_evil_assertion_ID");
+            let wrapped = evil.replacen("</saml:Assertion>", &format!("{a}</saml:Assertion>"), 1);
+            xml.replacen(&a, &wrapped, 1)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xsw5_mutated_original_with_an_unsigned_copy_is_rejected() {
+    // The signature now sits in an element whose ID it does not reference.
+    attack(
+        "reference_uri",
+        |_| {},
+        |xml| {
+            let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+            let copy = evil_copy(&a, "_copy").replace("admin@example.com", "alice@example.com");
+            let original_id = a.split(" ID=\"").nth(1).unwrap().split('"').next().unwrap();
+            let copy = copy.replacen("_copy", original_id, 1);
+            let mutated = a
+                .replacen(original_id, "_evil_assertion_ID", 1)
+                .replace("alice@example.com", "admin@example.com");
+            xml.replacen(&a, &format!("{mutated}{copy}"), 1)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xsw6_unsigned_copy_inside_the_signature_is_rejected() {
+    attack(
+        "assertion_count",
+        |_| {},
+        |xml| {
+            let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+            let copy = evil_copy(&a, "_copy_in_signature");
+            let with_copy = a.replacen("</ds:Signature>", &format!("{copy}</ds:Signature>"), 1);
+            xml.replacen(
+                &a,
+                &with_copy.replacen("alice@example.com", "admin@example.com", 1),
+                1,
+            )
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xsw7_clone_with_the_same_id_in_extensions_is_rejected() {
+    attack(
+        "duplicate_id",
+        |_| {},
+        |xml| {
+            let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+            let id = a
+                .split(" ID=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned();
+            let clone = evil_copy(&a, &id);
+            replace_once(
+                xml,
+                "<samlp:Status>",
+                &format!("<samlp:Extensions>{clone}</samlp:Extensions><samlp:Status>"),
+            )
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xsw8_copy_wrapped_in_ds_object_is_rejected() {
+    attack(
+        "forbidden_element",
+        |_| {},
+        |xml| {
+            let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+            let copy = evil_copy(&a, "_evil_in_object");
+            replace_once(
+                xml,
+                "</ds:Signature>",
+                &format!("<ds:Object>{copy}</ds:Object></ds:Signature>"),
+            )
+        },
+    )
+    .await;
+}
+
+// ---- signatures and keys -------------------------------------------------------------
+
+#[tokio::test]
+async fn a_stripped_signature_is_rejected() {
+    attack(
+        "unsigned",
+        |_| {},
+        |xml| {
+            let sig = fx::element(&xml, "<ds:Signature", "</ds:Signature>").to_owned();
+            xml.replacen(&sig, "", 1)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_signature_by_an_untrusted_key_with_its_cert_in_keyinfo_is_rejected() {
+    attack(
+        "signature_invalid",
+        |f| f.attacker_key = true,
+        |xml| {
+            assert!(
+                xml.contains(&keys().attacker.cert_b64()[..40]),
+                "the attacker's cert is embedded in KeyInfo"
+            );
+            xml
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_attribute_changed_after_signing_is_rejected() {
+    attack(
+        "signature_invalid",
+        |_| {},
+        |xml| {
+            replace_once(
+                xml,
+                ">devs</saml:AttributeValue>",
+                ">admins</saml:AttributeValue>",
+            )
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sha1_signature_is_rejected() {
+    attack(
+        "signature_algorithm",
+        |f| {
+            f.sig_alg = fx::RSA_SHA1.into();
+            f.digest = fx::SHA1.into();
+        },
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sha1_digest_is_rejected() {
+    attack(
+        "digest_algorithm",
+        |f| f.digest = fx::SHA1.into(),
+        |xml| xml,
+    )
+    .await;
+}
+
+// ---- references and transforms: refused before xmlsec, without any network or file access
+
+/// A listener that records every connection, to prove nothing is fetched.
+fn hit_counter() -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/ssrf-probe",
+        listener.local_addr().unwrap().port()
+    );
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (url, hits)
+}
+
+async fn reference_attack(reason: &str, tamper: impl FnOnce(String, &str) -> String) {
+    let (url, hits) = hit_counter();
+    let started = Instant::now();
+    attack(reason, |_| {}, |xml| tamper(xml, &url)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused quickly"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no outbound request was made"
+    );
+}
+
+fn reference_of(xml: &str) -> String {
+    let uri = xml
+        .split("<ds:Reference URI=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    format!("<ds:Reference URI=\"{uri}\"")
+}
+
+#[tokio::test]
+async fn an_http_reference_uri_is_refused_without_fetching_it() {
+    reference_attack("reference_uri", |xml, url| {
+        let r = reference_of(&xml);
+        xml.replacen(&r, &format!("<ds:Reference URI=\"{url}\""), 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_reference_uri_is_refused() {
+    reference_attack("reference_uri", |xml, _| {
+        let r = reference_of(&xml);
+        xml.replacen(&r, "<ds:Reference URI=\"file:///etc/passwd\"", 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_xpointer_reference_is_refused() {
+    reference_attack("reference_uri", |xml, _| {
+        let r = reference_of(&xml);
+        xml.replacen(&r, "<ds:Reference URI=\"#xpointer(/)\"", 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_reference_is_refused() {
+    reference_attack("reference_count", |xml, _| {
+        let r = reference_of(&xml);
+        replace_once(xml, "</ds:SignedInfo>", &format!("{r}><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue>AAAA</ds:DigestValue></ds:Reference></ds:SignedInfo>"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_xslt_transform_is_refused() {
+    reference_attack("transform", |xml, url| {
+        replace_once(
+            xml,
+            "<ds:Transforms>",
+            &format!("<ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/TR/1999/REC-xslt-19991116\"><xsl:stylesheet xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\" version=\"1.0\"><xsl:template match=\"/\"><xsl:copy-of select=\"document('{url}')\"/></xsl:template></xsl:stylesheet></ds:Transform>"),
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_xpath_transform_is_refused() {
+    reference_attack("transform", |xml, _| {
+        replace_once(xml, "<ds:Transforms>", "<ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/TR/1999/REC-xpath-19991116\"><ds:XPath>count(//. | //@* | //namespace::*)</ds:XPath></ds:Transform>")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_doctype_with_entities_is_refused() {
+    reference_attack("doctype", |xml, url| {
+        format!("<!DOCTYPE samlp:Response [<!ENTITY xxe SYSTEM \"{url}\"><!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">]>{}", xml.replacen("alice@example.com", "&xxe;&lol2;", 1))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_processing_instruction_is_refused() {
+    attack(
+        "processing_instruction",
+        |_| {},
+        |xml| format!("<?xml-stylesheet href=\"x.xsl\"?>{xml}"),
+    )
+    .await;
+}
+
+// ---- content checks -----------------------------------------------------------------
+
+#[tokio::test]
+async fn comment_injection_in_the_nameid_never_truncates_the_identity() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (mut f, relay) = b.fixture(&client, "atk").await;
+    f.name_id = "alice@example.com.evil.com".into();
+    let xml = f.signed().replace(
+        "alice@example.com.evil.com</saml:NameID>",
+        "alice@example.com<!---->.evil.com</saml:NameID>",
+    );
+    let res = b.post(&client, "atk", &xml, Some(&relay)).await;
+    let accepted = b.finish(&client, res).await;
+    let last = b
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "login")
+        .unwrap();
+    if accepted {
+        assert_eq!(
+            last["subject"], "alice@example.com.evil.com",
+            "the full NameID, never the text before the comment"
+        );
+    } else {
+        assert_eq!(last["outcome"], "failure");
+        assert_ne!(last["subject"], "alice@example.com");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_audience_restriction_is_rejected() {
+    attack("audience_missing", |f| f.audience = None, |xml| xml).await;
+}
+
+#[tokio::test]
+async fn another_audience_is_rejected() {
+    attack(
+        "wrong_audience",
+        |f| f.audience = Some("https://other-sp.example.com/metadata".into()),
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_recipient_is_rejected() {
+    attack(
+        "wrong_destination",
+        |f| f.recipient = "https://other-sp.example.com/acs".into(),
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_destination_on_a_signed_response_is_rejected() {
+    attack(
+        "wrong_destination",
+        |f| {
+            f.sign_response = true;
+            f.destination = Some("https://other-sp.example.com/acs".into());
+        },
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_assertion_is_rejected() {
+    attack(
+        "expired",
+        |f| {
+            let past = chrono::Utc::now() - chrono::Duration::minutes(30);
+            f.not_on_or_after = past;
+            f.not_before = past - chrono::Duration::minutes(5);
+        },
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_not_yet_valid_assertion_is_rejected() {
+    attack(
+        "not_yet_valid",
+        |f| f.not_before = chrono::Utc::now() + chrono::Duration::minutes(10),
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_future_issue_instant_is_rejected() {
+    attack(
+        "future_issue_instant",
+        |f| f.assertion_issue_instant = chrono::Utc::now() + chrono::Duration::hours(1),
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_assertions_are_rejected() {
+    attack(
+        "assertion_count",
+        |_| {},
+        |xml| {
+            let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+            let second = evil_copy(&a, "_second").replace("admin@example.com", "alice@example.com");
+            xml.replacen(
+                "</samlp:Response>",
+                &format!("{second}</samlp:Response>"),
+                1,
+            )
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_status_other_than_success_is_rejected() {
+    attack(
+        "status_not_success",
+        |f| {
+            f.status = "urn:oasis:names:tc:SAML:2.0:status:Responder".into();
+            f.sign_response = true;
+        },
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_issuer_of_another_idp_is_rejected() {
+    attack(
+        "wrong_issuer",
+        |f| f.issuer = "https://other-idp.example.com/metadata".into(),
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_oversized_response_is_rejected() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (f, relay) = b.fixture(&client, "atk").await;
+    // Over the 256 KiB SAMLResponse cap, under the ACS body limit: the handler refuses it.
+    let xml = f.signed();
+    let padding = 198_000 - xml.len();
+    let padded = xml.replacen(
+        "<samlp:Status>",
+        &format!("<!--{}--><samlp:Status>", "x".repeat(padding)),
+        1,
+    );
+    assert!(fx::b64(&padded).len() > rolegate::idp::saml::MAX_RESPONSE_B64);
+    let res = b.post(&client, "atk", &padded, Some(&relay)).await;
+    b.assert_rejected(&client, res, "too_large").await;
+    // Far beyond the form limit: refused by the body limit itself.
+    let res = client
+        .post(b.acs("atk"))
+        .form(&[("SAMLResponse", "A".repeat(1024 * 1024))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert!(!b.signed_in(&client).await);
+}
+
+// ---- request binding, unsolicited responses, replay -----------------------------------
+
+#[tokio::test]
+async fn an_unknown_in_response_to_is_rejected() {
+    attack(
+        "in_response_to",
+        |f| f.in_response_to = Some(format!("_{:032x}", rand::random::<u128>())),
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn another_browsers_request_id_is_rejected() {
+    let b = AttackBroker::start().await;
+    let (victim, attacker) = (browser(), browser());
+    let (victim_relay, _) = b.start_login(&victim, "atk").await;
+    let (f, _attacker_relay) = b.fixture(&attacker, "atk").await;
+    // The attacker's response (for the attacker's own request) posted with the victim's
+    // RelayState: the request ids differ.
+    let res = b
+        .post(&victim, "atk", &f.signed(), Some(&victim_relay))
+        .await;
+    b.assert_rejected(&victim, res, "in_response_to").await;
+}
+
+#[tokio::test]
+async fn an_unsolicited_response_is_rejected_when_idp_initiated_login_is_off() {
+    attack_without_relay("atk", "unsolicited").await;
+}
+
+async fn attack_without_relay(idp: &str, reason: &str) {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let f = Fixture::new(&b.sp_entity(idp), &b.acs(idp), None);
+    let res = b.post(&client, idp, &f.signed(), None).await;
+    b.assert_rejected(&client, res, reason).await;
+}
+
+#[tokio::test]
+async fn a_response_naming_a_request_but_without_relay_state_is_rejected() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (f, _relay) = b.fixture(&client, "atk").await;
+    let res = b.post(&client, "atk", &f.signed(), None).await;
+    b.assert_rejected(&client, res, "unknown_request").await;
+}
+
+#[tokio::test]
+async fn a_replayed_assertion_is_rejected() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    // IdP-initiated is on for "atki": no request binding, so only the replay cache stops a
+    // captured response from being used twice.
+    let f = Fixture::new(&b.sp_entity("atki"), &b.acs("atki"), None);
+    let xml = f.signed();
+    let first = b.post(&client, "atki", &xml, None).await;
+    assert!(
+        b.finish(&client, first).await,
+        "the first use signs in (IdP-initiated allowed)"
+    );
+    let other = browser();
+    let res = b.post(&other, "atki", &xml, None).await;
+    b.assert_rejected(&other, res, "replay").await;
+}
+
+#[tokio::test]
+async fn a_relay_state_that_is_a_url_is_rejected() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (f, _relay) = b.fixture(&client, "atk").await;
+    let res = b
+        .post(
+            &client,
+            "atk",
+            &f.signed(),
+            Some("https://evil.example.com/"),
+        )
+        .await;
+    b.assert_rejected(&client, res, "bad_relay_state").await;
+}
+
+#[tokio::test]
+async fn a_response_for_idp_a_posted_to_idp_bs_acs_is_rejected() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (f, relay) = b.fixture(&client, "atk").await;
+    let res = b.post(&client, "atki", &f.signed(), Some(&relay)).await;
+    b.assert_rejected(&client, res, "unknown_request").await;
+}
