@@ -14,6 +14,18 @@ pub fn run_e2e(
     expect: &[&str],
     role: Option<&str>,
 ) -> serde_json::Value {
+    run_e2e_with(broker, user, password, expect, role, &[])
+}
+
+/// As [`run_e2e`] with extra environment for e2e.mjs (IDP, SUBMIT, SHOT).
+pub fn run_e2e_with(
+    broker: &str,
+    user: &str,
+    password: &str,
+    expect: &[&str],
+    role: Option<&str>,
+    extra_env: &[(&str, &str)],
+) -> serde_json::Value {
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = Command::new("node")
@@ -25,6 +37,7 @@ pub fn run_e2e(
         .env("ARTIFACTS", &artifacts)
         .env("EXPECT", expect.join(","))
         .env("ROLE", role.unwrap_or(""))
+        .envs(extra_env.iter().copied())
         .output()
         .expect("cannot run node; tests/run.sh installs the browser tooling");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -115,4 +128,52 @@ async fn a_person_signs_in_with_chromium_opens_the_console_and_gets_cli_credenti
     for shot in ["role-picker.png", "console.png", "cli-credentials.png"] {
         assert!(artifacts.join(shot).exists(), "{shot} saved");
     }
+}
+
+#[tokio::test]
+async fn a_person_signs_in_through_simplesamlphp_in_chromium() {
+    let s = crate::helpers::spawn_with(crate::helpers::SetupOptions {
+        saml: true,
+        ..Default::default()
+    })
+    .await;
+    let address = s.app.address.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        run_e2e_with(
+            &address,
+            "alice",
+            "alice-pw",
+            &[
+                "Hello, alice@example.test",
+                "Signed in through Test SAML IdP",
+                "Production",
+                "Administrator",
+            ],
+            Some("prod-admin"),
+            &[
+                ("IDP", "ssp"),
+                ("SUBMIT", "#submit_button"),
+                ("SHOT", "role-picker-saml.png"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        report["steps"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{}", s.ssp.as_ref().unwrap().port)),
+        "{report:#}"
+    );
+    assert!(
+        report["console_text"]
+            .as_str()
+            .unwrap()
+            .contains("assumed-role/Admin/alice@example.test"),
+        "{report:#}"
+    );
+    assert_eq!(report["csp_violations"], serde_json::json!([]));
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    assert!(artifacts.join("role-picker-saml.png").exists());
 }

@@ -22,5 +22,7 @@ mod saml;
 mod saml_attacks;
 /// Signed SAML test responses from templates (xmlsec1 with the tests' key).
 mod saml_fixtures;
+/// A mutation fuzzer over the SAML pre-parse and verification.
+mod saml_fuzz;
 /// The store contract, run against both backends.
 mod store;

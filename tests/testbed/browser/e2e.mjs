@@ -4,7 +4,9 @@
 //
 // Env: BROKER_URL, LOGIN_USER, LOGIN_PASSWORD, ARTIFACTS (folder), EXPECT (comma-separated
 // texts the role picker must show), ROLE (optional: a role id to open in the console and
-// to get CLI credentials for). Prints one JSON line with what it saw; exits 1 on failure.
+// to get CLI credentials for), IDP (optional: sign in by clicking this IdP on the sign-in
+// page, e.g. a SAML IdP; SUBMIT is its login button selector), SHOT (screenshot name).
+// Prints one JSON line with what it saw; exits 1 on failure.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,18 +28,23 @@ try {
   const page = ctx.pages()[0] ?? await ctx.newPage();
   page.on('console', (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) result.csp_violations.push(m.text()); });
   await page.goto(`${BROKER}/`);
+  if (process.env.IDP) {
+    // Several IdPs: the sign-in page lists them; pick one like a person would.
+    await page.screenshot({ path: path.join(ARTIFACTS, 'sign-in.png'), fullPage: true });
+    await page.click(`a[href="/login/${process.env.IDP}"]`);
+  }
   await page.waitForSelector('#username', { timeout: 15000 });
   result.steps.push(`idp login form at ${new URL(page.url()).origin}`);
   await page.fill('#username', process.env.LOGIN_USER);
   await page.fill('#password', process.env.LOGIN_PASSWORD);
-  await Promise.all([page.waitForURL(`${BROKER}/`, { timeout: 15000 }), page.click('#submit')]);
+  await Promise.all([page.waitForURL(`${BROKER}/`, { timeout: 15000 }), page.click(process.env.SUBMIT || '#submit')]);
   await page.waitForSelector('h1', { timeout: 15000 });
   result.steps.push(`landed on ${page.url()}`);
   const text = await page.innerText('main');
   result.heading = await page.innerText('h1');
   result.accounts = await page.$$eval('section.account h2', (hs) => hs.map((h) => h.innerText));
   result.roles = await page.$$eval('li.role strong', (rs) => rs.map((r) => r.innerText));
-  await page.screenshot({ path: path.join(ARTIFACTS, 'role-picker.png'), fullPage: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, process.env.SHOT || 'role-picker.png'), fullPage: true });
   const missing = EXPECT.filter((t) => !text.includes(t));
   if (missing.length) throw new Error(`role picker lacks ${JSON.stringify(missing)}`);
   const role = process.env.ROLE;
