@@ -853,3 +853,148 @@ async fn a_response_for_idp_a_posted_to_idp_bs_acs_is_rejected() {
     let res = b.post(&client, "atki", &f.signed(), Some(&relay)).await;
     b.assert_rejected(&client, res, "unknown_request").await;
 }
+
+// ---- metadata pinning and encrypted assertions ----------------------------------------
+
+#[tokio::test]
+async fn metadata_whose_key_is_not_pinned_is_refused_and_nobody_gets_in() {
+    let k = keys();
+    let md = k.dir.join("unpinned-metadata.xml");
+    // The metadata carries the attacker's key; the config pins the real IdP's.
+    std::fs::write(&md, fx::idp_metadata(&k.attacker)).unwrap();
+    let extra = format!(
+        "[[idp]]\nid = \"bad\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\"]\n",
+        md.display(),
+        k.idp.cert.display()
+    );
+    let app = spawn_app(config_from("store = \"memory\"", &extra)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["idps_unavailable"], serde_json::json!(["bad"]));
+    assert_eq!(
+        app.get("/login/bad").await.status(),
+        503,
+        "no login against unpinned metadata"
+    );
+    // A response signed with the key from that metadata gets nowhere either.
+    let f = Fixture {
+        attacker_key: true,
+        ..Fixture::new("x", "y", None)
+    };
+    let res = app
+        .client
+        .post(format!("{}/saml/bad/acs", app.address))
+        .form(&[("SAMLResponse", fx::b64(&f.signed()))])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error() || res.status().is_server_error());
+}
+
+fn encrypted(xml: String, key_alg: &str, data_alg: &str) -> String {
+    let a = fx::element(&xml, "<saml:Assertion", "</saml:Assertion>").to_owned();
+    let enc = format!(
+        r#"<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element"><xenc:EncryptionMethod Algorithm="{data_alg}"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="{key_alg}"/><xenc:CipherData><xenc:CipherValue>AAAA</xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>AAAA</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>"#
+    );
+    xml.replacen(&a, &enc, 1)
+}
+
+#[tokio::test]
+async fn an_encrypted_assertion_without_an_sp_key_is_refused() {
+    attack(
+        "encryption_not_configured",
+        |f| {
+            f.sign_assertion = false;
+            f.sign_response = true;
+        },
+        |xml| {
+            encrypted(
+                xml,
+                "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+                "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+            )
+        },
+    )
+    .await;
+}
+
+#[test]
+fn rsa_1_5_and_cbc_encryption_are_refused_before_any_decryption() {
+    use rolegate::idp::saml::prefilter::{Rejection, check};
+    let f = Fixture {
+        sign_assertion: false,
+        sign_response: true,
+        ..Fixture::new("sp", "acs", None)
+    };
+    // Signatures do not matter here: the pre-parse refuses before anything is verified.
+    let xml = f.response(&f.assertion(false), false);
+    let signed_shape = |x: String| {
+        x.replacen("</saml:Issuer>", "</saml:Issuer><ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo><ds:Reference URI=\"\"/></ds:SignedInfo></ds:Signature>", 1)
+    };
+    let algs = [fx::RSA_SHA256];
+    let rsa15 = signed_shape(encrypted(
+        xml.clone(),
+        "http://www.w3.org/2001/04/xmlenc#rsa-1_5",
+        "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    ));
+    assert_eq!(
+        check(&rsa15, &algs, true),
+        Err(Rejection::EncryptionAlgorithm(
+            "http://www.w3.org/2001/04/xmlenc#rsa-1_5".into()
+        ))
+    );
+    let cbc = signed_shape(encrypted(
+        xml.clone(),
+        "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+        "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+    ));
+    assert_eq!(
+        check(&cbc, &algs, true),
+        Err(Rejection::EncryptionAlgorithm(
+            "http://www.w3.org/2001/04/xmlenc#aes128-cbc".into()
+        ))
+    );
+    let unsigned_response = encrypted(
+        xml,
+        "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+        "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    );
+    // The inner assertion's signature is invisible while encrypted: the Response must be signed.
+    assert_eq!(
+        check(&unsigned_response, &algs, true),
+        Err(Rejection::Unsigned)
+    );
+}
+
+#[tokio::test]
+async fn with_an_sp_key_authn_requests_are_signed_and_the_cert_is_published() {
+    let k = keys();
+    let sp_dir = tempfile::tempdir().unwrap();
+    let sp = fx::KeyPair::generate(sp_dir.path(), "rolegate-sp");
+    let md = k.dir.join("idp-metadata-sp.xml");
+    std::fs::write(&md, fx::idp_metadata(&k.idp)).unwrap();
+    let extra = format!(
+        "[[idp]]\nid = \"signed\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\"]\nsp_key = {{ file = \"{}\" }}\nsp_cert_file = \"{}\"\n",
+        md.display(),
+        k.idp.cert.display(),
+        sp.key.display(),
+        sp.cert.display()
+    );
+    let app = spawn_app(config_from("store = \"memory\"", &extra)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get("/saml/signed/metadata").await.status() != 200 {
+        assert!(Instant::now() < deadline, "metadata did not load");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metadata = app.get("/saml/signed/metadata").await.text().await.unwrap();
+    assert!(
+        metadata.contains(&sp.cert_b64()[..60]),
+        "the SP certificate is in the SP metadata"
+    );
+    let res = app.get("/login/signed").await;
+    let url = location(&res);
+    assert!(
+        url.contains("&SigAlg=") && url.contains("&Signature="),
+        "{url}"
+    );
+}

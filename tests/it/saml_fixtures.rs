@@ -22,7 +22,7 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    fn generate(dir: &Path, name: &str) -> Self {
+    pub fn generate(dir: &Path, name: &str) -> Self {
         let (key, cert) = (
             dir.join(format!("{name}.key")),
             dir.join(format!("{name}.crt")),

@@ -379,8 +379,25 @@ impl SamlProvider {
             })
             .collect();
         let skew = chrono::Duration::from_std(self.settings.clock_skew).unwrap_or_default();
+        // The optional SP key pair: signs AuthnRequests, decrypts assertions, and its
+        // certificate is published in the SP metadata.
+        let (key, certificate) = match (&self.settings.sp_key, &self.settings.sp_cert_pem) {
+            (Some(k), Some(c)) => {
+                use secrecy::ExposeSecret;
+                let key = openssl::pkey::PKey::private_key_from_pem(k.expose_secret().as_bytes())
+                    .map_err(|_| "the SP key is not a PEM private key")?;
+                let der = pem::parse(c)
+                    .map_err(|_| "the SP certificate is not PEM")?
+                    .contents()
+                    .to_vec();
+                (Some(key), Some(samael::crypto::CertificateDer::from(der)))
+            }
+            _ => (None, None),
+        };
         let sp = ServiceProvider {
             entity_id: Some(self.sp_entity_id.clone()),
+            key,
+            certificate,
             metadata_url: Some(self.sp_entity_id.clone()),
             acs_url: Some(self.acs_url.clone()),
             slo_url: None,
@@ -463,9 +480,12 @@ impl SamlProvider {
             .make_authentication_request(&loaded.sso_url)
             .map_err(|e| SamlError::Unreadable(e.to_string()))?;
         request.id = request_id.to_owned();
-        request
-            .redirect(relay_state)
-            .map_err(|e| SamlError::Unreadable(e.to_string()))?
+        let url = match &loaded.sp.key {
+            // Signed AuthnRequest (HTTP-Redirect binding: SigAlg + Signature parameters).
+            Some(key) => request.signed_redirect(relay_state, key),
+            None => request.redirect(relay_state),
+        };
+        url.map_err(|e| SamlError::Unreadable(e.to_string()))?
             .ok_or(SamlError::Unavailable)
     }
 
