@@ -27,3 +27,15 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Text => builder.with_target(false).try_init(),
     };
 }
+
+/// An error and all its sources, `: `-separated, for logs (never for pages).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

@@ -286,7 +286,7 @@ impl OidcProvider {
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::TokenExchange(token_error(&e)))?;
+            .map_err(|e| OidcError::TokenExchange(crate::telemetry::error_chain(&e)))?;
         let id_token = token.id_token().ok_or(OidcError::NoIdToken)?.clone();
         let claims = match self.verify(&d, &id_token, nonce) {
             // Key rotation: an unknown `kid` triggers one (rate-limited) JWKS refetch.
@@ -334,7 +334,7 @@ impl OidcProvider {
             ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             ) => OidcError::UnknownSigningKey,
-            other => OidcError::InvalidIdToken(token_error(&other)),
+            other => OidcError::InvalidIdToken(crate::telemetry::error_chain(&other)),
         })?;
 
         let now = chrono_now();
@@ -393,17 +393,6 @@ impl OidcProvider {
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
-}
-
-fn token_error<E: std::error::Error>(e: &E) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 fn decode_payload(jwt: &str) -> Result<Json, OidcError> {

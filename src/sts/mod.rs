@@ -274,7 +274,7 @@ impl CredentialIssuer {
                 Some(chained)
             }
             Err(e) => {
-                tracing::warn!(error = %describe(&e), "cannot determine the broker's AWS identity (GetCallerIdentity)");
+                tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot determine the broker's AWS identity (GetCallerIdentity)");
                 None
             }
         }
@@ -475,17 +475,18 @@ impl CredentialIssuer {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        tracing::debug!(error = %describe(&e), "STS error");
+        tracing::debug!(error = %crate::telemetry::error_chain(&e), "STS error");
         let sts_request_id = match &e {
             SdkError::ServiceError(s) => s.err().meta().request_id().map(str::to_owned),
             _ => None,
         };
         let SdkError::ServiceError(service) = &e else {
-            if matches!(e, SdkError::ConstructionFailure(_)) && describe(&e).contains("credentials")
+            if matches!(e, SdkError::ConstructionFailure(_))
+                && crate::telemetry::error_chain(&e).contains("credentials")
             {
                 return IssueError::BrokerCredentialsMissing;
             }
-            let text = describe(&e);
+            let text = crate::telemetry::error_chain(&e);
             if text.contains("no credentials")
                 || text.contains("credentials provider")
                 || text.contains("CredentialsNotLoaded")
@@ -562,17 +563,6 @@ fn error_code_from_body(body: &[u8]) -> Option<String> {
         && code.len() <= 64
         && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
     .then(|| code.to_owned())
-}
-
-fn describe<E: std::error::Error>(e: &E) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 fn credentials(

@@ -626,27 +626,8 @@ impl SamlIdp {
             .replace("@SP_ENTITY_ID@", sp_entity_id)
             .replace("@ACS_URL@", acs_url);
         std::fs::write(root.join("metadata/saml20-sp-remote.php"), sp).unwrap();
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=rolegate-test-ssp",
-            ])
-            .arg("-keyout")
-            .arg(root.join("cert/idp.key"))
-            .arg("-out")
-            .arg(root.join("cert/idp.crt"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl runs");
-        assert!(status.success());
+        let pair = crate::saml_fixtures::KeyPair::generate(&root.join("cert"), "idp");
+        debug_assert!(pair.cert.ends_with("cert/idp.crt"));
         let port = free_port();
         let child = Command::new("php")
             .args([

@@ -202,30 +202,61 @@ pub async fn start(
     let login_state = session::random_token();
     let nonce = session::random_token();
     let binding = session::random_token();
-    let started = provider.start(&login_state, &nonce).map_err(|e| {
-        tracing::warn!(idp = %provider.idp.id, error = %e, "sign-in started while the IdP is unavailable");
-        PageError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in temporarily unavailable",
-            format!("{} cannot be reached right now. Try again in a minute.", provider.idp.display_name),
-            &id,
-        )
-    })?;
+    let started = provider
+        .start(&login_state, &nonce)
+        .map_err(|e| idp_unavailable(&req, &provider.idp.display_name, &e))?;
     let pending = PendingLogin {
         idp: provider.idp.id.to_string(),
         nonce,
         pkce_verifier: started.pkce_verifier,
         binding: binding.clone(),
     };
-    let json = serde_json::to_string(&pending).map_err(|e| store_down(&req, e))?;
+    redirect_to_idp(
+        &req,
+        &state,
+        &format!("oidc:state:{login_state}"),
+        &pending,
+        binding,
+        started.authorize_url.as_str(),
+    )
+    .await
+}
+
+/// The page for an IdP that cannot be used right now (discovery or metadata not loaded).
+pub(super) fn idp_unavailable(
+    req: &HttpRequest,
+    display_name: &str,
+    e: &dyn std::fmt::Display,
+) -> PageError {
+    tracing::warn!(idp = display_name, error = %e, "sign-in started while the IdP is unavailable");
+    PageError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in temporarily unavailable",
+        format!("{display_name} cannot be reached right now. Try again in a minute."),
+        &request_id(req),
+    )
+}
+
+/// The shared end of every sign-in start: the pending login stored under `key` for
+/// LOGIN_TTL (consumed atomically on return), the browser-binding cookie set, and a
+/// redirect to the IdP.
+pub(super) async fn redirect_to_idp<T: Serialize>(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &str,
+    pending: &T,
+    binding: String,
+    url: &str,
+) -> Result<HttpResponse, PageError> {
+    let json = serde_json::to_string(pending).map_err(|e| store_down(req, e))?;
     state
         .store
-        .put(&format!("oidc:state:{login_state}"), &json, LOGIN_TTL)
+        .put(key, &json, LOGIN_TTL)
         .await
-        .map_err(|e| store_down(&req, e))?;
+        .map_err(|e| store_down(req, e))?;
     let config = &state.config;
     Ok(HttpResponse::SeeOther()
-        .insert_header((LOCATION, started.authorize_url.as_str()))
+        .insert_header((LOCATION, url))
         .insert_header((CACHE_CONTROL, "no-store"))
         .cookie(session::cookie(
             config,

@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::fallback::request_id;
-use super::login::{LOGIN_TTL, audit_login, store_down};
+use super::login::{audit_login, idp_unavailable, redirect_to_idp, store_down};
 use crate::audit::Outcome;
 use crate::idp::saml::{PendingRequest, SamlError, SamlProvider};
 use crate::metrics::ReasonLabels;
@@ -73,41 +73,26 @@ pub async fn start(
     state: &AppState,
     p: &SamlProvider,
 ) -> Result<HttpResponse, PageError> {
-    let id = request_id(req);
     let request_id = format!("_{:032x}", rand::random::<u128>());
     let relay = session::random_token();
     let binding = session::random_token();
-    let url = p.start(&request_id, &relay).map_err(|e| {
-        tracing::warn!(idp = %p.idp.id, error = %e, "SAML sign-in started while the IdP is unavailable");
-        PageError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in temporarily unavailable",
-            format!("{} cannot be used right now. Try again in a minute.", p.idp.display_name),
-            &id,
-        )
-    })?;
+    let url = p
+        .start(&request_id, &relay)
+        .map_err(|e| idp_unavailable(req, &p.idp.display_name, &e))?;
     let pending = PendingRequest {
         idp: p.idp.id.to_string(),
         request_id,
         binding: binding.clone(),
     };
-    let json = serde_json::to_string(&pending).map_err(|e| store_down(req, e))?;
-    state
-        .store
-        .put(&format!("saml:relay:{relay}"), &json, LOGIN_TTL)
-        .await
-        .map_err(|e| store_down(req, e))?;
-    let config = &state.config;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((LOCATION, url.as_str()))
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .cookie(session::cookie(
-            config,
-            session::login_cookie_name(config),
-            binding,
-            Some(LOGIN_TTL),
-        ))
-        .finish())
+    redirect_to_idp(
+        req,
+        state,
+        &format!("saml:relay:{relay}"),
+        &pending,
+        binding,
+        url.as_str(),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
