@@ -415,6 +415,8 @@ pub struct SetupOptions {
     pub credentials: aws_sdk_sts::config::Credentials,
     /// Also start SimpleSAMLphp and configure it as SAML IdP "ssp".
     pub saml: bool,
+    /// More keys for the "corp" OIDC IdP (e.g. `use_userinfo = true`).
+    pub corp_extra: String,
 }
 
 impl Default for SetupOptions {
@@ -429,6 +431,7 @@ impl Default for SetupOptions {
                 "testing", "testing", None, None, "tests",
             ),
             saml: false,
+            corp_extra: String::new(),
         }
     }
 }
@@ -449,6 +452,7 @@ issuer = "{issuer}"
 client_id = "broker"
 client_secret = {{ file = "../testbed/op/client-secret" }}
 scopes = ["email", "profile", "groups"]
+{corp_extra}
 {extra_idps}
 [[account]]
 id = "prod"
@@ -485,6 +489,7 @@ grant = ["dev-admin"]
 {extra}"#,
             issuer = self.op.issuer(),
             extra_idps = extra_idps,
+            corp_extra = self.opts.corp_extra,
             extra = self.opts.extra,
         );
         let aws = format!(

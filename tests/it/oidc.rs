@@ -591,3 +591,41 @@ async fn with_the_memory_store_a_broker_restart_signs_everyone_out() {
         "memory sessions die with the process"
     );
 }
+
+#[tokio::test]
+async fn userinfo_claims_are_merged_and_a_different_userinfo_sub_is_refused() {
+    let s = crate::helpers::spawn_with(crate::helpers::SetupOptions {
+        corp_extra: "use_userinfo = true".into(),
+        ..Default::default()
+    })
+    .await;
+    let client = browser();
+    let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
+    assert_eq!(
+        client.get(&cb).send().await.unwrap().status(),
+        303,
+        "userinfo agrees with the ID token"
+    );
+    assert!(is_signed_in(&s, &client).await);
+
+    // An ID token (validly signed by the IdP) naming another subject than userinfo does.
+    let client = browser();
+    let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
+    tamper(&s, json!({ "claims": { "sub": "mallory" } })).await;
+    let res = client.get(&cb).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+    assert!(!is_signed_in(&s, &client).await);
+    let failure = s
+        .audit_records()
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "login")
+        .unwrap();
+    assert!(
+        failure["reason"]
+            .as_str()
+            .unwrap()
+            .contains("userinfo sub differs"),
+        "{failure}"
+    );
+}
