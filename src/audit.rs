@@ -68,8 +68,14 @@ impl AuditLog {
         Self { sink: Sink::Stdout }
     }
 
-    /// Opens (creating if needed) an append-only audit file.
+    /// Opens (creating it and its folder if needed) an append-only audit file.
     pub fn file(path: &Path) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| AuditError {
+                target: dir.display().to_string(),
+                source,
+            })?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -137,5 +143,32 @@ impl AuditLog {
     /// without secrets, to which time and request context are added.
     pub fn record(&self, ctx: &RequestContext, event: Json) -> Result<(), AuditError> {
         self.write(event, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_file_in_a_missing_folder_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not/yet/there/audit.jsonl");
+        let log = AuditLog::file(&path).unwrap();
+        let ctx = RequestContext::default();
+        log.login(
+            &ctx,
+            &LoginEvent {
+                idp: "corp",
+                subject: "alice",
+                outcome: Outcome::Success,
+                reason: "",
+            },
+        )
+        .unwrap();
+        let line = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(v["event"], "login");
+        assert_eq!(v["subject"], "alice");
     }
 }
