@@ -36,3 +36,47 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     }
     Some(candidate)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn ip(peer: &str, xff: Option<&str>, trusted: &[&str]) -> Option<IpAddr> {
+        let mut req = TestRequest::default().peer_addr(format!("{peer}:40000").parse().unwrap());
+        if let Some(x) = xff {
+            req = req.insert_header(("x-forwarded-for", x));
+        }
+        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        client_ip(&req.to_http_request(), &trusted)
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let addr = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            ip("203.0.113.9", Some("1.2.3.4"), &[]),
+            addr("203.0.113.9"),
+            "untrusted peer: header ignored"
+        );
+        assert_eq!(
+            ip("10.0.0.2", Some("1.2.3.4"), &["10.0.0.0/8"]),
+            addr("1.2.3.4")
+        );
+        assert_eq!(
+            ip(
+                "10.0.0.2",
+                Some("6.6.6.6, 1.2.3.4, 10.0.0.7"),
+                &["10.0.0.0/8"]
+            ),
+            addr("1.2.3.4"),
+            "the right-most untrusted hop; client-written entries to its left are ignored"
+        );
+        assert_eq!(
+            ip("10.0.0.2", Some("not-an-ip"), &["10.0.0.0/8"]),
+            addr("10.0.0.2"),
+            "garbage: the peer"
+        );
+        assert_eq!(ip("10.0.0.2", None, &["10.0.0.0/8"]), addr("10.0.0.2"));
+    }
+}
