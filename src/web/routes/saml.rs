@@ -151,6 +151,13 @@ fn rejected(req: &HttpRequest, state: &AppState, idp: &str, e: &SamlError) -> Pa
             StatusCode::BAD_REQUEST,
             "This sign-in response was already used. Start again.",
         ),
+        SamlError::NotBase64
+        | SamlError::NotUtf8
+        | SamlError::Unreadable(_)
+        | SamlError::Prefilter(_) => (
+            StatusCode::BAD_REQUEST,
+            "The sign-in response is not a valid SAML response. Start again.",
+        ),
         _ => (
             StatusCode::FORBIDDEN,
             "The sign-in response could not be verified. Start again.",
