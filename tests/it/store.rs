@@ -98,29 +98,32 @@ async fn put_if_absent_is_first_writer_wins(s: Store) {
     assert_eq!(firsts, 1, "exactly one concurrent writer wins");
 }
 
+// Windows and TTLs are seconds long so a loaded CI machine cannot outrun them; the sleeps
+// only need to exceed them.
 async fn counters_count_within_a_window(s: Store) {
-    assert_eq!(s.incr("hits", Duration::from_millis(400)).await.unwrap(), 1);
-    assert_eq!(s.incr("hits", Duration::from_millis(400)).await.unwrap(), 2);
+    let window = Duration::from_millis(1500);
+    assert_eq!(s.incr("hits", window).await.unwrap(), 1);
+    assert_eq!(s.incr("hits", window).await.unwrap(), 2);
     assert_eq!(
         s.incr("hits", Duration::from_secs(60)).await.unwrap(),
         3,
         "later TTLs do not extend the window"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(
-        s.incr("hits", Duration::from_millis(400)).await.unwrap(),
+        s.incr("hits", window).await.unwrap(),
         1,
         "a new window starts at 1"
     );
 }
 
 async fn values_expire(s: Store) {
-    let short = Duration::from_millis(300);
+    let short = Duration::from_millis(1500);
     s.put("p", "v", short).await.unwrap();
     assert!(s.put_if_absent("n", "v", short).await.unwrap());
     s.put("t", "v", short).await.unwrap();
     assert_eq!(s.get("p").await.unwrap().as_deref(), Some("v"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(s.get("p").await.unwrap(), None, "put expires");
     assert_eq!(
         s.take("t").await.unwrap(),
