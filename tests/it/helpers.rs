@@ -680,3 +680,16 @@ impl Drop for SamlIdp {
         let _ = self.child.wait();
     }
 }
+
+/// GETs `url` with `client` and returns the body (tests assert on the status separately
+/// where it matters).
+pub async fn page(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request failed")
+        .text()
+        .await
+        .expect("body")
+}

@@ -129,14 +129,7 @@ async fn console_signs_the_person_into_the_console_through_the_federation_endpoi
         "the federation endpoint accepts the sign-in token"
     );
     let console = location(&res);
-    let page = client
-        .get(&console)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::helpers::page(&client, &console).await;
     assert!(
         page.contains("arn:aws:sts::111122223333:assumed-role/Admin/alice@example.com"),
         "{page}"

@@ -46,14 +46,7 @@ pub async fn login_until_callback(
     let res = client.get(&auth).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let interaction = format!("{}{}", s.op.issuer(), location(&res));
-    let form = client
-        .get(&interaction)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let form = crate::helpers::page(client, &interaction).await;
     assert!(form.contains("id=\"password\""), "the IdP's own login form");
     let res = client
         .post(format!("{interaction}/login"))
@@ -171,14 +164,7 @@ async fn a_person_without_roles_is_told_why() {
     let client = browser();
     let cb = login_until_callback(&s, &client, "carol", "carol-pw").await;
     assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
-    let html = client
-        .get(format!("{}/", s.app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::helpers::page(&client, format!("{}/", s.app.address)).await;
     assert!(
         html.contains("No AWS roles for you yet") && html.contains("ask your AWS administrator"),
         "{html}"
@@ -329,14 +315,7 @@ pub async fn signed_in_as_alice(s: &OidcSetup) -> (Client, String) {
     let client = browser();
     let cb = login_until_callback(s, &client, "alice", "alice-pw").await;
     assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
-    let html = client
-        .get(format!("{}/", s.app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::helpers::page(&client, format!("{}/", s.app.address)).await;
     let csrf = html
         .split("name=\"csrf\" value=\"")
         .nth(1)

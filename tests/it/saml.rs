@@ -53,14 +53,7 @@ pub async fn saml_login_until_acs(
     } else {
         format!("http://127.0.0.1:{}{login}", ssp.port)
     };
-    let form = client
-        .get(&login)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let form = crate::helpers::page(client, &login).await;
     let auth_state = hidden(&form, "AuthState");
     let res = client
         .post(format!(
@@ -123,14 +116,7 @@ async fn a_person_signs_in_through_simplesamlphp_and_gets_roles_from_saml_groups
         .unwrap();
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), "/");
-    let html = client
-        .get(format!("{}/", s.app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::helpers::page(&client, format!("{}/", s.app.address)).await;
     assert!(html.contains("Hello, alice@example.test"), "{html}");
     assert!(html.contains("Signed in through Test SAML IdP"), "{html}");
     assert!(
