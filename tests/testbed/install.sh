@@ -76,7 +76,7 @@ fi
 if wants saml; then
   need=()
   [ -d /usr/share/simplesamlphp/www ] || need+=(simplesamlphp)
-  for pkg in php-cli php-xml php-mbstring php-curl xmlsec1; do
+  for pkg in php-cli php-xml php-mbstring php-curl xmlsec1 openssl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
   done
   if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
