@@ -3,29 +3,50 @@
 //! hands out scoped, short-lived AWS credentials.
 //!
 //! # Layout
-//! - [`config`]: loads and validates the TOML configuration (all errors at once).
+//! Layers, each importing only those below it (checked by the `layers` test):
 //! - [`domain`]: types valid by construction (`RoleArn`, `SessionDuration`, ...).
+//! - [`credential_formats`]: every form credentials are handed out in (shells, files, JSON).
 //! - [`mapping`]: the pure role-mapping engine behind the server and `rolegate explain`.
-//! - [`idp`]: identity providers; the shared claims-to-identity extraction.
-//! - [`sts`]: the one audited credential issuer (AssumeRole / AssumeRoleWithWebIdentity),
-//!   the broker's OIDC issuer keys, and the AWS console sign-in.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`store`]: server-side state in Redis or in memory, with atomic single-use reads.
-//! - [`web`]: the actix-web application: routes, pages, errors, metrics.
-//! - [`audit`]: the audit log of sign-ins and credential issuance (JSON lines).
-//! - [`telemetry`]: log subscriber setup.
+//! - [`keys`]: the broker's own signing keys (web_identity mode).
+//! - [`config`]: loads and validates the TOML configuration (all errors at once).
+//! - [`telemetry`], [`metrics`], [`audit`]: logs, Prometheus metrics, the audit log.
+//! - [`idp`]: identity providers (OIDC, SAML): verified identities from logins and tokens.
+//! - [`sts`]: the AWS STS adapter (AssumeRole / AssumeRoleWithWebIdentity) and console
+//!   sign-in.
+//! - [`store`]: server-side state in Redis or in memory, with typed single-use flow state.
+//! - [`access`]: the access core every client calls: sign-in, sessions, the role menu,
+//!   authorization and credential issuance.
+//! - [`web`]: the actix-web application: routes, pages, errors.
+//!
+//! The client build (`--no-default-features --features cli`) holds `domain` and
+//! `credential_formats` only; everything else is the `server` feature.
 //!
 //! See `ARCHITECTURE.md` for how a request flows and the invariants each module keeps.
 
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub mod config;
+pub mod credential_formats;
 pub mod domain;
+
+#[cfg(feature = "server")]
+pub mod access;
+#[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
 pub mod idp;
+#[cfg(feature = "server")]
+pub mod keys;
+#[cfg(feature = "server")]
 pub mod mapping;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
 pub mod sts;
+#[cfg(feature = "server")]
 pub mod telemetry;
+#[cfg(feature = "server")]
 pub mod web;

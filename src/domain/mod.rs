@@ -2,15 +2,20 @@
 //!
 //! Each type has a private field and a `parse` constructor that checks every rule AWS (or
 //! rolegate) imposes, so holding a value is proof that it is valid. Config loading, the
-//! mapping engine and (later) STS issuance all use these instead of bare strings.
+//! mapping engine, STS issuance and the clients all use these instead of bare strings.
 //! Errors name the rule that was broken, in words a config author can act on.
+//!
+//! The bottom layer: it imports nothing else from the crate, and it is part of both the
+//! server and the client build.
 
 mod aws_ids;
+mod credentials;
 mod ids;
 mod policy;
 mod session;
 
 pub use aws_ids::{AccountId, Partition, RoleArn};
+pub use credentials::TemporaryCredentials;
 pub use ids::{GroupName, Identifier, IdpId};
 pub use policy::SessionPolicy;
 pub use session::{

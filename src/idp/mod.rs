@@ -2,7 +2,9 @@
 //! mapping engine reads.
 //!
 //! **Invariant:** the protocol modules (OIDC, SAML) are the only code that builds an
-//! identity from a real login, and only after full verification. This module holds the
+//! identity from a real login or a presented token, and only after full verification
+//! (signature with configured keys, issuer, audience, time, nonce or InResponseTo).
+//! Single use of login state and the SAML replay cache are the access core's part. This module holds the
 //! part every protocol shares: picking the subject, user name, e-mail and groups out of a
 //! claim set according to the IdP's config. `rolegate explain` uses the same function on
 //! a claims file, so "what if" answers match what a real login would get.
@@ -103,8 +105,10 @@ fn lookup<'a>(claims: &'a Json, path: &str) -> Option<&'a Json> {
     ClaimPath::parse(path).ok()?.lookup(claims)
 }
 
-/// An identity that an IdP vouched for and rolegate verified. Only this module can make
-/// one from a login (`verified`), so a handler cannot put unverified claims in a session.
+/// An identity that an IdP vouched for and rolegate verified. Only `idp` makes one from a
+/// login or a presented token (`verified`); the access core re-creates one from its own
+/// server-side records (`from_session`), which it writes only after such a verification.
+/// No other code can build one, so a handler cannot put unverified claims in a session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedIdentity(IdentityClaims);
 
@@ -140,10 +144,40 @@ pub async fn finish_oidc_login(
     Ok(VerifiedIdentity::verified(identity))
 }
 
+/// Verifies an ID token that a client presents (token exchange: the app signed the
+/// person in itself) as issued by this IdP to `audience`, and builds the identity. The
+/// same checks as a login's ID token, without the nonce (see
+/// `oidc::OidcProvider::verify_presented_id_token`).
+pub async fn verify_id_token(
+    provider: &oidc::OidcProvider,
+    token: &str,
+    audience: &str,
+) -> Result<VerifiedIdentity, LoginError> {
+    let claims = provider.verify_presented_id_token(token, audience).await?;
+    let identity = identity_from_claims(&provider.idp, claims)?;
+    Ok(VerifiedIdentity::verified(identity))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error(transparent)]
     Oidc(#[from] oidc::OidcError),
     #[error(transparent)]
     Claims(#[from] ClaimsError),
+}
+
+impl LoginError {
+    /// The IdP could not be used at all (discovery not done): a 503, not a refusal.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Oidc(oidc::OidcError::Unavailable))
+    }
+
+    /// The IdP failed to complete its part (token or userinfo endpoint): a 502.
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Oidc(oidc::OidcError::TokenExchange(_))
+                | Self::Oidc(oidc::OidcError::Userinfo(_))
+        )
+    }
 }

@@ -288,10 +288,11 @@ impl OidcProvider {
             .await
             .map_err(|e| OidcError::TokenExchange(crate::telemetry::error_chain(&e)))?;
         let id_token = token.id_token().ok_or(OidcError::NoIdToken)?.clone();
-        let claims = match self.verify(&d, &id_token, nonce) {
+        let client_id = self.settings.client_id.as_str();
+        let claims = match self.verify(&d, &id_token, client_id, Some(nonce)) {
             // Key rotation: an unknown `kid` triggers one (rate-limited) JWKS refetch.
             Err(OidcError::UnknownSigningKey) if self.refetch_jwks().await => {
-                self.verify(&*self.current()?, &id_token, nonce)?
+                self.verify(&*self.current()?, &id_token, client_id, Some(nonce))?
             }
             other => other?,
         };
@@ -302,7 +303,36 @@ impl OidcProvider {
         Ok(claims)
     }
 
-    fn verify(&self, d: &Discovered, token: &CoreIdToken, nonce: &str) -> Result<Json, OidcError> {
+    /// Verifies an ID token that a client presents (not one from this broker's own code
+    /// exchange) as issued by this IdP to `audience`: signature with this IdP's keys (one
+    /// JWKS refetch on an unknown `kid`), algorithm allow-list, `iss`, `aud`, `azp`,
+    /// `exp` and `iat`. There is no nonce: the presenting client kept it.
+    pub async fn verify_presented_id_token(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<Json, OidcError> {
+        let id_token: CoreIdToken = token
+            .parse()
+            .map_err(|e| OidcError::InvalidIdToken(format!("not a JWT: {e}")))?;
+        let d = self.current()?;
+        match self.verify(&d, &id_token, audience, None) {
+            Err(OidcError::UnknownSigningKey) if self.refetch_jwks().await => {
+                self.verify(&*self.current()?, &id_token, audience, None)
+            }
+            other => other,
+        }
+    }
+
+    /// The ID-token checks shared by the code exchange and presented tokens: `client_id`
+    /// is the audience (and `azp`) required; `nonce`, when given, must match.
+    fn verify(
+        &self,
+        d: &Discovered,
+        token: &CoreIdToken,
+        client_id: &str,
+        nonce: Option<&str>,
+    ) -> Result<Json, OidcError> {
         let leeway = self.settings.leeway;
         let algs: Vec<CoreJwsSigningAlgorithm> = self
             .settings
@@ -312,15 +342,19 @@ impl OidcProvider {
             .collect();
         let issuer = IssuerUrl::new(self.settings.issuer_id.clone())
             .map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
+        // The client secret is given to the verifier only for this broker's own client:
+        // the allow-list is asymmetric-only anyway, so it never verifies an HS256 token.
         let verifier = match &self.settings.client_secret {
-            Some(secret) => CoreIdTokenVerifier::new_confidential_client(
-                ClientId::new(self.settings.client_id.clone()),
-                ClientSecret::new(secret.expose_secret().to_owned()),
-                issuer,
-                d.metadata.jwks().clone(),
-            ),
-            None => CoreIdTokenVerifier::new_public_client(
-                ClientId::new(self.settings.client_id.clone()),
+            Some(secret) if client_id == self.settings.client_id => {
+                CoreIdTokenVerifier::new_confidential_client(
+                    ClientId::new(client_id.to_owned()),
+                    ClientSecret::new(secret.expose_secret().to_owned()),
+                    issuer,
+                    d.metadata.jwks().clone(),
+                )
+            }
+            _ => CoreIdTokenVerifier::new_public_client(
+                ClientId::new(client_id.to_owned()),
                 issuer,
                 d.metadata.jwks().clone(),
             ),
@@ -329,13 +363,17 @@ impl OidcProvider {
         // The crate checks `exp` with zero leeway; shifting its clock back by the leeway
         // tolerates that much skew.
         .set_time_fn(move || chrono_now() - chrono::Duration::from_std(leeway).unwrap_or_default());
-        let nonce = Nonce::new(nonce.to_owned());
-        let verified = token.claims(&verifier, &nonce).map_err(|e| match e {
+        let to_error = |e: ClaimsVerificationError| match e {
             ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             ) => OidcError::UnknownSigningKey,
             other => OidcError::InvalidIdToken(crate::telemetry::error_chain(&other)),
-        })?;
+        };
+        let verified = match nonce {
+            Some(n) => token.claims(&verifier, &Nonce::new(n.to_owned())),
+            None => token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+        }
+        .map_err(to_error)?;
 
         let now = chrono_now();
         let leeway = chrono::Duration::from_std(leeway).unwrap_or_default();
@@ -344,7 +382,7 @@ impl OidcProvider {
         }
         let auds = verified.audiences();
         match verified.authorized_party() {
-            Some(azp) if azp.as_str() != self.settings.client_id => {
+            Some(azp) if azp.as_str() != client_id => {
                 return Err(OidcError::InvalidIdToken(format!(
                     "azp {:?} is not this client",
                     azp.as_str()

@@ -1,19 +1,26 @@
-//! Server-side state: OAuth state, PKCE verifiers, nonces, browser sessions, device codes,
-//! the SAML replay cache and rate-limit counters.
+//! Server-side state: browser sessions, pending sign-ins (OIDC `state`, SAML RelayState and
+//! hand-off), the SAML replay cache, and counters.
 //!
 //! Two backends behind one enum (mini-redis's `Command` dispatch, no dyn-async traits):
-//! Redis for production and horizontal scale, and an embedded in-memory map for a single
-//! instance. Both enforce TTLs and offer the same primitives, proven by one contract suite.
+//! Redis, which several instances can share, and an embedded in-memory map, which serves
+//! one instance only (state is lost on restart). Both enforce TTLs and offer the same
+//! primitives, proven by one contract suite.
 //!
-//! **Invariants.** Single-use values are consumed with [`Store::take`] (atomic
-//! get-and-delete), never read-then-delete. A store error is an error, never "not found":
-//! callers fail closed. Keys are namespaced with the configured prefix here, once.
+//! Single-use values go through the typed API in [`flow`] ([`Store::save_flow`],
+//! [`Store::consume_flow`], [`Store::mark_used`]), which consumes atomically.
+//!
+//! **Invariants.** Single-use values are consumed with an atomic get-and-delete, never
+//! read-then-delete. A store error is an error, never "not found": callers fail closed.
+//! Keys are namespaced with the configured prefix here, once. Only `store::redis` knows
+//! the `redis` crate.
 
+mod flow;
 mod memory;
 mod redis;
 
 use std::time::Duration;
 
+pub use flow::{FirstUse, FlowState};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 

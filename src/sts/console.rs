@@ -80,9 +80,9 @@ impl ConsoleSignIn {
         grant_max: SessionDuration,
     ) -> Result<Url, ConsoleError> {
         let session = serde_json::json!({
-            "sessionId": creds.access_key_id,
-            "sessionKey": creds.secret_access_key.expose_secret(),
-            "sessionToken": creds.session_token.expose_secret(),
+            "sessionId": creds.credentials.access_key_id,
+            "sessionKey": creds.credentials.secret_access_key.expose_secret(),
+            "sessionToken": creds.credentials.session_token.expose_secret(),
         })
         .to_string();
         let mut form: Vec<(&str, String)> =

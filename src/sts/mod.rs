@@ -1,9 +1,11 @@
-//! Credential issuance: the only code that calls AWS STS.
+//! The AWS STS adapter: the only code that knows `aws_sdk_sts` and calls STS.
 //!
-//! **Invariant:** every STS call goes through [`CredentialIssuer::issue`], and no
-//! credentials leave it before their audit record (success or failure) is written; if the
-//! audit log cannot be written, the credentials are dropped and the caller gets an error.
-//! Only this module knows `aws_sdk_sts` types.
+//! It makes exactly the call the access core decided on ([`StsRequest`]) and turns the
+//! SDK's answer into [`IssuedCredentials`] or an [`IssueError`] a person can act on. It
+//! does not decide who may have what: authorization, the audit record and metrics belong
+//! to the access core (`access::issuer`), the only caller of [`Sts::call`]. The one other
+//! STS call is the start-up `GetCallerIdentity` in [`Sts::check_caller`], which mints
+//! nothing.
 //!
 //! Two ways to get credentials, chosen per role: `assume_role` (the broker's own AWS
 //! credentials from the SDK's default chain, `AssumeRole`) and `web_identity` (the broker
@@ -11,12 +13,10 @@
 //! throttling and 5xx with backoff within `aws.sts_timeout`; access errors are not retried.
 
 pub mod console;
-pub mod keys;
 pub mod web_identity;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::retry::RetryConfig;
@@ -24,49 +24,23 @@ use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
-use secrecy::SecretString;
-use serde_json::json;
+use secrecy::{ExposeSecret, SecretString};
 
-pub use keys::{KeyAlgorithm, SigningKey, generate_pem};
 pub use web_identity::WebIdentitySigner;
 
-use crate::audit::{AuditLog, RequestContext};
-use crate::config::{Config, Role, StsMode};
-use crate::domain::SessionDuration;
-use crate::idp::VerifiedIdentity;
-use crate::mapping::Grant;
-use crate::metrics::{IssuanceLabels, Metrics, ModeLabels};
+use crate::config::{Config, StsMode};
+use crate::domain::{
+    Identifier, RoleArn, RoleSessionName, SessionDuration, SessionPolicy, SessionTags,
+    SourceIdentity, TemporaryCredentials,
+};
 
 /// AWS caps sessions obtained by role chaining at one hour.
 const ROLE_CHAINING_MAX: u32 = 3600;
 
-/// Which client asked, for the audit record and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientPath {
-    WebConsole,
-    WebCli,
-    Cli,
-    Mobile,
-}
-
-impl ClientPath {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebConsole => "web_console",
-            Self::WebCli => "web_cli",
-            Self::Cli => "cli",
-            Self::Mobile => "mobile",
-        }
-    }
-}
-
-/// Temporary credentials. The secret parts are `SecretString`s: they print as
-/// `[REDACTED]` and reach only the page or response that hands them to the user.
+/// What STS issued: the temporary credentials (secret parts print as `[REDACTED]` and
+/// reach only the page or response that hands them to the user) and facts about them.
 pub struct IssuedCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    pub session_token: SecretString,
-    pub expiration: SystemTime,
+    pub credentials: TemporaryCredentials,
     pub assumed_role_arn: String,
     pub sts_request_id: Option<String>,
     pub duration: SessionDuration,
@@ -86,13 +60,14 @@ pub enum IssueError {
         role: String,
         sts_request_id: Option<String>,
     },
+    /// AWS refused the duration: the role's own `MaxSessionDuration` in IAM is shorter
+    /// than the one configured in rolegate.
     #[error(
-        "the requested session of {requested} is longer than role {role} allows (at most {max})"
+        "AWS refused a session of {requested} for role {role}: its MaxSessionDuration in IAM is shorter"
     )]
     DurationTooLong {
         role: String,
         requested: SessionDuration,
-        max: SessionDuration,
         sts_request_id: Option<String>,
     },
     #[error(
@@ -124,8 +99,6 @@ pub enum IssueError {
     WebIdentityNotConfigured,
     #[error("the broker could not sign its web identity token")]
     Signing,
-    #[error("the audit log cannot be written, so no credentials are issued")]
-    AuditUnavailable,
 }
 
 impl IssueError {
@@ -156,57 +129,76 @@ impl IssueError {
             Self::Refused { .. } => "refused",
             Self::WebIdentityNotConfigured => "web_identity_not_configured",
             Self::Signing => "signing_failed",
-            Self::AuditUnavailable => "audit_unavailable",
         }
+    }
+
+    /// The role does not trust the broker (a 403 for the person).
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, Self::AccessDenied { .. })
+    }
+
+    /// AWS refused the session length (a 400 for the person).
+    pub fn is_duration_refused(&self) -> bool {
+        matches!(self, Self::DurationTooLong { .. })
     }
 
     /// Whether the failure is on the broker's or AWS's side (5xx) rather than a refusal.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable
-                | Self::Throttled { .. }
-                | Self::AuditUnavailable
-                | Self::BrokerCredentialsMissing
+            Self::Unreachable | Self::Throttled { .. } | Self::BrokerCredentialsMissing
         )
     }
 }
 
-/// One issuance: who, which granted role, how long, through which client.
-pub struct IssueRequest<'a> {
-    pub identity: &'a VerifiedIdentity,
-    pub grant: &'a Grant,
-    pub role: &'a Role,
-    /// Requested session length; `None` means the grant's maximum.
-    pub duration: Option<SessionDuration>,
-    pub path: ClientPath,
-    pub ctx: &'a RequestContext,
+/// AWS credentials handed to the broker directly, instead of the SDK's default chain
+/// (tests and embedding). Plain values: no SDK type leaves this module.
+#[derive(Clone)]
+pub struct StaticAwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
+}
+
+/// One STS call, fully decided by the access core: which role, under which session name,
+/// for how long, with which tags, source identity and session policy.
+pub struct StsRequest<'a> {
+    /// The role's id in the config (for messages).
+    pub role: &'a Identifier,
+    pub role_arn: &'a RoleArn,
+    pub mode: StsMode,
+    pub session_name: &'a RoleSessionName,
+    /// Already checked against the grant's maximum.
+    pub duration: SessionDuration,
+    pub source_identity: Option<&'a SourceIdentity>,
+    pub tags: &'a SessionTags,
+    pub policy: Option<&'a SessionPolicy>,
+    /// The `sub` of the web identity token (`idp:subject`), for `web_identity` roles.
+    pub web_identity_subject: &'a str,
 }
 
 const CALLER_UNKNOWN: u8 = 0;
 const CALLER_PLAIN: u8 = 1;
 const CALLER_ROLE_SESSION: u8 = 2;
 
-pub struct CredentialIssuer {
+/// The STS client with the broker's settings (endpoint, retries, timeouts) and, for
+/// `web_identity` roles, the broker's token signer.
+pub struct Sts {
     sts: aws_sdk_sts::Client,
     web_identity: Option<WebIdentitySigner>,
-    audit: Arc<AuditLog>,
-    metrics: Arc<Metrics>,
     region: String,
     /// Whether the broker's own credentials are a role session (role chaining).
     caller: AtomicU8,
 }
 
-impl CredentialIssuer {
+impl Sts {
     /// Builds the STS client: the SDK's default credential chain (environment, shared
     /// profile, web-identity token file, container and instance metadata) unless
     /// `credentials` is given (tests), regional endpoint or the configured override,
     /// standard retries (3 attempts) within `aws.sts_timeout`.
     pub async fn new(
         config: &Config,
-        credentials: Option<Credentials>,
-        audit: Arc<AuditLog>,
-        metrics: Arc<Metrics>,
+        credentials: Option<&StaticAwsCredentials>,
     ) -> Result<Self, web_identity::WebIdentityError> {
         let region = Region::new(config.aws.region.clone());
         let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -228,7 +220,15 @@ impl CredentialIssuer {
             builder = builder.endpoint_url(url.as_str().trim_end_matches('/'));
         }
         if let Some(c) = credentials {
-            builder = builder.credentials_provider(c);
+            builder = builder.credentials_provider(Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.expose_secret().to_owned(),
+                c.session_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+                None,
+                "rolegate-static",
+            ));
         }
         let web_identity = match &config.web_identity {
             Some(w) => Some(WebIdentitySigner::new(w, &config.server.public_url)?),
@@ -237,8 +237,6 @@ impl CredentialIssuer {
         Ok(Self {
             sts: aws_sdk_sts::Client::from_conf(builder.build()),
             web_identity,
-            audit,
-            metrics,
             region: config.aws.region.clone(),
             caller: AtomicU8::new(CALLER_UNKNOWN),
         })
@@ -280,94 +278,11 @@ impl CredentialIssuer {
         }
     }
 
-    /// Issues credentials for one granted role. See the module invariant.
-    pub async fn issue(&self, r: IssueRequest<'_>) -> Result<IssuedCredentials, IssueError> {
-        let mode = r.role.sts_mode;
-        let started = Instant::now();
-        let result = self.call_sts(&r).await;
-        self.metrics
-            .sts_latency
-            .get_or_create(&ModeLabels {
-                mode: mode.as_str().into(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        let (outcome, reason, sts_request_id, duration) = match &result {
-            Ok(c) => (
-                "success",
-                String::new(),
-                c.sts_request_id.clone(),
-                Some(c.duration),
-            ),
-            Err(e) => (
-                "failure",
-                format!("{}: {e}", e.kind()),
-                e.sts_request_id().map(str::to_owned),
-                None,
-            ),
-        };
-        let identity = r.identity.claims();
-        let record = json!({
-            "event": "issuance",
-            "idp": identity.idp.as_str(),
-            "subject": identity.subject,
-            "display_name": identity.username,
-            "rules": r.grant.rules.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
-            "role": r.role.id.as_str(),
-            "role_arn": r.grant.arn.as_str(),
-            "session_name": r.grant.session_name.as_str(),
-            "source_identity": r.grant.source_identity.as_ref().map(|s| s.as_str()),
-            "tags": r.grant.tags.tags().iter().map(|t| (t.key().to_owned(), json!(t.value()))).collect::<serde_json::Map<_, _>>(),
-            "transitive_tag_keys": r.grant.tags.transitive_keys(),
-            "session_policy": r.grant.session_policy.as_ref().map(|p| p.file().display().to_string()),
-            "duration_seconds": duration.or(r.duration).unwrap_or(r.grant.max_duration).as_secs(),
-            "sts_mode": mode.as_str(),
-            "client_path": r.path.as_str(),
-            "outcome": outcome,
-            "reason": reason,
-            "sts_request_id": sts_request_id,
-        });
-        let audited = self.audit.record(r.ctx, record);
-        let outcome = match (&result, &audited) {
-            (Ok(_), Err(_)) => "failure",
-            _ => outcome,
-        };
-        self.metrics
-            .issuances
-            .get_or_create(&IssuanceLabels {
-                role: r.role.id.to_string(),
-                mode: mode.as_str().into(),
-                path: r.path.as_str().into(),
-                outcome: outcome.into(),
-            })
-            .inc();
-        if let Err(e) = audited {
-            tracing::error!(error = %e, "audit write failed; discarding issued credentials");
-            return Err(IssueError::AuditUnavailable);
-        }
-        match &result {
-            Ok(c) => {
-                tracing::info!(role = %r.role.id, mode = mode.as_str(), path = r.path.as_str(), sts_request_id = ?c.sts_request_id, "credentials issued")
-            }
-            Err(e) => {
-                tracing::warn!(role = %r.role.id, mode = mode.as_str(), path = r.path.as_str(), error = %e, sts_request_id = ?e.sts_request_id(), "credential issuance failed")
-            }
-        }
-        result
-    }
-
-    async fn call_sts(&self, r: &IssueRequest<'_>) -> Result<IssuedCredentials, IssueError> {
-        let grant = r.grant;
-        let max = grant.max_duration;
-        let requested = r.duration.unwrap_or(max);
-        if requested > max {
-            return Err(IssueError::DurationTooLong {
-                role: r.role.id.to_string(),
-                requested,
-                max,
-                sts_request_id: None,
-            });
-        }
-        let tags = grant
+    /// Makes the STS call the access core decided on. Only `access::issuer` calls this,
+    /// after authorizing the grant and before writing the audit record.
+    pub async fn call(&self, r: &StsRequest<'_>) -> Result<IssuedCredentials, IssueError> {
+        let requested = r.duration;
+        let tags = r
             .tags
             .tags()
             .iter()
@@ -382,9 +297,9 @@ impl CredentialIssuer {
                 code: e.to_string(),
                 sts_request_id: None,
             })?;
-        let policy = grant.session_policy.as_ref().map(|p| p.json().to_owned());
+        let policy = r.policy.map(|p| p.json().to_owned());
 
-        match r.role.sts_mode {
+        match r.mode {
             StsMode::AssumeRole => {
                 let chained = match self.caller.load(Ordering::Relaxed) {
                     CALLER_UNKNOWN => self.check_caller().await.unwrap_or(true),
@@ -399,20 +314,15 @@ impl CredentialIssuer {
                 let mut call = self
                     .sts
                     .assume_role()
-                    .role_arn(grant.arn.as_str())
-                    .role_session_name(grant.session_name.as_str())
+                    .role_arn(r.role_arn.as_str())
+                    .role_session_name(r.session_name.as_str())
                     .duration_seconds(duration.as_secs() as i32)
-                    .set_source_identity(
-                        grant
-                            .source_identity
-                            .as_ref()
-                            .map(|s| s.as_str().to_owned()),
-                    )
+                    .set_source_identity(r.source_identity.map(|s| s.as_str().to_owned()))
                     .set_policy(policy);
                 if !tags.is_empty() {
                     call = call
                         .set_tags(Some(tags))
-                        .set_transitive_tag_keys(Some(grant.tags.transitive_keys().to_vec()));
+                        .set_transitive_tag_keys(Some(r.tags.transitive_keys().to_vec()));
                 }
                 let out = call
                     .send()
@@ -432,12 +342,11 @@ impl CredentialIssuer {
                     .web_identity
                     .as_ref()
                     .ok_or(IssueError::WebIdentityNotConfigured)?;
-                let identity = r.identity.claims();
                 let token = signer
                     .mint(&web_identity::TokenClaims {
-                        subject: &format!("{}:{}", identity.idp, identity.subject),
-                        tags: &grant.tags,
-                        source_identity: grant.source_identity.as_ref(),
+                        subject: r.web_identity_subject,
+                        tags: r.tags,
+                        source_identity: r.source_identity,
                     })
                     .map_err(|e| {
                         tracing::error!(error = %e, "web identity token signing failed");
@@ -446,8 +355,8 @@ impl CredentialIssuer {
                 let out = self
                     .sts
                     .assume_role_with_web_identity()
-                    .role_arn(grant.arn.as_str())
-                    .role_session_name(grant.session_name.as_str())
+                    .role_arn(r.role_arn.as_str())
+                    .role_session_name(r.session_name.as_str())
                     .web_identity_token(token)
                     .duration_seconds(requested.as_secs() as i32)
                     .set_policy(policy)
@@ -469,7 +378,7 @@ impl CredentialIssuer {
     fn classify<E>(
         &self,
         e: SdkError<E, HttpResponse>,
-        r: &IssueRequest<'_>,
+        r: &StsRequest<'_>,
         requested: SessionDuration,
     ) -> IssueError
     where
@@ -504,7 +413,7 @@ impl CredentialIssuer {
         let message = service.err().message().unwrap_or_default().to_owned();
         match code.as_str() {
             "AccessDenied" | "AccessDeniedException" => IssueError::AccessDenied {
-                role: r.grant.arn.to_string(),
+                role: r.role_arn.to_string(),
                 sts_request_id,
             },
             "ValidationError"
@@ -512,9 +421,8 @@ impl CredentialIssuer {
                     || message.contains("MaxSessionDuration") =>
             {
                 IssueError::DurationTooLong {
-                    role: r.role.id.to_string(),
+                    role: r.role.to_string(),
                     requested,
-                    max: r.grant.max_duration,
                     sts_request_id,
                 }
             }
@@ -522,8 +430,8 @@ impl CredentialIssuer {
                 IssueError::PackedPolicyTooLarge {
                     detail: format!(
                         "{} session tag(s){}",
-                        r.grant.tags.tags().len(),
-                        if r.grant.session_policy.is_some() {
+                        r.tags.tags().len(),
+                        if r.policy.is_some() {
                             " and a session policy"
                         } else {
                             ""
@@ -577,11 +485,13 @@ fn credentials(
         sts_request_id: sts_request_id.clone(),
     })?;
     Ok(IssuedCredentials {
-        access_key_id: c.access_key_id().to_owned(),
-        secret_access_key: SecretString::from(c.secret_access_key().to_owned()),
-        session_token: SecretString::from(c.session_token().to_owned()),
-        expiration: SystemTime::try_from(*c.expiration())
-            .unwrap_or_else(|_| SystemTime::now() + duration.as_duration()),
+        credentials: TemporaryCredentials {
+            access_key_id: c.access_key_id().to_owned(),
+            secret_access_key: SecretString::from(c.secret_access_key().to_owned()),
+            session_token: SecretString::from(c.session_token().to_owned()),
+            expiration: SystemTime::try_from(*c.expiration())
+                .unwrap_or_else(|_| SystemTime::now() + duration.as_duration()),
+        },
         assumed_role_arn: arn.unwrap_or_default().to_owned(),
         sts_request_id,
         duration,

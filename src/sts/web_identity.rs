@@ -15,9 +15,9 @@ use base64::Engine as _;
 use secrecy::ExposeSecret;
 use serde_json::{Value as Json, json};
 
-use super::keys::{KeyError, SigningKey};
 use crate::config::WebIdentityConfig;
 use crate::domain::{SessionTags, SourceIdentity};
+use crate::keys::{KeyError, SigningKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebIdentityError {

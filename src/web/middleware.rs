@@ -34,7 +34,7 @@ pub async fn observe(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let client_ip = state
         .as_ref()
-        .and_then(|s| super::client_ip(req.request(), &s.config.server.trusted_proxies))
+        .and_then(|s| super::client_ip(req.request(), &s.config().server.trusted_proxies))
         .map(|ip| ip.to_string())
         .unwrap_or_default();
     let method = req.method().to_string();

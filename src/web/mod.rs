@@ -1,16 +1,18 @@
 //! The HTTP edge: the actix-web application, its routes, pages, errors and metrics.
 //!
 //! **Invariant:** only `web` knows actix, HTTP and askama. Handlers are thin: they parse
-//! the request, call into `idp` / `mapping` / `store`, and turn the result into a page or
-//! a JSON answer. Errors become an HTML page for people or RFC-style JSON for APIs here,
-//! and nowhere else; neither ever carries internals.
+//! the request, call the access core (`crate::access`), and turn the result into a page
+//! or a JSON answer. `web` never imports `sts`, `store` or `idp` (the layer check enforces
+//! it): state, logins and credentials are reached only through the core. Errors become an
+//! HTML page for people or RFC-style JSON for APIs here, and nowhere else; neither ever
+//! carries internals.
 
 mod client_ip;
+mod cookies;
 mod error;
 mod middleware;
 mod pages;
 mod routes;
-mod session;
 mod startup;
 
 use std::sync::Arc;
@@ -20,31 +22,24 @@ pub use crate::metrics::Metrics;
 pub use client_ip::client_ip;
 pub use error::{ApiError, PageError};
 pub use middleware::RequestId;
-pub use startup::{Application, BuildOptions, ShutdownHandle};
+pub use startup::{Application, BuildOptions, ShutdownHandle, StartupError};
 
-use crate::audit::{AuditLog, RequestContext};
+use crate::access::{Access, RequestContext};
 use crate::config::Config;
-use crate::idp::oidc::OidcProvider;
-use crate::idp::saml::SamlProvider;
-use crate::store::Store;
-use crate::sts::CredentialIssuer;
-use crate::sts::console::ConsoleSignIn;
 
 /// Everything a handler may need, shared by all workers (`web::Data<AppState>`).
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
+    /// The access core: sign-in, sessions, roles, credentials.
+    pub access: Arc<Access>,
     pub metrics: Arc<Metrics>,
-    pub audit: Arc<AuditLog>,
-    /// The one audited path to AWS STS.
-    pub issuer: Arc<CredentialIssuer>,
-    pub console: ConsoleSignIn,
-    /// The configured OIDC IdPs, with their discovered metadata and key caches.
-    pub oidc: Vec<Arc<OidcProvider>>,
-    /// The configured SAML IdPs, with their pinned metadata.
-    pub saml: Vec<Arc<SamlProvider>>,
     /// Set when shutdown begins, so `/readyz` fails first and load balancers drain us.
     pub shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        self.access.config()
+    }
 }
 
 /// The request facts every audit record carries.
@@ -56,7 +51,7 @@ pub fn request_context(req: &actix_web::HttpRequest, state: &AppState) -> Reques
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default(),
-        client_ip: client_ip(req, &state.config.server.trusted_proxies)
+        client_ip: client_ip(req, &state.config().server.trusted_proxies)
             .map(|i| i.to_string())
             .unwrap_or_default(),
         user_agent: req

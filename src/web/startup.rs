@@ -11,15 +11,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, observe, security_headers};
-use super::routes::{assets, fallback, health, issuer, login, saml};
+use super::routes::{assets, fallback, health, issuer, login, roles, saml};
 use super::{ApiError, AppState, Metrics, PageError};
-use crate::audit::AuditLog;
-use crate::config::{Config, IdpProtocol, StsMode};
-use crate::idp::oidc::OidcProvider;
-use crate::idp::saml::SamlProvider;
-use crate::store::{Store, StoreError};
-use crate::sts::CredentialIssuer;
-use crate::sts::console::ConsoleSignIn;
+use crate::access::{Access, BuildError, StaticAwsCredentials};
+use crate::config::Config;
+
+/// Largest `SAMLResponse` form value the ACS route reads (base64, then URL-encoded).
+const SAML_ACS_BODY_LIMIT: usize = 2 * 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -30,18 +28,14 @@ pub enum StartupError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
-    #[error(transparent)]
-    WebIdentity(#[from] crate::sts::web_identity::WebIdentityError),
+    Access(#[from] BuildError),
 }
 
 /// Knobs for embedding the broker (tests): everything else comes from the `Config`.
 #[derive(Default)]
 pub struct BuildOptions {
     /// Use these AWS credentials instead of the SDK's default chain.
-    pub aws_credentials: Option<aws_sdk_sts::config::Credentials>,
+    pub aws_credentials: Option<StaticAwsCredentials>,
 }
 
 /// A built, bound, not yet running broker.
@@ -81,93 +75,20 @@ impl Application {
             addr: config.server.listen,
             source,
         })?;
-        let store = Store::from_config(&config.session)?;
-        let audit = Arc::new(match &config.audit.file {
-            Some(path) => AuditLog::file(path)?,
-            None => AuditLog::stdout(),
-        });
         let shutting_down = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::new());
-        let issuer = Arc::new(
-            CredentialIssuer::new(
-                &config,
-                options.aws_credentials,
-                audit.clone(),
-                metrics.clone(),
-            )
-            .await?,
-        );
-        if config
-            .roles
-            .iter()
-            .any(|r| r.sts_mode == StsMode::AssumeRole)
-        {
-            // Role-chaining detection; issuance re-checks if this has not finished.
-            let issuer = issuer.clone();
-            tokio::spawn(async move { issuer.check_caller().await });
-        }
-        let console = ConsoleSignIn::new(
-            config.aws.federation_url.clone(),
-            &config.server.public_url,
-            config.aws.console_session_duration,
-        );
-        // Forms may lead (through redirects) to the federation endpoint and the console.
-        let form_targets = vec![
-            console.federation_origin(),
-            config.aws.console_url.origin().ascii_serialization(),
-        ];
-        let headers = web::Data::new(SecurityHeaders::new(
-            config.server.is_https(),
-            &form_targets,
-        ));
-        let has_web_identity = issuer.web_identity().is_some();
         let body_limit = config.server.body_limit;
         let shutdown_timeout = config.server.shutdown_timeout.as_secs().max(1);
         let workers = config.server.workers;
-        let oidc: Vec<Arc<OidcProvider>> = config
-            .idps
-            .iter()
-            .filter_map(|i| match &i.protocol {
-                IdpProtocol::Oidc(o) => Some(Arc::new(OidcProvider::new(
-                    i.clone(),
-                    o.clone(),
-                    &config.server.public_url,
-                ))),
-                IdpProtocol::Saml(_) => None,
-            })
-            .collect::<Vec<_>>();
-        let saml: Vec<Arc<SamlProvider>> = config
-            .idps
-            .iter()
-            .filter_map(|i| match &i.protocol {
-                IdpProtocol::Saml(s) => Some(Arc::new(SamlProvider::new(
-                    i.clone(),
-                    s.clone(),
-                    &config.server.public_url,
-                ))),
-                IdpProtocol::Oidc(_) => None,
-            })
-            .collect();
-        // Discovery and metadata run in the background: the broker serves while an IdP is down.
-        for p in &oidc {
-            tokio::spawn(p.clone().discover_until_ready());
-        }
-        for p in &saml {
-            tokio::spawn(p.clone().run_metadata());
-        }
-        let mut callback_paths: Vec<String> =
-            oidc.iter().map(|p| p.redirect_path().to_owned()).collect();
-        callback_paths.sort();
-        callback_paths.dedup();
+        let https = config.server.is_https();
+        let access =
+            Access::build(Arc::new(config), metrics.clone(), options.aws_credentials).await?;
+        let headers = web::Data::new(SecurityHeaders::new(https, &access.form_targets()));
+        let has_web_identity = access.web_identity_documents().is_some();
+        let callback_paths = access.oidc_callback_paths();
         let state = web::Data::new(AppState {
-            oidc,
-            saml,
-            config: Arc::new(config),
-            store,
+            access,
             metrics,
-            audit,
-            issuer,
-            console,
             shutting_down: shutting_down.clone(),
         });
 
@@ -198,7 +119,7 @@ impl Application {
                 .route("/logout", web::post().to(login::logout))
                 .route(
                     "/roles/{role}/{action:console|credentials}",
-                    web::post().to(login::role_action),
+                    web::post().to(roles::role_action),
                 )
                 .route("/static/copy.js", web::get().to(assets::copy_script))
                 .route("/saml/{idp}/metadata", web::get().to(saml::metadata))
@@ -206,15 +127,13 @@ impl Application {
                 .service(
                     web::resource("/saml/{idp}/acs")
                         // The ACS takes larger bodies than other forms (signed XML, base64, then
-                        // URL-encoded); the handler caps the SAMLResponse itself at MAX_RESPONSE_B64.
+                        // URL-encoded); the core caps the SAMLResponse itself (idp::saml).
                         .app_data(
                             web::FormConfig::default()
-                                .limit(2 * crate::idp::saml::MAX_RESPONSE_B64)
+                                .limit(SAML_ACS_BODY_LIMIT)
                                 .error_handler(form_error),
                         )
-                        .app_data(web::PayloadConfig::new(
-                            2 * crate::idp::saml::MAX_RESPONSE_B64,
-                        ))
+                        .app_data(web::PayloadConfig::new(SAML_ACS_BODY_LIMIT))
                         .route(web::post().to(saml::acs)),
                 );
             if has_web_identity {

@@ -209,7 +209,7 @@ fn keys_generate_writes_a_private_key_once() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ES256, kid "), "{out}");
     let pem = std::fs::read_to_string(&path).unwrap();
-    assert!(rolegate::sts::SigningKey::from_pem(&pem).is_ok());
+    assert!(rolegate::keys::SigningKey::from_pem(&pem).is_ok());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

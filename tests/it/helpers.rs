@@ -412,11 +412,24 @@ pub struct SetupOptions {
     /// Appended to the config (e.g. `[web_identity]`).
     pub extra: String,
     /// The broker's own AWS credentials.
-    pub credentials: aws_sdk_sts::config::Credentials,
+    pub credentials: rolegate::access::StaticAwsCredentials,
     /// Also start SimpleSAMLphp and configure it as SAML IdP "ssp".
     pub saml: bool,
     /// More keys for the "corp" OIDC IdP (e.g. `use_userinfo = true`).
     pub corp_extra: String,
+}
+
+/// The broker's own AWS credentials, as the tests hand them over.
+pub fn aws_credentials(
+    access_key_id: &str,
+    secret_access_key: &str,
+    session_token: Option<&str>,
+) -> rolegate::access::StaticAwsCredentials {
+    rolegate::access::StaticAwsCredentials {
+        access_key_id: access_key_id.to_owned(),
+        secret_access_key: secret_access_key.to_owned().into(),
+        session_token: session_token.map(|t| t.to_owned().into()),
+    }
 }
 
 impl Default for SetupOptions {
@@ -427,9 +440,7 @@ impl Default for SetupOptions {
             aws_extra: String::new(),
             sts_endpoint: None,
             extra: String::new(),
-            credentials: aws_sdk_sts::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ),
+            credentials: aws_credentials("testing", "testing", None),
             saml: false,
             corp_extra: String::new(),
         }

@@ -6,7 +6,7 @@ use std::process::Command;
 use reqwest::{Client, Response};
 use serde_json::Value as Json;
 
-use crate::helpers::{SetupOptions, VENV, federation_url, moto_url, spawn_with};
+use crate::helpers::{SetupOptions, VENV, aws_credentials, federation_url, moto_url, spawn_with};
 use crate::oidc::{location, signed_in_as_alice};
 
 async fn action(
@@ -165,8 +165,10 @@ async fn cli_credentials_are_shown_in_every_form_and_the_aws_cli_accepts_them() 
     let html = res.text().await.unwrap();
     for needle in [
         "export AWS_ACCESS_KEY_ID=",
-        "set -x AWS_SECRET_ACCESS_KEY",
-        "$Env:AWS_SESSION_TOKEN=",
+        "export AWS_REGION=&#39;us-east-1&#39;",
+        "export AWS_DEFAULT_REGION=&#39;us-east-1&#39;",
+        "set -gx AWS_SECRET_ACCESS_KEY",
+        "$Env:AWS_SESSION_TOKEN = ",
         "[rolegate-prod-admin]",
         "aws_session_token = ",
         "&#34;Version&#34;: 1",
@@ -308,7 +310,7 @@ async fn web_identity_mode_issues_through_the_brokers_own_oidc_issuer() {
     let key = keys.path().join("broker.pem");
     std::fs::write(
         &key,
-        rolegate::sts::generate_pem(rolegate::sts::KeyAlgorithm::Es256).unwrap(),
+        rolegate::keys::generate_pem(rolegate::keys::KeyAlgorithm::Es256).unwrap(),
     )
     .unwrap();
     let s = spawn_with(SetupOptions {
@@ -362,7 +364,8 @@ async fn web_identity_mode_issues_through_the_brokers_own_oidc_issuer() {
 
 #[tokio::test]
 async fn web_identity_tokens_verify_against_the_published_jwks_across_a_key_rotation() {
-    use rolegate::sts::{KeyAlgorithm, WebIdentitySigner, generate_pem, web_identity::TokenClaims};
+    use rolegate::keys::{KeyAlgorithm, generate_pem};
+    use rolegate::sts::{WebIdentitySigner, web_identity::TokenClaims};
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
     std::fs::write(&old, generate_pem(KeyAlgorithm::Es256).unwrap()).unwrap();
@@ -545,12 +548,10 @@ async fn access_denied_by_sts_tells_the_admin_what_to_check() {
     let key: Json = serde_json::from_slice(&out.stdout).unwrap();
     let s = spawn_with(SetupOptions {
         sts_endpoint: Some(moto.clone()),
-        credentials: aws_sdk_sts::config::Credentials::new(
+        credentials: aws_credentials(
             key["AccessKeyId"].as_str().unwrap(),
             key["SecretAccessKey"].as_str().unwrap(),
             None,
-            None,
-            "moto-iam",
         ),
         ..SetupOptions::default()
     })
@@ -616,12 +617,10 @@ async fn broker_credentials_from_a_role_session_are_capped_at_one_hour_and_skip_
         .unwrap();
     let c = out.credentials().unwrap();
     let s = spawn_with(SetupOptions {
-        credentials: aws_sdk_sts::config::Credentials::new(
+        credentials: aws_credentials(
             c.access_key_id(),
             c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            None,
-            "chained",
+            Some(c.session_token()),
         ),
         ..SetupOptions::default()
     })

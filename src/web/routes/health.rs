@@ -1,7 +1,6 @@
 //! Liveness, readiness and metrics endpoints for orchestrators and Prometheus.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpResponse, web};
@@ -21,37 +20,22 @@ pub async fn healthz() -> HttpResponse {
 /// state store does not answer or shutdown has begun.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let shutting_down = state.shutting_down.load(Ordering::Relaxed);
-    let store = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: state store unavailable");
-            "unavailable"
-        }
-        Err(_) => {
-            tracing::warn!("readiness: state store did not answer within 2s");
-            "unavailable"
-        }
-    };
+    let r = state.access.readiness().await;
+    if let Some(problem) = &r.store_problem {
+        tracing::warn!(error = %problem, "readiness: state store unavailable");
+    }
     // An IdP whose discovery has not succeeded cannot sign anyone in; the broker is still
     // ready for the others, so this is reported but does not fail readiness.
-    let idps_unavailable: Vec<&str> = state
-        .oidc
-        .iter()
-        .filter(|p| !p.is_ready())
-        .map(|p| p.idp.id.as_str())
-        .chain(
-            state
-                .saml
-                .iter()
-                .filter(|p| !p.is_ready())
-                .map(|p| p.idp.id.as_str()),
-        )
-        .collect();
-    let ready = store == "ok" && !shutting_down;
+    let store = if r.store_problem.is_none() {
+        "ok"
+    } else {
+        "unavailable"
+    };
+    let ready = r.store_problem.is_none() && !shutting_down;
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
-        "store": { "backend": state.store.backend(), "status": store },
-        "idps_unavailable": idps_unavailable,
+        "store": { "backend": r.store_backend, "status": store },
+        "idps_unavailable": r.idps_unavailable,
         "shutting_down": shutting_down,
     });
     let mut res = if ready {

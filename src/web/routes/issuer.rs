@@ -7,19 +7,19 @@ use actix_web::{HttpResponse, web};
 use crate::web::AppState;
 
 pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
-    match state.issuer.web_identity() {
-        Some(w) => HttpResponse::Ok()
+    match state.access.web_identity_documents() {
+        Some((discovery, _)) => HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "public, max-age=300"))
-            .json(w.discovery()),
+            .json(discovery),
         None => HttpResponse::NotFound().finish(),
     }
 }
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    match state.issuer.web_identity() {
-        Some(w) => HttpResponse::Ok()
+    match state.access.web_identity_documents() {
+        Some((_, jwks)) => HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "public, max-age=300"))
-            .json(w.jwks()),
+            .json(jwks),
         None => HttpResponse::NotFound().finish(),
     }
 }

@@ -1,8 +1,12 @@
 //! Route handlers, one module per concern. The route table itself is in `startup`.
+//! `common` holds what several of them share (rendering, redirects, the pages for
+//! sign-in failures), so no route module imports another.
 
 pub mod assets;
+pub mod common;
 pub mod fallback;
 pub mod health;
 pub mod issuer;
 pub mod login;
+pub mod roles;
 pub mod saml;

@@ -3,6 +3,9 @@
 //!
 //! Keys are PKCS#8 PEM: EC P-256 (ES256, the default) or RSA (RS256). The key id is the
 //! RFC 7638 JWK thumbprint, so it is stable and needs no bookkeeping.
+//!
+//! Its own module below `config` (which checks key files when loading) and `sts` (which
+//! signs with them), so neither has to import the other.
 
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RsaKeyPair};

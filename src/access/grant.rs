@@ -1,0 +1,273 @@
+//! Authorization: what an identity may use, decided from the rules at the moment of each
+//! request.
+//!
+//! [`Access::role_menu`] lists the granted roles. [`Access::authorize`] turns one request
+//! (identity, role, duration) into an [`AuthorizedGrant`] or a [`Refusal`]. An
+//! `AuthorizedGrant` has private fields and no public constructor: this module builds it
+//! right after evaluating the mapping, pairing the grant with the role it is for and the
+//! duration already checked against the grant's maximum. The issuer accepts nothing else,
+//! so no caller can hand it a stale grant (one cached in a session or token) or a grant
+//! for another role.
+
+use std::time::Instant;
+
+use super::{Access, ClientPath, RequestContext};
+use crate::config::Role;
+use crate::domain::{AccountId, Identifier, RoleArn, SessionDuration};
+use crate::idp::VerifiedIdentity;
+use crate::mapping::{Grant, RefusalReason};
+
+/// The roles an identity may use, grouped by account (config order).
+#[derive(Debug, Clone)]
+pub struct RoleMenu {
+    pub accounts: Vec<AccountRoles>,
+}
+
+impl RoleMenu {
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Every role in the menu, account by account.
+    pub fn roles(&self) -> impl Iterator<Item = (&AccountRoles, &MenuRole)> {
+        self.accounts
+            .iter()
+            .flat_map(|a| a.roles.iter().map(move |r| (a, r)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountRoles {
+    pub id: Identifier,
+    pub display_name: String,
+    pub number: AccountId,
+    pub roles: Vec<MenuRole>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MenuRole {
+    pub id: Identifier,
+    pub display_name: String,
+    pub arn: RoleArn,
+    /// The longest session the grant allows: the role's maximum, lowered by any rule.
+    pub max_duration: SessionDuration,
+}
+
+/// Why a request for a role was refused before any call to AWS. Each is audited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("there is no role {0:?}")]
+    UnknownRole(String),
+    #[error("no rule grants role {0}")]
+    NotGranted(Identifier),
+    #[error("role {role} is denied by rule(s) {}", rules.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))]
+    Denied {
+        role: Identifier,
+        rules: Vec<Identifier>,
+    },
+    #[error("role {role} cannot be granted: {reason}")]
+    InvalidGrant { role: Identifier, reason: String },
+    #[error("the requested session length {requested:?} is not a duration")]
+    DurationUnreadable { requested: String },
+    #[error("role {role} sessions last at least 15m and at most {max}")]
+    DurationOutOfRange {
+        role: Identifier,
+        requested: String,
+        max: SessionDuration,
+    },
+}
+
+impl Refusal {
+    /// A short machine-readable reason for audit records and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownRole(_) => "unknown_role",
+            Self::NotGranted(_) => "not_granted",
+            Self::Denied { .. } => "denied",
+            Self::InvalidGrant { .. } => "invalid_grant",
+            Self::DurationUnreadable { .. } => "duration_unreadable",
+            Self::DurationOutOfRange { .. } => "duration_too_long",
+        }
+    }
+
+    /// Whether the request itself is malformed (400) rather than forbidden (403).
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            Self::DurationUnreadable { .. } | Self::DurationOutOfRange { .. }
+        )
+    }
+}
+
+/// A grant the rules gave this identity for this role just now, with the session length
+/// decided. Built only by [`Access::authorize`]; consumed by the issuer.
+pub struct AuthorizedGrant {
+    identity: VerifiedIdentity,
+    role: Role,
+    grant: Grant,
+    duration: SessionDuration,
+    path: ClientPath,
+    evaluated_at: Instant,
+}
+
+impl AuthorizedGrant {
+    pub(super) fn identity(&self) -> &VerifiedIdentity {
+        &self.identity
+    }
+    pub(super) fn role(&self) -> &Role {
+        &self.role
+    }
+    pub(super) fn grant(&self) -> &Grant {
+        &self.grant
+    }
+    pub(super) fn duration(&self) -> SessionDuration {
+        self.duration
+    }
+    pub(super) fn path(&self) -> ClientPath {
+        self.path
+    }
+    /// How long ago the rules were evaluated (logged with the issuance).
+    pub(super) fn age(&self) -> std::time::Duration {
+        self.evaluated_at.elapsed()
+    }
+}
+
+/// Reads a requested session length: seconds (`"3600"`) or a humantime duration
+/// (`"1h"`, `"90m"`).
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(secs);
+    }
+    humantime::parse_duration(text).ok().map(|d| d.as_secs())
+}
+
+impl Access {
+    /// The role menu: every role the rules grant `identity` now, grouped by account, with
+    /// each role's effective maximum session length.
+    pub fn role_menu(&self, identity: &VerifiedIdentity) -> RoleMenu {
+        let evaluation = self.config.rules.evaluate(identity.claims());
+        let accounts = self
+            .config
+            .accounts
+            .iter()
+            .filter_map(|account| {
+                let roles: Vec<MenuRole> = self
+                    .config
+                    .roles
+                    .iter()
+                    .filter(|r| r.account == account.id)
+                    .filter_map(|r| {
+                        evaluation.grant(r.id.as_str()).map(|g| MenuRole {
+                            id: r.id.clone(),
+                            display_name: r.display_name.clone(),
+                            arn: r.arn.clone(),
+                            max_duration: g.max_duration,
+                        })
+                    })
+                    .collect();
+                (!roles.is_empty()).then(|| AccountRoles {
+                    id: account.id.clone(),
+                    display_name: account.display_name.clone(),
+                    number: account.number.clone(),
+                    roles,
+                })
+            })
+            .collect();
+        RoleMenu { accounts }
+    }
+
+    /// Decides one request: the mapping is evaluated now for `identity`, the role must be
+    /// granted (and not denied), and the requested duration (default: the grant's
+    /// maximum) must be within 15 minutes and the grant's maximum. A refusal is audited
+    /// with its reason before it is returned.
+    pub fn authorize(
+        &self,
+        identity: &VerifiedIdentity,
+        role_id: &str,
+        requested_duration: Option<&str>,
+        path: ClientPath,
+        ctx: &RequestContext,
+    ) -> Result<AuthorizedGrant, Refusal> {
+        let result = self.decide(identity, role_id, requested_duration, path);
+        if let Err(refusal) = &result {
+            self.issuer
+                .audit_refusal(identity, role_id, path, refusal, ctx);
+        }
+        result
+    }
+
+    fn decide(
+        &self,
+        identity: &VerifiedIdentity,
+        role_id: &str,
+        requested_duration: Option<&str>,
+        path: ClientPath,
+    ) -> Result<AuthorizedGrant, Refusal> {
+        let Some(role) = self.config.role(role_id) else {
+            return Err(Refusal::UnknownRole(
+                role_id.chars().take(64).collect::<String>(),
+            ));
+        };
+        let evaluation = self.config.rules.evaluate(identity.claims());
+        let evaluated_at = Instant::now();
+        let Some(grant) = evaluation.grant(role_id) else {
+            let refusal = evaluation.refused.iter().find(|r| r.role == role.id);
+            return Err(match refusal.map(|r| &r.reason) {
+                Some(RefusalReason::Denied(rules)) => Refusal::Denied {
+                    role: role.id.clone(),
+                    rules: rules.clone(),
+                },
+                Some(RefusalReason::Invalid(reason)) => Refusal::InvalidGrant {
+                    role: role.id.clone(),
+                    reason: reason.clone(),
+                },
+                None => Refusal::NotGranted(role.id.clone()),
+            });
+        };
+        let max = grant.max_duration;
+        let duration = match requested_duration.map(str::trim).filter(|d| !d.is_empty()) {
+            None => max,
+            Some(text) => {
+                let secs = parse_duration(text).ok_or_else(|| Refusal::DurationUnreadable {
+                    requested: text.chars().take(32).collect(),
+                })?;
+                match u32::try_from(secs)
+                    .ok()
+                    .and_then(|s| SessionDuration::from_secs(s).ok())
+                {
+                    Some(d) if d <= max => d,
+                    _ => {
+                        return Err(Refusal::DurationOutOfRange {
+                            role: role.id.clone(),
+                            requested: text.chars().take(32).collect(),
+                            max,
+                        });
+                    }
+                }
+            }
+        };
+        Ok(AuthorizedGrant {
+            identity: identity.clone(),
+            role: role.clone(),
+            grant: grant.clone(),
+            duration,
+            path,
+            evaluated_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_are_read_as_seconds_or_humantime() {
+        assert_eq!(parse_duration("3600"), Some(3600));
+        assert_eq!(parse_duration(" 1h "), Some(3600));
+        assert_eq!(parse_duration("90m"), Some(5400));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("-5"), None);
+    }
+}

@@ -1,0 +1,273 @@
+//! The one audited path to AWS credentials, and the console sign-in built on it.
+//!
+//! [`CredentialIssuer::issue`] takes an [`AuthorizedGrant`] (only `grant` can build one),
+//! calls STS through the `sts` adapter, and writes the audit record before anything is
+//! returned: if the record cannot be written, the credentials are dropped and the caller
+//! gets [`IssueFailure::AuditUnavailable`]. Refusals decided before STS is called are
+//! audited here too ([`CredentialIssuer::audit_refusal`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use url::Url;
+
+use super::grant::{AuthorizedGrant, Refusal};
+use super::{Access, ClientPath, RequestContext};
+use crate::audit::AuditLog;
+use crate::config::StsMode;
+use crate::idp::VerifiedIdentity;
+use crate::metrics::{IssuanceLabels, Metrics, ModeLabels};
+use crate::sts::console::{ConsoleError, ConsoleSignIn};
+use crate::sts::web_identity::WebIdentitySigner;
+use crate::sts::{IssueError, IssuedCredentials, Sts, StsRequest};
+
+/// Why a request ended without credentials (or without a console sign-in).
+#[derive(Debug, thiserror::Error)]
+pub enum IssueFailure {
+    /// Refused by the rules or the duration check; nothing was sent to AWS.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// AWS (or the way to it) did not issue credentials.
+    #[error(transparent)]
+    Sts(#[from] IssueError),
+    #[error("the audit log cannot be written, so no credentials are issued")]
+    AuditUnavailable,
+    /// Credentials were issued, but the federation endpoint refused the console sign-in.
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+}
+
+pub(super) struct CredentialIssuer {
+    sts: Sts,
+    console: ConsoleSignIn,
+    audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
+}
+
+impl CredentialIssuer {
+    pub(super) fn new(
+        sts: Sts,
+        console: ConsoleSignIn,
+        audit: Arc<AuditLog>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            sts,
+            console,
+            audit,
+            metrics,
+        }
+    }
+
+    pub(super) fn web_identity(&self) -> Option<&WebIdentitySigner> {
+        self.sts.web_identity()
+    }
+
+    pub(super) fn federation_origin(&self) -> String {
+        self.console.federation_origin()
+    }
+
+    pub(super) async fn check_caller(&self) -> Option<bool> {
+        self.sts.check_caller().await
+    }
+
+    fn count(&self, role: &str, mode: StsMode, path: ClientPath, outcome: &str) {
+        self.metrics
+            .issuances
+            .get_or_create(&IssuanceLabels {
+                role: role.to_owned(),
+                mode: mode.as_str().into(),
+                path: path.as_str().into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Audits a request refused before STS (see `grant`). The refusal stands whether
+    /// or not the record could be written; a failed write is logged.
+    pub(super) fn audit_refusal(
+        &self,
+        identity: &VerifiedIdentity,
+        role: &str,
+        path: ClientPath,
+        refusal: &Refusal,
+        ctx: &RequestContext,
+    ) {
+        let c = identity.claims();
+        let role: String = role.chars().take(64).collect();
+        tracing::warn!(role = %role, path = path.as_str(), reason = refusal.kind(), "credential request refused: {refusal}");
+        let record = json!({
+            "event": "issuance",
+            "idp": c.idp.as_str(),
+            "subject": c.subject,
+            "display_name": c.username,
+            "role": role,
+            "client_path": path.as_str(),
+            "outcome": "refused",
+            "reason": format!("{}: {refusal}", refusal.kind()),
+        });
+        if let Err(e) = self.audit.record(ctx, record) {
+            tracing::error!(error = %e, "audit log write failed for a refused request");
+        }
+        self.metrics
+            .issuances
+            .get_or_create(&IssuanceLabels {
+                // Unknown role ids come from the request: keep them out of label values.
+                role: if matches!(refusal, Refusal::UnknownRole(_)) {
+                    "unknown".into()
+                } else {
+                    role
+                },
+                // No STS call was made.
+                mode: "none".into(),
+                path: path.as_str().into(),
+                outcome: "refused".into(),
+            })
+            .inc();
+    }
+
+    /// Issues credentials for an authorized grant. See the module invariant.
+    pub(super) async fn issue(
+        &self,
+        authorized: AuthorizedGrant,
+        ctx: &RequestContext,
+    ) -> Result<IssuedCredentials, IssueFailure> {
+        let (role, grant, path) = (authorized.role(), authorized.grant(), authorized.path());
+        let identity = authorized.identity().claims();
+        let mode = role.sts_mode;
+        let subject = format!("{}:{}", identity.idp, identity.subject);
+        let request = StsRequest {
+            role: &role.id,
+            role_arn: &grant.arn,
+            mode,
+            session_name: &grant.session_name,
+            duration: authorized.duration(),
+            source_identity: grant.source_identity.as_ref(),
+            tags: &grant.tags,
+            policy: grant.session_policy.as_ref(),
+            web_identity_subject: &subject,
+        };
+        let started = Instant::now();
+        let result = self.sts.call(&request).await;
+        self.metrics
+            .sts_latency
+            .get_or_create(&ModeLabels {
+                mode: mode.as_str().into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let (outcome, reason, sts_request_id, duration) = match &result {
+            Ok(c) => (
+                "success",
+                String::new(),
+                c.sts_request_id.clone(),
+                c.duration,
+            ),
+            Err(e) => (
+                "failure",
+                format!("{}: {e}", e.kind()),
+                e.sts_request_id().map(str::to_owned),
+                authorized.duration(),
+            ),
+        };
+        let record = json!({
+            "event": "issuance",
+            "idp": identity.idp.as_str(),
+            "subject": identity.subject,
+            "display_name": identity.username,
+            "rules": grant.rules.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+            "role": role.id.as_str(),
+            "role_arn": grant.arn.as_str(),
+            "session_name": grant.session_name.as_str(),
+            "source_identity": grant.source_identity.as_ref().map(|s| s.as_str()),
+            "tags": grant.tags.tags().iter().map(|t| (t.key().to_owned(), json!(t.value()))).collect::<serde_json::Map<_, _>>(),
+            "transitive_tag_keys": grant.tags.transitive_keys(),
+            "session_policy": grant.session_policy.as_ref().map(|p| p.file().display().to_string()),
+            "duration_seconds": duration.as_secs(),
+            "sts_mode": mode.as_str(),
+            "client_path": path.as_str(),
+            "outcome": outcome,
+            "reason": reason,
+            "sts_request_id": sts_request_id,
+        });
+        let audited = self.audit.record(ctx, record);
+        let counted = match (&result, &audited) {
+            (Ok(_), Err(_)) => "failure",
+            _ => outcome,
+        };
+        self.count(role.id.as_str(), mode, path, counted);
+        if let Err(e) = audited {
+            tracing::error!(error = %e, "audit write failed; discarding issued credentials");
+            return Err(IssueFailure::AuditUnavailable);
+        }
+        match &result {
+            Ok(c) => {
+                tracing::info!(role = %role.id, mode = mode.as_str(), path = path.as_str(), sts_request_id = ?c.sts_request_id, evaluated_ms = authorized.age().as_millis() as u64, "credentials issued")
+            }
+            Err(e) => {
+                tracing::warn!(role = %role.id, mode = mode.as_str(), path = path.as_str(), error = %e, sts_request_id = ?e.sts_request_id(), "credential issuance failed")
+            }
+        }
+        Ok(result?)
+    }
+}
+
+impl Access {
+    /// Issues credentials for one role: authorizes (rules evaluated now, duration
+    /// checked, refusals audited), then the audited STS call.
+    pub async fn issue_credentials(
+        &self,
+        identity: &VerifiedIdentity,
+        role: &str,
+        requested_duration: Option<&str>,
+        path: ClientPath,
+        ctx: &RequestContext,
+    ) -> Result<IssuedCredentials, IssueFailure> {
+        let authorized = self.authorize(identity, role, requested_duration, path, ctx)?;
+        self.issuer.issue(authorized, ctx).await
+    }
+
+    /// A console sign-in for one role: issues credentials as [`Access::issue_credentials`]
+    /// does, then trades them at the federation endpoint for a sign-in URL that lands on
+    /// the role's configured console destination (never a destination from the request).
+    pub async fn console_sign_in(
+        &self,
+        identity: &VerifiedIdentity,
+        role: &str,
+        path: ClientPath,
+        ctx: &RequestContext,
+    ) -> Result<Url, IssueFailure> {
+        let authorized = self.authorize(identity, role, None, path, ctx)?;
+        let destination = authorized.role().console_destination.clone();
+        let max = authorized.grant().max_duration;
+        let creds = self.issuer.issue(authorized, ctx).await?;
+        self.issuer
+            .console
+            .signin_url(&creds, &destination, max)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "console sign-in failed");
+                IssueFailure::Console(e)
+            })
+    }
+
+    /// The configured display details of a role (for pages that show what was issued).
+    pub fn role_details(&self, role: &str) -> Option<RoleDetails<'_>> {
+        let r = self.config.role(role)?;
+        let account = self.config.account(&r.account);
+        Some(RoleDetails {
+            id: r.id.as_str(),
+            display_name: &r.display_name,
+            account_name: account.map(|a| a.display_name.as_str()).unwrap_or(""),
+            account_number: account.map(|a| a.number.as_str()).unwrap_or(""),
+        })
+    }
+}
+
+/// A role's names, for showing issued credentials.
+pub struct RoleDetails<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
+    pub account_name: &'a str,
+    pub account_number: &'a str,
+}

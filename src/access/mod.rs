@@ -1,0 +1,260 @@
+//! The access core: the use cases every client calls, from a sign-in to AWS credentials.
+//!
+//! The browser pages call it today; the CLI and token exchange call the same functions.
+//! Each use case takes a verified identity (or the proof a client presents) and a
+//! [`RequestContext`], and returns domain values or a typed refusal: no actix, no HTTP.
+//!
+//! - [`login`]: starting a sign-in at an IdP and finishing it (OIDC callback, SAML ACS and
+//!   finish), with the single-use flow state and the shared sign-in tail.
+//! - [`session`]: browser sessions (server-side records) and the sign-in tail (audit, old
+//!   session removed, new session) that every sign-in ends with.
+//! - [`grant`]: the role menu, and authorization: the mapping evaluated at the moment of
+//!   each request, the requested duration checked against the grant.
+//! - [`issuer`]: the one audited path to STS and the console sign-in.
+//!
+//! **Invariant: every path to AWS credentials goes through the access core, which
+//! evaluates the mapping at issue time.** The issuer accepts only an
+//! [`grant::AuthorizedGrant`], which only [`grant`] can build, right after evaluating the
+//! rules; nothing cached in a session or token is trusted as a grant. The layer check
+//! (`tests/it/layers.rs`) keeps `web` from importing `sts`, `store` or `idp`, so a handler
+//! cannot reach STS, state or a login protocol except through this module.
+//!
+//! **Invariant:** every refusal (role not granted or denied, duration too long) and every
+//! issuance is audited; credentials whose audit record cannot be written are dropped.
+
+pub mod grant;
+pub mod issuer;
+pub mod login;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::audit::RequestContext;
+pub use crate::sts::console::ConsoleError;
+pub use crate::sts::{IssueError, IssuedCredentials, StaticAwsCredentials};
+pub use grant::{AccountRoles, MenuRole, Refusal, RoleMenu};
+pub use login::{LoginRedirect, SignInError};
+pub use session::{Session, tokens_match};
+
+use crate::audit::AuditLog;
+use crate::config::{Config, IdpProtocol, StsMode};
+use crate::idp::oidc::OidcProvider;
+use crate::idp::saml::SamlProvider;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::sts::console::ConsoleSignIn;
+use crate::sts::web_identity::WebIdentityError;
+
+/// Which client asked, for the audit record and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientPath {
+    WebConsole,
+    WebCli,
+    Cli,
+    Mobile,
+}
+
+impl ClientPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebConsole => "web_console",
+            Self::WebCli => "web_cli",
+            Self::Cli => "cli",
+            Self::Mobile => "mobile",
+        }
+    }
+}
+
+/// Why the access core could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    WebIdentity(#[from] WebIdentityError),
+}
+
+/// What keeps a broker from serving, for `/readyz`.
+pub struct Readiness {
+    /// `None` when the store answered, else why not.
+    pub store_problem: Option<String>,
+    pub store_backend: &'static str,
+    /// IdPs whose discovery or metadata has not loaded (they cannot sign anyone in).
+    pub idps_unavailable: Vec<String>,
+}
+
+/// The access core: configuration, state, the issuer and the IdPs, shared by every
+/// client and every worker.
+pub struct Access {
+    config: Arc<Config>,
+    store: Store,
+    audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
+    issuer: issuer::CredentialIssuer,
+    oidc: Vec<Arc<OidcProvider>>,
+    saml: Vec<Arc<SamlProvider>>,
+}
+
+impl Access {
+    /// Builds the core and starts the background work it needs: IdP discovery and
+    /// metadata refresh, and the check whether the broker's AWS credentials are a role
+    /// session. Must run inside a tokio runtime.
+    pub async fn build(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        aws_credentials: Option<StaticAwsCredentials>,
+    ) -> Result<Arc<Self>, BuildError> {
+        let store = Store::from_config(&config.session)?;
+        let audit = Arc::new(match &config.audit.file {
+            Some(path) => AuditLog::file(path)?,
+            None => AuditLog::stdout(),
+        });
+        let sts = crate::sts::Sts::new(&config, aws_credentials.as_ref()).await?;
+        let console = ConsoleSignIn::new(
+            config.aws.federation_url.clone(),
+            &config.server.public_url,
+            config.aws.console_session_duration,
+        );
+        let issuer = issuer::CredentialIssuer::new(sts, console, audit.clone(), metrics.clone());
+        let oidc: Vec<Arc<OidcProvider>> = config
+            .idps
+            .iter()
+            .filter_map(|i| match &i.protocol {
+                IdpProtocol::Oidc(o) => Some(Arc::new(OidcProvider::new(
+                    i.clone(),
+                    o.clone(),
+                    &config.server.public_url,
+                ))),
+                IdpProtocol::Saml(_) => None,
+            })
+            .collect();
+        let saml: Vec<Arc<SamlProvider>> = config
+            .idps
+            .iter()
+            .filter_map(|i| match &i.protocol {
+                IdpProtocol::Saml(s) => Some(Arc::new(SamlProvider::new(
+                    i.clone(),
+                    s.clone(),
+                    &config.server.public_url,
+                ))),
+                IdpProtocol::Oidc(_) => None,
+            })
+            .collect();
+        // Discovery and metadata run in the background: the broker serves while an IdP is down.
+        for p in &oidc {
+            tokio::spawn(p.clone().discover_until_ready());
+        }
+        for p in &saml {
+            tokio::spawn(p.clone().run_metadata());
+        }
+        let access = Arc::new(Self {
+            config,
+            store,
+            audit,
+            metrics,
+            issuer,
+            oidc,
+            saml,
+        });
+        if access
+            .config
+            .roles
+            .iter()
+            .any(|r| r.sts_mode == StsMode::AssumeRole)
+        {
+            // Role-chaining detection; issuance re-checks if this has not finished.
+            let a = access.clone();
+            tokio::spawn(async move { a.issuer.check_caller().await });
+        }
+        Ok(access)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The OIDC callback paths to route (one per distinct `redirect_path`).
+    pub fn oidc_callback_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .oidc
+            .iter()
+            .map(|p| p.redirect_path().to_owned())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// Whether `idp` is a configured SAML IdP (which has SP endpoints).
+    pub fn is_saml_idp(&self, idp: &str) -> bool {
+        self.saml.iter().any(|p| p.idp.id.as_str() == idp)
+    }
+
+    /// The SP metadata of a SAML IdP, for its administrator to import.
+    pub fn saml_sp_metadata(&self, idp: &str) -> Option<Result<String, String>> {
+        let p = self.saml.iter().find(|p| p.idp.id.as_str() == idp)?;
+        Some(p.sp_metadata().map_err(|e| e.to_string()))
+    }
+
+    /// The IdP's end-session URL for a person signed in through `idp`, when it has one.
+    pub fn idp_logout_url(&self, idp: &str) -> Option<String> {
+        self.oidc
+            .iter()
+            .find(|p| p.idp.id.as_str() == idp)
+            .and_then(|p| p.end_session_url())
+            .map(|u| u.to_string())
+    }
+
+    /// The broker's OIDC discovery document and JWKS (web_identity mode), when configured.
+    pub fn web_identity_documents(&self) -> Option<(serde_json::Value, serde_json::Value)> {
+        self.issuer
+            .web_identity()
+            .map(|w| (w.discovery(), w.jwks()))
+    }
+
+    /// Origins a form may be redirected to: the AWS federation endpoint and the console
+    /// (browsers apply CSP `form-action` to redirects too). Deduplicated.
+    pub fn form_targets(&self) -> Vec<String> {
+        let mut targets = vec![
+            self.issuer.federation_origin(),
+            self.config.aws.console_url.origin().ascii_serialization(),
+        ];
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+
+    /// Whether the store answers and which IdPs are not loaded, for `/readyz`.
+    pub async fn readiness(&self) -> Readiness {
+        let store_problem =
+            match tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("the state store did not answer within 2s".into()),
+            };
+        let idps_unavailable = self
+            .oidc
+            .iter()
+            .filter(|p| !p.is_ready())
+            .map(|p| p.idp.id.to_string())
+            .chain(
+                self.saml
+                    .iter()
+                    .filter(|p| !p.is_ready())
+                    .map(|p| p.idp.id.to_string()),
+            )
+            .collect();
+        Readiness {
+            store_problem,
+            store_backend: self.store.backend(),
+            idps_unavailable,
+        }
+    }
+}

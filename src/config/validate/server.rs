@@ -1,0 +1,445 @@
+//! The `[server]`, `[session]`, `[aws]` and `[web_identity]` sections, and secrets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::*;
+
+pub(super) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses a URL that must be https, or http on a loopback host (local development and tests).
+pub(super) fn secure_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(format!(
+                "{s:?} must use https (plain http is allowed only on loopback)"
+            ));
+        }
+        other => return Err(format!("{s:?} has scheme {other:?}; expected https")),
+    }
+    if url.host().is_none() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{s:?} must have a host and no fragment or credentials"
+        ));
+    }
+    Ok(url)
+}
+
+pub(super) fn convert_server(raw: RawServer, errs: &mut Errors) -> Option<ServerConfig> {
+    let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: Option<SocketAddr> = errs.check(
+        "server.listen",
+        listen_s
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("{listen_s:?} is not an address such as \"127.0.0.1:8080\"")),
+    );
+    let public_url = match (&raw.public_url, listen) {
+        (Some(u), _) => errs.check(
+            "server.public_url",
+            secure_url(u).and_then(|u| {
+                if u.query().is_some() {
+                    Err("public_url must not have a query".into())
+                } else {
+                    Ok(u)
+                }
+            }),
+        ),
+        (None, Some(l)) => Url::parse(&format!("http://{l}")).ok(),
+        (None, None) => None,
+    };
+    let mut trusted = Vec::new();
+    for (i, p) in raw.trusted_proxies.iter().enumerate() {
+        let net = p
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| format!("{p:?} is not an IP address or CIDR range"));
+        if let Some(n) = errs.check(format!("server.trusted_proxies[{i}]"), net) {
+            trusted.push(n);
+        }
+    }
+    let log_format = match raw.log_format.as_deref().unwrap_or("json") {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        other => {
+            errs.push(
+                "server.log_format",
+                format!("{other:?} is not \"json\" or \"text\""),
+            );
+            None
+        }
+    };
+    let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        errs.push(
+            "server.log_level",
+            format!(
+                "{log_level:?} is not a log filter such as \"info\" or \"rolegate=debug,info\""
+            ),
+        );
+    }
+    let shutdown_timeout = duration(
+        errs,
+        "server.shutdown_timeout",
+        raw.shutdown_timeout.as_deref(),
+        "30s",
+    );
+    let body_limit = raw.body_limit.unwrap_or(64 * 1024);
+    if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
+        errs.push(
+            "server.body_limit",
+            "must be between 1024 and 16777216 bytes",
+        );
+    }
+    let workers = raw.workers.map(|w| w as usize);
+    if workers == Some(0) {
+        errs.push("server.workers", "must be at least 1");
+    }
+    Some(ServerConfig {
+        listen: listen?,
+        public_url: public_url?,
+        trusted_proxies: trusted,
+        log_format: log_format?,
+        log_level,
+        shutdown_timeout: shutdown_timeout?,
+        body_limit: body_limit as usize,
+        workers,
+    })
+}
+
+pub(super) fn resolve_secret(
+    key: &str,
+    r: &RawSecretRef,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<SecretString> {
+    match (&r.env, &r.file) {
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(SecretString::from(v)),
+            _ => {
+                errs.push(
+                    key,
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        },
+        (None, Some(file)) => {
+            let p = base_dir.join(file);
+            match std::fs::read_to_string(&p) {
+                Ok(v) if !v.trim().is_empty() => Some(SecretString::from(
+                    v.trim_end_matches(['\n', '\r']).to_owned(),
+                )),
+                Ok(_) => {
+                    errs.push(key, format!("secret file {} is empty", p.display()));
+                    None
+                }
+                Err(e) => {
+                    errs.push(key, format!("cannot read secret file {}: {e}", p.display()));
+                    None
+                }
+            }
+        }
+        _ => {
+            errs.push(
+                key,
+                "a secret is written as { env = \"VAR\" } or { file = \"path\" }",
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn convert_session(
+    raw: RawSession,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<SessionConfig> {
+    let store_kind = raw.store.clone().unwrap_or_else(|| {
+        if raw.redis_url.is_some() {
+            "redis".into()
+        } else {
+            "memory".into()
+        }
+    });
+    let store = match store_kind.as_str() {
+        "memory" => Some(StoreConfig::Memory),
+        "redis" => {
+            let url = match &raw.redis_url {
+                None => {
+                    errs.push("session.redis_url", "store = \"redis\" needs redis_url");
+                    None
+                }
+                Some(RawSecret::Inline(s)) => Some(SecretString::from(s.clone())),
+                Some(RawSecret::Ref(r)) => resolve_secret("session.redis_url", r, base_dir, errs),
+            };
+            url.and_then(|u| {
+                use secrecy::ExposeSecret;
+                match Url::parse(u.expose_secret()) {
+                    Ok(p) if p.scheme() == "redis" || p.scheme() == "rediss" => {
+                        Some(StoreConfig::Redis { url: u })
+                    }
+                    // The URL may hold a password: describe the problem without echoing it.
+                    _ => {
+                        errs.push("session.redis_url", "must be a redis:// or rediss:// URL");
+                        None
+                    }
+                }
+            })
+        }
+        other => {
+            errs.push(
+                "session.store",
+                format!("{other:?} is not \"redis\" or \"memory\""),
+            );
+            None
+        }
+    };
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "rolegate:".into());
+    if key_prefix.len() > 64
+        || key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        errs.push(
+            "session.key_prefix",
+            "must be at most 64 characters without spaces",
+        );
+    }
+    let idle = duration(
+        errs,
+        "session.idle_timeout",
+        raw.idle_timeout.as_deref(),
+        "30m",
+    );
+    let absolute = duration(
+        errs,
+        "session.absolute_timeout",
+        raw.absolute_timeout.as_deref(),
+        "8h",
+    );
+    if let (Some(i), Some(a)) = (idle, absolute) {
+        if i < Duration::from_secs(60) {
+            errs.push("session.idle_timeout", "must be at least 1m");
+        }
+        if i > a {
+            errs.push(
+                "session.idle_timeout",
+                "must not be longer than absolute_timeout",
+            );
+        }
+        if a > Duration::from_secs(7 * 24 * 3600) {
+            errs.push("session.absolute_timeout", "must be at most 7 days");
+        }
+    }
+    Some(SessionConfig {
+        store: store?,
+        key_prefix,
+        idle_timeout: idle?,
+        absolute_timeout: absolute?,
+    })
+}
+
+pub(super) fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
+    let partition = errs.check(
+        "aws.partition",
+        Partition::parse(raw.partition.as_deref().unwrap_or("aws")),
+    );
+    let region = raw.region.unwrap_or_else(|| "us-east-1".into());
+    let region_ok = {
+        let parts: Vec<&str> = region.split('-').collect();
+        parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+    };
+    if !region_ok {
+        errs.push(
+            "aws.region",
+            format!("{region:?} is not an AWS region such as \"eu-west-1\""),
+        );
+    } else if let Some(p) = partition {
+        let fits = match p {
+            Partition::Aws => !region.starts_with("cn-") && !region.starts_with("us-gov-"),
+            Partition::AwsCn => region.starts_with("cn-"),
+            Partition::AwsUsGov => region.starts_with("us-gov-"),
+        };
+        if !fits {
+            errs.push(
+                "aws.region",
+                format!("region {region:?} is not in partition {p}"),
+            );
+        }
+    }
+    let sts_endpoint_url = raw
+        .sts_endpoint_url
+        .as_deref()
+        .and_then(|u| errs.check("aws.sts_endpoint_url", secure_url(u)));
+    let sts_mode = parse_sts_mode(
+        errs,
+        "aws.sts_mode",
+        raw.sts_mode.as_deref().unwrap_or("assume_role"),
+    );
+    let sts_timeout = duration(errs, "aws.sts_timeout", raw.sts_timeout.as_deref(), "10s");
+    if sts_timeout.is_some_and(|t| t < Duration::from_secs(1) || t > Duration::from_secs(60)) {
+        errs.push("aws.sts_timeout", "must be between 1s and 60s");
+    }
+    let partition = partition?;
+    let federation_url = errs.check(
+        "aws.federation_url",
+        secure_url(
+            raw.federation_url
+                .as_deref()
+                .unwrap_or(partition.federation_url()),
+        ),
+    );
+    let console_url = errs.check(
+        "aws.console_url",
+        secure_url(
+            raw.console_url
+                .as_deref()
+                .unwrap_or(partition.console_url()),
+        ),
+    );
+    let console_session_duration = duration(
+        errs,
+        "aws.console_session_duration",
+        raw.console_session_duration.as_deref(),
+        "1h",
+    )
+    .and_then(|d| errs.check("aws.console_session_duration", SessionDuration::parse(d)));
+    Some(AwsConfig {
+        region,
+        sts_endpoint_url,
+        partition,
+        sts_mode: sts_mode?,
+        sts_timeout: sts_timeout?,
+        federation_url: federation_url?,
+        console_url: console_url?,
+        console_session_duration: console_session_duration?,
+    })
+}
+
+pub(super) fn parse_sts_mode(errs: &mut Errors, key: &str, s: &str) -> Option<StsMode> {
+    match s {
+        "assume_role" => Some(StsMode::AssumeRole),
+        "web_identity" => Some(StsMode::WebIdentity),
+        other => {
+            errs.push(
+                key,
+                format!("{other:?} is not \"assume_role\" or \"web_identity\""),
+            );
+            None
+        }
+    }
+}
+
+/// A console destination from config: a path on the console, or a URL on the console's
+/// host (or one of its regional subdomains). Never from a request: no open redirect.
+pub(super) fn console_destination(console: &Url, raw: Option<&str>) -> Result<Url, String> {
+    let Some(raw) = raw else {
+        return Ok(console.clone());
+    };
+    let url = if raw.starts_with('/') && !raw.starts_with("//") {
+        console
+            .join(raw)
+            .map_err(|e| format!("invalid path {raw:?}: {e}"))?
+    } else {
+        Url::parse(raw).map_err(|e| format!("invalid URL {raw:?}: {e}"))?
+    };
+    let host = console.host_str().unwrap_or_default();
+    let same_site = url.scheme() == console.scheme()
+        && url.port_or_known_default() == console.port_or_known_default()
+        && url
+            .host_str()
+            .is_some_and(|h| h == host || h.ends_with(&format!(".{host}")));
+    if !same_site || !url.username().is_empty() {
+        return Err(format!("{raw:?} is not on the AWS console ({console})"));
+    }
+    Ok(url)
+}
+
+pub(super) fn convert_web_identity(
+    raw: RawWebIdentity,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<WebIdentityConfig> {
+    let audience = raw.audience.unwrap_or_else(|| "sts.amazonaws.com".into());
+    if audience.is_empty() {
+        errs.push("web_identity.audience", "must not be empty");
+    }
+    let lifetime = duration(
+        errs,
+        "web_identity.token_lifetime",
+        raw.token_lifetime.as_deref(),
+        "5m",
+    );
+    if lifetime.is_some_and(|l| l > Duration::from_secs(300) || l < Duration::from_secs(30)) {
+        errs.push("web_identity.token_lifetime", "must be between 30s and 5m");
+    }
+    if raw.keys.is_empty() {
+        errs.push(
+            "web_identity.keys",
+            "at least one signing key is needed (rolegate keys generate writes one)",
+        );
+    }
+    if raw.keys.iter().filter(|k| k.active).count() != 1 && !raw.keys.is_empty() {
+        errs.push("web_identity.keys", "exactly one key must be active = true");
+    }
+    let mut keys = Vec::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        let key = format!("web_identity.keys[{i}].file");
+        let path = base_dir.join(&k.file);
+        let Some(pem) = errs.check(
+            &key,
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        ) else {
+            continue;
+        };
+        if let Err(e) = crate::keys::SigningKey::from_pem(&pem) {
+            errs.push(&key, format!("{}: {e}", path.display()));
+            continue;
+        }
+        keys.push(SigningKeyFile {
+            path,
+            pem: SecretString::from(pem),
+            active: k.active,
+        });
+    }
+    Some(WebIdentityConfig {
+        audience,
+        token_lifetime: lifetime?,
+        keys,
+    })
+}
+
+pub(super) const JWS_ASYMMETRIC: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+pub(super) const SAML_ALGS: [&str; 6] = [
+    "rsa-sha256",
+    "rsa-sha384",
+    "rsa-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+];

@@ -1,0 +1,185 @@
+//! What the page routes share: rendering, redirects, the page for each sign-in failure,
+//! and the responses that start and end a sign-in (cookies included).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::fallback::request_id;
+use crate::access::login::LOGIN_TTL;
+use crate::access::{LoginRedirect, Session, SignInError};
+use crate::config::Config;
+use crate::web::{PageError, cookies};
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+pub fn render<T: Template>(page: T, req: &HttpRequest) -> Result<HttpResponse, PageError> {
+    page.render().map(html).map_err(|e| {
+        tracing::error!(error = %e, "template failed to render");
+        PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The page could not be shown.",
+            &request_id(req),
+        )
+    })
+}
+
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+pub fn store_down(req: &HttpRequest, e: impl std::fmt::Display) -> PageError {
+    tracing::error!(error = %e, "state store unavailable");
+    PageError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable",
+        "rolegate cannot reach its session store right now, so nobody can sign in. Try again in a minute.",
+        &request_id(req),
+    )
+}
+
+/// The redirect to the IdP that starts a sign-in, with the browser-binding cookie.
+pub fn redirect_to_idp(config: &Config, started: LoginRedirect) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, started.url.as_str()))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .cookie(cookies::cookie(
+            config,
+            cookies::login_cookie_name(config),
+            started.binding,
+            Some(LOGIN_TTL),
+        ))
+        .finish()
+}
+
+/// The end of every sign-in: the new session cookie, the login cookie removed, and the
+/// role picker.
+pub fn signed_in(config: &Config, session: Session) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, "/"))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .cookie(cookies::cookie(
+            config,
+            cookies::session_cookie_name(config),
+            session.id,
+            None,
+        ))
+        .cookie(cookies::removal_cookie(
+            config,
+            cookies::login_cookie_name(config),
+        ))
+        .finish()
+}
+
+/// The page for a sign-in that did not complete: status, title and message per reason.
+pub fn sign_in_failed(req: &HttpRequest, e: &SignInError) -> PageError {
+    use crate::access::login::SamlRefusal as S;
+    let id = request_id(req);
+    let page = |status, title: &str, message: &str| PageError::new(status, title, message, &id);
+    let expired = "This sign-in is unknown, expired or was already used. Start again.";
+    match e {
+        SignInError::UnknownIdp => page(
+            StatusCode::NOT_FOUND,
+            "Unknown sign-in",
+            "There is no such sign-in option.",
+        ),
+        SignInError::IdpUnavailable { idp_name } => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in temporarily unavailable",
+            &format!("{idp_name} cannot be reached right now. Try again in a minute."),
+        ),
+        SignInError::StoreUnavailable => store_down(req, e),
+        SignInError::AuditUnavailable => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "rolegate cannot write its audit log, so nobody can sign in right now.",
+        ),
+        SignInError::MissingState => page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in link incomplete",
+            "The sign-in response has no state. Start again.",
+        ),
+        SignInError::UnknownState => page(StatusCode::BAD_REQUEST, "Sign-in expired", expired),
+        SignInError::BindingMismatch => page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in started elsewhere",
+            "This sign-in was started in another browser. Start again here.",
+        ),
+        SignInError::IdpGone => page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in option no longer exists. Start again.",
+        ),
+        SignInError::WrongCallbackPath => page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in response arrived at the wrong address. Start again.",
+        ),
+        SignInError::IdpError { idp_name, code } => page(
+            StatusCode::FORBIDDEN,
+            "Sign-in refused",
+            &format!("{idp_name} did not sign you in ({code})."),
+        ),
+        SignInError::MissingCode => page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in link incomplete",
+            "The sign-in response has no code. Start again.",
+        ),
+        SignInError::Oidc(e) => {
+            let (status, msg) = if e.is_unavailable() {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The identity provider cannot be reached right now.",
+                )
+            } else if e.is_upstream_failure() {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "The identity provider did not complete the sign-in.",
+                )
+            } else {
+                (StatusCode::FORBIDDEN, "The sign-in could not be verified.")
+            };
+            page(status, "Sign-in failed", msg)
+        }
+        SignInError::Saml(e) => {
+            let (status, message) = match S::of(e) {
+                S::StoreUnavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable right now. Try again in a minute.",
+                ),
+                S::IdpUnavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "This sign-in option is not available right now.",
+                ),
+                S::TooLarge => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The sign-in response is too large.",
+                ),
+                S::UnknownRequest => (StatusCode::BAD_REQUEST, expired),
+                S::Replay => (
+                    StatusCode::BAD_REQUEST,
+                    "This sign-in response was already used. Start again.",
+                ),
+                S::Malformed => (
+                    StatusCode::BAD_REQUEST,
+                    "The sign-in response is not a valid SAML response. Start again.",
+                ),
+                S::NotVerified => (
+                    StatusCode::FORBIDDEN,
+                    "The sign-in response could not be verified. Start again.",
+                ),
+            };
+            page(status, "Sign-in failed", message)
+        }
+    }
+}
