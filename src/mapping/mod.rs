@@ -381,5 +381,3 @@ fn build_grant(
     })
 }
 
-#[cfg(test)]
-mod tests;

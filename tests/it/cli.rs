@@ -132,9 +132,17 @@ fn explain_refuses_an_unknown_idp_and_bad_claims() {
     assert!(err.contains("\"sub\" is missing"), "{err}");
 }
 
-#[tokio::test]
-async fn serve_answers_and_exits_cleanly_on_sigterm() {
+/// A `rolegate serve` process on config/dev.toml and a free port, with `env` on top.
+/// The audit log goes to a temporary folder, not the checkout.
+struct Served {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve(env: &[(&str, &str)]) -> Served {
     let port = crate::helpers::free_port();
+    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--config", "config/dev.toml"])
         .env("ROLEGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -142,6 +150,12 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
             "ROLEGATE_SERVER__PUBLIC_URL",
             format!("http://127.0.0.1:{port}"),
         )
+        .env(
+            "ROLEGATE_AUDIT__FILE",
+            dir.path().join("audit.jsonl").to_str().unwrap(),
+        )
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -161,6 +175,44 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Served {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+impl Served {
+    /// Sends SIGTERM, waits for the exit, and returns its status and everything the
+    /// broker wrote to stderr.
+    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not exit after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
+            .unwrap();
+        (status, stderr)
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_and_exits_cleanly_on_sigterm() {
+    let served = serve(&[]).await;
+    let base = &served.base;
     assert_eq!(
         reqwest::get(format!("{base}/readyz"))
             .await
@@ -175,30 +227,47 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
             .status(),
         200
     );
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = served.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("SIGTERM") && stderr.contains("rolegate stopped"),
         "{stderr}"
     );
+}
+
+/// A person quoting the request id from an error page finds the log lines of that
+/// request: every line written while handling it carries the id, in both log formats,
+/// and the text format has no colour codes when stderr is not a terminal.
+#[tokio::test]
+async fn the_log_of_a_failed_request_carries_its_request_id() {
+    for format in ["text", "json"] {
+        let served = serve(&[("ROLEGATE_SERVER__LOG_FORMAT", format)]).await;
+        // A callback without `state`: refused, and the access core logs the failure.
+        let res = reqwest::get(format!("{}/oidc/corp/callback?code=x", served.base))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let page = res.text().await.unwrap();
+        assert!(page.contains(&request_id), "the page shows the request id");
+        let (_, stderr) = served.stop().await;
+        let failure_line = stderr
+            .lines()
+            .find(|l| l.contains("login failure") && l.contains("missing state"))
+            .unwrap_or_else(|| panic!("{format}: no login failure line in:\n{stderr}"));
+        assert!(
+            failure_line.contains(&request_id),
+            "{format}: the handler's line lacks the request id: {failure_line}"
+        );
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(failure_line).unwrap();
+            assert_eq!(v["span"]["request_id"], request_id.as_str(), "{v}");
+        }
+        assert!(
+            !stderr.contains('\x1b'),
+            "{format}: ANSI escape codes in a non-terminal log"
+        );
+    }
 }
 
 #[test]

@@ -14,6 +14,10 @@ mod config;
 mod health;
 /// STS issuance, console sign-in, CLI credentials, audit.
 mod issuance;
+/// The layer check: no module uses a module of its own or a higher layer.
+mod layers;
+/// The mapping rules through the real config parser, and their properties.
+mod mapping;
 /// OIDC sign-in against a real OpenID Provider, and the hostile cases.
 mod oidc;
 /// SAML sign-in against a real IdP (SimpleSAMLphp).

@@ -1,11 +1,13 @@
 //! Mapping tests: every operator table-driven through the real config parser, plus
-//! properties that must hold for any rule set.
+//! properties that must hold for any rule set. (Here rather than next to `mapping`:
+//! they go through `config`, a higher layer.)
 
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::*;
-use crate::config;
+use rolegate::config;
+use rolegate::domain::*;
+use rolegate::mapping::*;
 
 const BASE: &str = r#"
 [[idp]]
