@@ -380,4 +380,3 @@ fn build_grant(
         session_name: RoleSessionName::from_user(&id.username),
     })
 }
-

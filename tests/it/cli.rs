@@ -203,8 +203,7 @@ impl Served {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let mut stderr = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
-            .unwrap();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
         (status, stderr)
     }
 }

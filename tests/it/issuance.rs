@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use crate::helpers::{SetupOptions, VENV, aws_credentials, federation_url, moto_url, spawn_with};
 use crate::oidc::{location, signed_in_as_alice};
 
-async fn action(
+pub async fn action(
     s: &crate::helpers::OidcSetup,
     client: &Client,
     role: &str,
@@ -34,7 +34,7 @@ pub fn unescape(s: &str) -> String {
 }
 
 /// The text of the element with this id on the credentials page.
-fn field(html: &str, id: &str) -> String {
+pub fn field(html: &str, id: &str) -> String {
     let at = html
         .find(&format!("id=\"{id}\""))
         .unwrap_or_else(|| panic!("no #{id}"));

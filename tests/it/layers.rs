@@ -122,7 +122,10 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
 #[test]
 fn no_module_uses_a_module_of_its_own_or_a_higher_layer() {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     assert!(files.len() > 40, "read the sources ({} files)", files.len());
     let bad = violations(&files);
     assert!(bad.is_empty(), "layer violations:\n{}", bad.join("\n"));

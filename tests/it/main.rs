@@ -20,6 +20,8 @@ mod layers;
 mod mapping;
 /// OIDC sign-in against a real OpenID Provider, and the hostile cases.
 mod oidc;
+/// Requests the access core refuses before AWS: each answered, audited, nothing issued.
+mod refusals;
 /// SAML sign-in against a real IdP (SimpleSAMLphp).
 mod saml;
 /// The SAML attack suite (XSW, references, DTDs, replay, time, audience...).
@@ -28,5 +30,7 @@ mod saml_attacks;
 mod saml_fixtures;
 /// A mutation fuzzer over the SAML pre-parse and verification.
 mod saml_fuzz;
+/// The shell credential forms evaluated by real shells, then the real AWS CLI.
+mod shells;
 /// The store contract, run against both backends.
 mod store;

@@ -312,8 +312,13 @@ async fn a_key_rotated_at_the_idp_works_after_a_refetch() {
 
 /// Signs alice in and returns her browser and the CSRF token from the role picker.
 pub async fn signed_in_as_alice(s: &OidcSetup) -> (Client, String) {
+    signed_in_as(s, "alice", "alice-pw").await
+}
+
+/// A browser signed in as `user`, and the CSRF token of its role picker.
+pub async fn signed_in_as(s: &OidcSetup, user: &str, password: &str) -> (Client, String) {
     let client = browser();
-    let cb = login_until_callback(s, &client, "alice", "alice-pw").await;
+    let cb = login_until_callback(s, &client, user, password).await;
     assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
     let html = crate::helpers::page(&client, format!("{}/", s.app.address)).await;
     let csrf = html

@@ -2,11 +2,11 @@
 # Installs what rolegate's tests (and the local demo) need on a Debian 12 machine, and
 # nothing that is already there. Safe to run again. Needs root (or sudo) for apt.
 #
-# usage: install.sh [build] [redis] [op] [browser] [python] [saml]   (no argument: everything)
+# usage: install.sh [build] [redis] [op] [browser] [python] [saml] [shells]   (no argument: everything)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-want="${*:-build redis op browser python saml}"
+want="${*:-build redis op browser python saml shells}"
 wants() { [[ " $want " == *" $1 "* ]]; }
 
 sudo_cmd=""
@@ -81,4 +81,12 @@ if wants saml; then
   done
   if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
   echo "testbed: simplesamlphp $(dpkg-query -W -f='${Version}' simplesamlphp), $(xmlsec1 --version | head -1) ready"
+fi
+
+# fish, to evaluate the fish form of the credentials the way a fish user pastes it (bash
+# and dash are always there; PowerShell is not packaged by Debian, so its form is
+# evaluated only where pwsh happens to be installed).
+if wants shells; then
+  command -v fish >/dev/null 2>&1 || apt_install fish
+  echo "testbed: $(fish --version 2>&1) ready"
 fi
