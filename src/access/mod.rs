@@ -258,3 +258,6 @@ impl Access {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
