@@ -17,9 +17,11 @@
 //! - [`access`]: the access core every client calls: sign-in, sessions, the role menu,
 //!   authorization and credential issuance.
 //! - [`web`]: the actix-web application: routes, pages, errors.
+//! - [`cli`]: the client commands (same layer as `web`, never importing the server's
+//!   modules).
 //!
-//! The client build (`--no-default-features --features cli`) holds `domain` and
-//! `credential_formats` only; everything else is the `server` feature.
+//! The client build (`--no-default-features --features cli`) holds `domain`,
+//! `credential_formats` and `cli` only; everything else is the `server` feature.
 //!
 //! See `ARCHITECTURE.md` for how a request flows and the invariants each module keeps.
 
@@ -27,6 +29,9 @@
 
 pub mod credential_formats;
 pub mod domain;
+
+#[cfg(feature = "cli")]
+pub mod cli;
 
 #[cfg(feature = "server")]
 pub mod access;

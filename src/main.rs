@@ -31,6 +31,9 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(flatten)]
     Server(ServerCommand),
+    #[cfg(feature = "cli")]
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         #[cfg(feature = "server")]
         Command::Server(c) => run_server(c),
+        #[cfg(feature = "cli")]
+        Command::Client(c) => client::run(c),
+    }
+}
+
+/// The client's subcommands (both builds).
+#[cfg(feature = "cli")]
+mod client {
+    use std::io::Read as _;
+    use std::process::ExitCode;
+
+    use anyhow::{Context, bail};
+    use clap::Subcommand;
+
+    use rolegate::cli::convert_credentials;
+    use rolegate::credential_formats::{CredentialFormat, FormatOptions};
+
+    #[derive(Subcommand)]
+    pub enum ClientCommand {
+        /// Read credential_process JSON (Version 1) on stdin and print it in another form:
+        /// env (bash/zsh), fish, powershell, credentials-file, credential-process, json.
+        ConvertCredentials {
+            #[arg(long, default_value = "env")]
+            format: String,
+            /// Region to set alongside the credentials (AWS_REGION, AWS_DEFAULT_REGION).
+            #[arg(long, env = "AWS_REGION")]
+            region: Option<String>,
+            /// Profile name for the credentials-file form.
+            #[arg(long, default_value = "default")]
+            profile: String,
+        },
+    }
+
+    pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
+        match command {
+            ClientCommand::ConvertCredentials {
+                format,
+                region,
+                profile,
+            } => {
+                let Some(format) = CredentialFormat::parse(&format) else {
+                    let names: Vec<&str> =
+                        CredentialFormat::ALL.iter().map(|f| f.as_str()).collect();
+                    bail!("unknown format {format:?} (one of: {})", names.join(", "));
+                };
+                let mut input = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut input)
+                    .context("cannot read stdin")?;
+                let out = convert_credentials(
+                    &input,
+                    format,
+                    &FormatOptions {
+                        region: region.as_deref(),
+                        profile: &profile,
+                    },
+                )?;
+                print!("{out}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     }
 }
 

@@ -294,3 +294,51 @@ fn keys_generate_writes_a_private_key_once() {
     assert_eq!(code, 1, "never overwrites");
     assert!(err.contains("never overwritten"), "{err}");
 }
+
+#[test]
+fn convert_credentials_turns_credential_process_json_into_each_form() {
+    use std::io::Write as _;
+    let input = r#"{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s'k","SessionToken":"tok","Expiration":"2027-01-15T08:00:00Z"}"#;
+    let convert = |args: &[&str]| {
+        let mut child = Command::new(BIN)
+            .arg("convert-credentials")
+            .args(args)
+            .env_remove("AWS_REGION")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = convert(&["--format", "powershell", "--region", "eu-west-1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("$Env:AWS_SECRET_ACCESS_KEY = 's''k'\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("$Env:AWS_DEFAULT_REGION = 'eu-west-1'\n"),
+        "{out}"
+    );
+    let (code, out, _) = convert(&["--format", "credentials-file", "--profile", "dev"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("[dev]\naws_access_key_id = ASIAX\n"),
+        "{out}"
+    );
+    let (code, _, err) = convert(&["--format", "yaml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown format \"yaml\""), "{err}");
+}
