@@ -1,10 +1,12 @@
-//! The audit log: one JSON line per security event (sign-ins now, credential issuance
-//! from the STS issuer), to stdout or an append-only file.
+//! The audit log: one JSON line per security event (sign-ins, credential issuances and
+//! refusals, written by the access core), to stdout or an append-only file.
 //!
-//! **Invariant:** an audit record never holds a credential, token, code or secret: the
-//! event types below have no field that could carry one. Writing is synchronous and its
-//! failure is an error, so a caller that must not proceed unaudited (issuance, session
-//! creation) can fail closed.
+//! An audit record must never hold a credential, token, code or secret. [`LoginEvent`]
+//! has no field that could carry one; issuance records are JSON built by
+//! `access::issuer` from non-secret values only (the type does not enforce this for
+//! [`AuditLog::record`]: its callers do, and the tests read the audit file for every
+//! secret they were issued). Writing is synchronous and its failure is an error, so a
+//! caller that must not proceed unaudited (issuance, session creation) can fail closed.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -139,8 +141,8 @@ impl AuditLog {
         )
     }
 
-    /// For events defined in other modules (the credential issuer): a JSON object
-    /// without secrets, to which time and request context are added.
+    /// For events defined in other modules (issuances and refusals): a JSON object that
+    /// must hold no secret, to which time and request context are added.
     pub fn record(&self, ctx: &RequestContext, event: Json) -> Result<(), AuditError> {
         self.write(event, ctx)
     }

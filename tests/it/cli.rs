@@ -342,3 +342,43 @@ fn convert_credentials_turns_credential_process_json_into_each_form() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown format \"yaml\""), "{err}");
 }
+
+/// A Redis URL with a password is a secret: never inline in the file, and when it comes
+/// from the environment it is used without ever being printed.
+#[test]
+fn a_redis_password_is_refused_inline_and_taken_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string("config/dev.toml").unwrap();
+    let inline = dir.path().join("inline.toml");
+    std::fs::write(
+        &inline,
+        base.replace(
+            "store = \"memory\"",
+            "store = \"redis\"\nredis_url = \"redis://:hunter2-secret@127.0.0.1:6379/0\"",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check-config", inline.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("session.redis_url: holds a password"), "{err}");
+    assert!(!err.contains("hunter2"), "the password is echoed: {err}");
+
+    let out = Command::new(BIN)
+        .args(["check-config", "config/dev.toml"])
+        .env_remove("ROLEGATE_CONFIG")
+        .env("ROLEGATE_SESSION__STORE", "redis")
+        .env(
+            "ROLEGATE_SESSION__REDIS_URL",
+            "redis://:hunter2-secret@127.0.0.1:6379/0",
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("store redis"), "{text}");
+    assert!(!text.contains("hunter2"), "the password is printed: {text}");
+}

@@ -305,6 +305,16 @@ fn apply_env(
             _ => None,
         })
         .unwrap_or(toml::Value::String(value));
+        // A secret from the environment stays a secret: the override becomes a reference
+        // to its own variable (`{ env = "ROLEGATE_SESSION__REDIS_URL" }`), so it is
+        // resolved, checked and redacted like any `{ env }` secret.
+        let new = if (section.as_str(), key.as_str()) == ("session", "redis_url") {
+            let mut r = toml::Table::new();
+            r.insert("env".into(), toml::Value::String(var.clone()));
+            toml::Value::Table(r)
+        } else {
+            new
+        };
         sec.insert(key.clone(), new);
         overridden.push((format!("{section}.{key}"), var));
     }

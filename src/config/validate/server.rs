@@ -183,6 +183,17 @@ pub(super) fn convert_session(
                     errs.push("session.redis_url", "store = \"redis\" needs redis_url");
                     None
                 }
+                // A URL without a password is not a secret and may be written inline; one
+                // with a password must come from { env } or { file } like every secret.
+                Some(RawSecret::Inline(s))
+                    if Url::parse(s).is_ok_and(|u| u.password().is_some()) =>
+                {
+                    errs.push(
+                        "session.redis_url",
+                        "holds a password, so it must be given as { env = \"VAR\" } or { file = \"path\" }, not inline",
+                    );
+                    None
+                }
                 Some(RawSecret::Inline(s)) => Some(SecretString::from(s.clone())),
                 Some(RawSecret::Ref(r)) => resolve_secret("session.redis_url", r, base_dir, errs),
             };
