@@ -20,6 +20,8 @@ mod layers;
 mod mapping;
 /// OIDC sign-in against a real OpenID Provider, and the hostile cases.
 mod oidc;
+/// ID tokens presented by a client (an app's own login), verified for an audience.
+mod presented_tokens;
 /// Requests the access core refuses before AWS: each answered, audited, nothing issued.
 mod refusals;
 /// SAML sign-in against a real IdP (SimpleSAMLphp).

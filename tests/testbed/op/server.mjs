@@ -52,6 +52,15 @@ const configuration = {
       token_endpoint_auth_method: 'client_secret_basic',
     },
     {
+      // A public app (single-page or mobile style): code + PKCE, no secret. Its ID tokens
+      // are what apps present to rolegate (audience "app").
+      client_id: 'app',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/app/callback'],
+    },
+    {
       client_id: 'cli',
       token_endpoint_auth_method: 'none',
       grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
