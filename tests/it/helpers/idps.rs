@@ -75,9 +75,6 @@ impl Drop for OidcProvider {
     }
 }
 
-/// A broker on a chosen free port with one OIDC IdP ("corp") pointing at a fresh OP, its
-/// audit log in a temporary file.
-
 /// A real SAML IdP: Debian's SimpleSAMLphp under `php -S` on a free port, with a fresh
 /// signing key and the broker registered as SP. Killed on drop.
 pub struct SamlIdp {

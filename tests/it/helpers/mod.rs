@@ -319,6 +319,8 @@ pub async fn spawn_app_with(config: Config, options: rolegate::web::BuildOptions
     }
 }
 
+/// A broker on a chosen free port with one OIDC IdP ("corp") pointing at a fresh OP, its
+/// audit log in a temporary file.
 pub struct OidcSetup {
     pub app: TestApp,
     pub op: OidcProvider,
