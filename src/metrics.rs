@@ -52,6 +52,8 @@ pub struct Metrics {
     pub sts_latency: Family<ModeLabels, Histogram>,
     /// Refused SAML responses by IdP and reason.
     pub saml_rejections: Family<ReasonLabels, Counter>,
+    /// Failed OIDC sign-ins by IdP and reason (verification failures apart from transport).
+    pub oidc_rejections: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -93,6 +95,12 @@ impl Metrics {
             "Refused SAML responses",
             saml_rejections.clone(),
         );
+        let oidc_rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "oidc_rejections",
+            "Failed OIDC sign-ins (verification failures and IdP or transport errors, by reason)",
+            oidc_rejections.clone(),
+        );
         Self {
             registry,
             requests,
@@ -100,6 +108,7 @@ impl Metrics {
             issuances,
             sts_latency,
             saml_rejections,
+            oidc_rejections,
         }
     }
 

@@ -255,7 +255,18 @@ impl Access {
         )
         .await
         .map_err(|e| {
-            tracing::warn!(idp, error = %e, "OIDC login rejected");
+            self.metrics
+                .oidc_rejections
+                .get_or_create(&ReasonLabels {
+                    idp: idp.to_owned(),
+                    reason: e.kind().to_owned(),
+                })
+                .inc();
+            if e.is_upstream_failure() || e.is_unavailable() {
+                tracing::warn!(idp, reason = e.kind(), error = %e, "OIDC login failed at the IdP");
+            } else {
+                tracing::warn!(idp, reason = e.kind(), error = %e, "OIDC login rejected: verification failed");
+            }
             fail(SignInError::Oidc(e))
         })?;
         self.complete_sign_in(identity, previous_session, ctx).await

@@ -207,6 +207,8 @@ pub struct OidcSettings {
     /// ID-token signature algorithms accepted from this IdP (asymmetric only).
     pub allowed_algorithms: Vec<String>,
     pub leeway: Duration,
+    /// How long after its `iat` an ID token is still accepted (plus the leeway).
+    pub max_token_age: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -105,6 +105,7 @@ pub struct RawOidcIdp {
     #[serde(default)]
     pub allowed_algorithms: Vec<String>,
     pub leeway: Option<String>,
+    pub max_token_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

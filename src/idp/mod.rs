@@ -172,12 +172,23 @@ impl LoginError {
         matches!(self, Self::Oidc(oidc::OidcError::Unavailable))
     }
 
-    /// The IdP failed to complete its part (token or userinfo endpoint): a 502.
+    /// The IdP failed to complete its part (its token or userinfo endpoint refused or
+    /// could not be reached): a 502. Everything else is a verification failure (403).
     pub fn is_upstream_failure(&self) -> bool {
+        use oidc::OidcError as E;
         matches!(
             self,
-            Self::Oidc(oidc::OidcError::TokenExchange(_))
-                | Self::Oidc(oidc::OidcError::Userinfo(_))
+            Self::Oidc(E::TokenExchange(_))
+                | Self::Oidc(E::TokenEndpointUnreachable(_))
+                | Self::Oidc(E::Userinfo(_))
         )
+    }
+
+    /// A short machine-readable reason for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Oidc(e) => e.kind(),
+            Self::Claims(_) => "claims",
+        }
     }
 }

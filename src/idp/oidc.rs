@@ -39,22 +39,59 @@ pub enum OidcError {
     Unavailable,
     #[error("the callback's iss parameter {got:?} is not this IdP's issuer")]
     IssuerMismatch { got: String },
+    #[error("the callback has no iss parameter, which this IdP always sends (RFC 9207)")]
+    IssuerMissing,
     #[error("the identity provider refused the code exchange: {0}")]
     TokenExchange(String),
+    #[error("the identity provider could not be reached for the code exchange: {0}")]
+    TokenEndpointUnreachable(String),
     #[error("the token response holds no ID token")]
     NoIdToken,
+    #[error("the token response is malformed: {0}")]
+    MalformedTokenResponse(String),
     #[error("the ID token is invalid: {0}")]
     InvalidIdToken(String),
     #[error("the ID token is signed with a key the IdP does not publish")]
     UnknownSigningKey,
     #[error("userinfo failed: {0}")]
     Userinfo(String),
+    #[error("userinfo is about another subject than the ID token")]
+    UserinfoSubjectMismatch,
+}
+
+impl OidcError {
+    /// A short machine-readable reason for metrics and logs: verification failures are
+    /// kept apart from transport failures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable => "idp_unavailable",
+            Self::IssuerMismatch { .. } => "iss_mismatch",
+            Self::IssuerMissing => "iss_missing",
+            Self::TokenExchange(_) => "token_exchange_refused",
+            Self::TokenEndpointUnreachable(_) => "token_endpoint_unreachable",
+            Self::NoIdToken => "no_id_token",
+            Self::MalformedTokenResponse(_) => "malformed_token_response",
+            Self::InvalidIdToken(_) => "invalid_id_token",
+            Self::UnknownSigningKey => "unknown_signing_key",
+            Self::Userinfo(_) => "userinfo_failed",
+            Self::UserinfoSubjectMismatch => "userinfo_subject_mismatch",
+        }
+    }
 }
 
 struct Discovered {
     metadata: CoreProviderMetadata,
     /// From the raw discovery document (the typed metadata has no field for it).
     end_session_endpoint: Option<Url>,
+    /// RFC 9207: the IdP says it always sends `iss` in authorization responses.
+    iss_parameter_supported: bool,
+}
+
+/// What the raw discovery document says beyond `CoreProviderMetadata`.
+#[derive(Default)]
+struct DiscoveryExtras {
+    end_session_endpoint: Option<Url>,
+    iss_parameter_supported: bool,
 }
 
 /// One configured OIDC IdP: its settings, discovered metadata and cached keys.
@@ -63,6 +100,9 @@ pub struct OidcProvider {
     settings: OidcSettings,
     redirect_url: RedirectUrl,
     http: reqwest::Client,
+    /// For JWKS refetches while a person waits at the callback: a tighter deadline than
+    /// background fetches, so a hanging `jwks_uri` cannot hold a login for long.
+    login_http: reqwest::Client,
     discovered: RwLock<Option<Arc<Discovered>>>,
     /// When the JWKS was last (re)fetched; the lock also makes refetches single-flight.
     last_jwks_fetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
@@ -86,13 +126,20 @@ fn algorithm(name: &str) -> Option<CoreJwsSigningAlgorithm> {
 
 /// The HTTP client toward IdPs: no redirects (SSRF, J17) and bounded timeouts.
 pub fn idp_http_client() -> reqwest::Client {
+    idp_http_client_with(Duration::from_secs(10))
+}
+
+fn idp_http_client_with(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .timeout(timeout)
         .build()
         .expect("a reqwest client with static settings builds")
 }
+
+/// How long a key refetch may take while a person waits at the callback.
+const LOGIN_JWKS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a started login keeps server-side, under its `state`.
 pub struct LoginStart {
@@ -110,6 +157,7 @@ impl OidcProvider {
             redirect_url: RedirectUrl::from_url(redirect),
             settings,
             http: idp_http_client(),
+            login_http: idp_http_client_with(LOGIN_JWKS_TIMEOUT),
             discovered: RwLock::new(None),
             last_jwks_fetch: tokio::sync::Mutex::new(None),
         }
@@ -143,26 +191,41 @@ impl OidcProvider {
             .await
             .map_err(|e| format!("{e}"))?;
         *self.last_jwks_fetch.lock().await = Some(tokio::time::Instant::now());
-        let end_session_endpoint = self.end_session_from_discovery().await;
+        let extras = self.discovery_extras().await;
         if let Ok(mut d) = self.discovered.write() {
             *d = Some(Arc::new(Discovered {
                 metadata,
-                end_session_endpoint,
+                end_session_endpoint: extras.end_session_endpoint,
+                iss_parameter_supported: extras.iss_parameter_supported,
             }));
         }
         Ok(())
     }
 
-    async fn end_session_from_discovery(&self) -> Option<Url> {
+    /// The fields of the discovery document `CoreProviderMetadata` does not carry.
+    async fn discovery_extras(&self) -> DiscoveryExtras {
         let url = format!(
             "{}/.well-known/openid-configuration",
             self.settings.issuer_id.trim_end_matches('/')
         );
-        let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
-        let doc: Json = serde_json::from_slice(&body).ok()?;
-        doc.get("end_session_endpoint")?
-            .as_str()
-            .and_then(|s| Url::parse(s).ok())
+        let doc: Option<Json> = async {
+            let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
+            serde_json::from_slice(&body).ok()
+        }
+        .await;
+        let Some(doc) = doc else {
+            return DiscoveryExtras::default();
+        };
+        DiscoveryExtras {
+            end_session_endpoint: doc
+                .get("end_session_endpoint")
+                .and_then(Json::as_str)
+                .and_then(|s| Url::parse(s).ok()),
+            iss_parameter_supported: doc
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+        }
     }
 
     /// Retries discovery with exponential backoff (1 s to 60 s) until it succeeds.
@@ -195,20 +258,26 @@ impl OidcProvider {
             return false;
         };
         let uri = current.metadata.jwks_uri().clone();
-        match CoreJsonWebKeySet::fetch_async(&uri, &self.http).await {
+        match CoreJsonWebKeySet::fetch_async(&uri, &self.login_http).await {
             Ok(jwks) => {
                 let metadata = current.metadata.clone().set_jwks(jwks);
                 if let Ok(mut d) = self.discovered.write() {
                     *d = Some(Arc::new(Discovered {
                         metadata,
                         end_session_endpoint: current.end_session_endpoint.clone(),
+                        iss_parameter_supported: current.iss_parameter_supported,
                     }));
                 }
                 tracing::info!(idp = %self.idp.id, "JWKS refetched after an unknown key id");
                 true
             }
             Err(e) => {
-                tracing::warn!(idp = %self.idp.id, error = %e, "JWKS refetch failed; keeping the last good keys");
+                tracing::warn!(
+                    idp = %self.idp.id,
+                    jwks_uri = %uri.url(),
+                    error = %crate::telemetry::error_chain(&e),
+                    "JWKS refetch failed; keeping the last good keys"
+                );
                 false
             }
         }
@@ -279,6 +348,11 @@ impl OidcProvider {
             });
         }
         let d = self.current()?;
+        // An IdP that advertises the parameter always sends it: a callback without it
+        // did not come from that IdP's authorization endpoint as-is.
+        if iss_param.is_none() && d.iss_parameter_supported {
+            return Err(OidcError::IssuerMissing);
+        }
         let token = self
             .client(&d)
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -286,7 +360,7 @@ impl OidcProvider {
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::TokenExchange(crate::telemetry::error_chain(&e)))?;
+            .map_err(token_error)?;
         let id_token = token.id_token().ok_or(OidcError::NoIdToken)?.clone();
         let client_id = self.settings.client_id.as_str();
         let claims = match self.verify(&d, &id_token, client_id, Some(nonce)) {
@@ -296,6 +370,7 @@ impl OidcProvider {
             }
             other => other?,
         };
+        check_at_hash(&id_token, &claims, token.access_token())?;
         if self.settings.use_userinfo {
             let userinfo = self.userinfo(&d, token.access_token().secret()).await?;
             return merge_userinfo(claims, userinfo);
@@ -361,12 +436,14 @@ impl OidcProvider {
         }
         .set_allowed_algs(algs)
         // The crate checks `exp` with zero leeway; shifting its clock back by the leeway
-        // tolerates that much skew.
+        // tolerates that much skew. (Its message would then print the shifted time: an
+        // expiry is reported by `expired` below with the real one.)
         .set_time_fn(move || chrono_now() - chrono::Duration::from_std(leeway).unwrap_or_default());
         let to_error = |e: ClaimsVerificationError| match e {
             ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             ) => OidcError::UnknownSigningKey,
+            ClaimsVerificationError::Expired(_) => expired(token, leeway),
             other => OidcError::InvalidIdToken(crate::telemetry::error_chain(&other)),
         };
         let verified = match nonce {
@@ -376,9 +453,19 @@ impl OidcProvider {
         .map_err(to_error)?;
 
         let now = chrono_now();
+        let max_age = self.settings.max_token_age;
         let leeway = chrono::Duration::from_std(leeway).unwrap_or_default();
         if verified.issue_time() > now + leeway {
             return Err(OidcError::InvalidIdToken("iat is in the future".into()));
+        }
+        if verified.issue_time() + chrono::Duration::from_std(max_age).unwrap_or_default() + leeway
+            < now
+        {
+            return Err(OidcError::InvalidIdToken(format!(
+                "issued at {} (iat), more than {} ago",
+                verified.issue_time().to_rfc3339(),
+                humantime::format_duration(max_age)
+            )));
         }
         let auds = verified.audiences();
         match verified.authorized_party() {
@@ -397,7 +484,29 @@ impl OidcProvider {
         }
         // The signature covered these exact bytes: read every claim (groups and any
         // custom claim the rules use) from them.
-        decode_payload(&token.to_string())
+        let claims = decode_payload(&token.to_string())?;
+        // `nbf` is optional in ID tokens and the crate ignores it; when present it counts.
+        match claims.get("nbf") {
+            None | Some(Json::Null) => {}
+            Some(Json::Number(n)) => {
+                let nbf = n.as_i64().ok_or_else(|| {
+                    OidcError::InvalidIdToken("nbf is not a whole number of seconds".into())
+                })?;
+                if nbf > (now + leeway).timestamp() {
+                    return Err(OidcError::InvalidIdToken(format!(
+                        "not valid before {} (nbf); it is now {}",
+                        chrono::DateTime::from_timestamp(nbf, 0)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| nbf.to_string()),
+                        now.to_rfc3339()
+                    )));
+                }
+            }
+            Some(_) => {
+                return Err(OidcError::InvalidIdToken("nbf is not a number".into()));
+            }
+        }
+        Ok(claims)
     }
 
     async fn userinfo(&self, d: &Discovered, access_token: &str) -> Result<Json, OidcError> {
@@ -433,6 +542,131 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
+/// The error for an expired ID token, with the real current time (the verifier's clock is
+/// shifted by the leeway).
+fn expired(token: &CoreIdToken, leeway: Duration) -> OidcError {
+    let exp = decode_payload(&token.to_string())
+        .ok()
+        .and_then(|c| c.get("exp").and_then(Json::as_i64))
+        .and_then(|e| chrono::DateTime::from_timestamp(e, 0))
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| "an unreadable time".into());
+    OidcError::InvalidIdToken(format!(
+        "expired at {exp} (exp); it is now {} (leeway {})",
+        chrono_now().to_rfc3339(),
+        humantime::format_duration(leeway)
+    ))
+}
+
+/// Turns a failed token request into what it is: the IdP's refusal, a transport
+/// failure, or a response (usually its ID token) that does not parse — the last says
+/// which field is wrong.
+fn token_error<RE>(
+    e: openidconnect::RequestTokenError<
+        RE,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+) -> OidcError
+where
+    RE: std::error::Error + 'static,
+{
+    use openidconnect::RequestTokenError as E;
+    match e {
+        E::ServerResponse(r) => OidcError::TokenExchange(r.to_string()),
+        E::Request(r) => OidcError::TokenEndpointUnreachable(crate::telemetry::error_chain(&r)),
+        E::Parse(p, body) => OidcError::MalformedTokenResponse(
+            describe_malformed_id_token(&body)
+                .unwrap_or_else(|| format!("{} at {}", p.inner(), p.path())),
+        ),
+        E::Other(o) => OidcError::MalformedTokenResponse(o),
+    }
+}
+
+/// Names what is wrong with the ID token of a token response that did not parse (the
+/// crate's own message is about serde, not about claims): a missing or mistyped required
+/// claim, or an `alg` the JOSE registry does not spell that way.
+fn describe_malformed_id_token(body: &[u8]) -> Option<String> {
+    let response: Json = serde_json::from_slice(body).ok()?;
+    let jwt = response.get("id_token")?.as_str()?;
+    let mut parts = jwt.split('.');
+    let decode = |p: Option<&str>| -> Option<Json> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p?)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let header = decode(parts.next())?;
+    match header.get("alg").and_then(Json::as_str) {
+        None => return Some("the ID token's header has no alg".into()),
+        Some(a) if algorithm(a).is_none() && a != "none" && a != "HS256" => {
+            return Some(format!(
+                "the ID token's alg {a:?} is not a JOSE algorithm name (they are case-sensitive)"
+            ));
+        }
+        Some(_) => {}
+    }
+    let claims = decode(parts.next())?;
+    for name in ["iss", "sub", "aud", "exp", "iat"] {
+        match claims.get(name) {
+            None | Some(Json::Null) => return Some(format!("the ID token has no {name} claim")),
+            Some(Json::Number(_)) if matches!(name, "exp" | "iat") => {}
+            Some(_) if matches!(name, "exp" | "iat") => {
+                return Some(format!("the ID token's {name} is not a number of seconds"));
+            }
+            Some(Json::String(_)) => {}
+            Some(Json::Array(_)) if name == "aud" => {}
+            Some(_) => return Some(format!("the ID token's {name} is not a string")),
+        }
+    }
+    None
+}
+
+/// OIDC Core 3.1.3.8: when the ID token has `at_hash`, it must be the left half of the
+/// hash of the access token (with the ID token's algorithm), or the access token was
+/// swapped and must not be used at the UserInfo endpoint.
+fn check_at_hash(
+    id_token: &CoreIdToken,
+    claims: &Json,
+    access_token: &openidconnect::AccessToken,
+) -> Result<(), OidcError> {
+    let Some(at_hash) = claims.get("at_hash") else {
+        return Ok(());
+    };
+    let Some(at_hash) = at_hash.as_str() else {
+        return Err(OidcError::InvalidIdToken("at_hash is not a string".into()));
+    };
+    let alg = id_token
+        .signing_alg()
+        .map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
+    let digest = match alg {
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256
+        | CoreJwsSigningAlgorithm::RsaSsaPssSha256
+        | CoreJwsSigningAlgorithm::EcdsaP256Sha256 => &aws_lc_rs::digest::SHA256,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384
+        | CoreJwsSigningAlgorithm::RsaSsaPssSha384
+        | CoreJwsSigningAlgorithm::EcdsaP384Sha384 => &aws_lc_rs::digest::SHA384,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512
+        | CoreJwsSigningAlgorithm::RsaSsaPssSha512
+        | CoreJwsSigningAlgorithm::EdDsa => &aws_lc_rs::digest::SHA512,
+        _ => {
+            return Err(OidcError::InvalidIdToken(
+                "at_hash with an algorithm that has no hash".into(),
+            ));
+        }
+    };
+    let hash = aws_lc_rs::digest::digest(digest, access_token.secret().as_bytes());
+    let half = &hash.as_ref()[..hash.as_ref().len() / 2];
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(half);
+    if aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), at_hash.as_bytes())
+        .is_err()
+    {
+        return Err(OidcError::InvalidIdToken(
+            "at_hash does not match the access token".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn decode_payload(jwt: &str) -> Result<Json, OidcError> {
     let payload = jwt
         .split('.')
@@ -449,9 +683,7 @@ fn decode_payload(jwt: &str) -> Result<Json, OidcError> {
 /// (J18); ID-token claims win on conflict, since they are signed.
 fn merge_userinfo(mut claims: Json, userinfo: Json) -> Result<Json, OidcError> {
     if userinfo.get("sub") != claims.get("sub") {
-        return Err(OidcError::Userinfo(
-            "userinfo sub differs from the ID token's sub".into(),
-        ));
+        return Err(OidcError::UserinfoSubjectMismatch);
     }
     if let (Some(c), Some(u)) = (claims.as_object_mut(), userinfo.as_object()) {
         for (k, v) in u {

@@ -20,6 +20,8 @@ mod layers;
 mod mapping;
 /// OIDC sign-in against a real OpenID Provider, and the hostile cases.
 mod oidc;
+/// ID-token checks beyond the crate's: nbf, max age, at_hash, malformed tokens, RFC 9207.
+mod oidc_checks;
 /// ID tokens presented by a client (an app's own login), verified for an audience.
 mod presented_tokens;
 /// Requests the access core refuses before AWS: each answered, audited, nothing issued.

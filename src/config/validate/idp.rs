@@ -46,6 +46,17 @@ pub(super) fn convert_idp(
             if leeway.is_some_and(|l| l > Duration::from_secs(300)) {
                 errs.push(format!("{key}.leeway"), "must be at most 5m");
             }
+            let max_token_age = duration(
+                errs,
+                &format!("{key}.max_token_age"),
+                raw.max_token_age.as_deref(),
+                "10m",
+            );
+            if max_token_age
+                .is_some_and(|a| a < Duration::from_secs(60) || a > Duration::from_secs(24 * 3600))
+            {
+                errs.push(format!("{key}.max_token_age"), "must be between 1m and 24h");
+            }
             let id = id?;
             let redirect_path = raw
                 .redirect_path
@@ -75,6 +86,7 @@ pub(super) fn convert_idp(
                     use_userinfo: raw.use_userinfo,
                     allowed_algorithms: algs,
                     leeway: leeway?,
+                    max_token_age: max_token_age?,
                 }),
             })
         }

@@ -147,7 +147,13 @@ pub fn sign_in_failed(req: &HttpRequest, e: &SignInError) -> PageError {
                     "The identity provider did not complete the sign-in.",
                 )
             } else {
-                (StatusCode::FORBIDDEN, "The sign-in could not be verified.")
+                // What is wrong with the IdP's answer helps the person (and whoever they
+                // ask) and holds no secret: the token itself is never printed.
+                return page(
+                    StatusCode::FORBIDDEN,
+                    "Sign-in failed",
+                    &format!("The sign-in could not be verified: {e}."),
+                );
             };
             page(status, "Sign-in failed", msg)
         }

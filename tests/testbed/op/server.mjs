@@ -125,7 +125,14 @@ provider.use(async (ctx, next) => {
     ctx.body = { ...ctx.body, id_token: `${enc(header)}.${enc(claims)}.` };
     return;
   }
-  ctx.body = { ...ctx.body, id_token: await new jose.SignJWT(claims).setProtectedHeader(header).sign(key) };
+  let idToken = await new jose.SignJWT(claims).setProtectedHeader(header).sign(key);
+  // `raw_header`: replace the signed header with one the signer would refuse (an `alg`
+  // in odd case, say), to test how a token that does not even parse is reported.
+  if (t.raw_header) {
+    const [, payload, sig] = idToken.split('.');
+    idToken = `${Buffer.from(JSON.stringify({ ...header, ...t.raw_header })).toString('base64url')}.${payload}.${sig}`;
+  }
+  ctx.body = { ...ctx.body, id_token: idToken };
 });
 
 const loginForm = (uid, msg = '') => page('Sign-in', `${msg ? `<p id="error">${esc(msg)}</p>` : ''}
