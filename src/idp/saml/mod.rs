@@ -431,6 +431,11 @@ impl SamlProvider {
         if a.issuer.value.as_deref() != Some(idp_entity_id) {
             return Err(SamlError::WrongIssuer);
         }
+        // SAML Bindings §3.5.5.2: a signed Response must say where it was sent, and that
+        // must be this ACS (samael compares it only when present).
+        if shape.response_signed && shape.destination.as_deref() != Some(self.acs_url.as_str()) {
+            return Err(SamlError::WrongDestination);
+        }
         let restrictions: Vec<&samael::schema::AudienceRestriction> = a
             .conditions
             .iter()

@@ -117,6 +117,8 @@ pub struct Shape {
     pub response_id: Option<String>,
     pub response_issue_instant: Option<String>,
     pub in_response_to: Option<String>,
+    /// The root Response's `Destination` attribute.
+    pub destination: Option<String>,
     pub response_signed: bool,
     pub assertion_signed: bool,
     pub encrypted: bool,
@@ -197,6 +199,7 @@ pub fn check(
                     shape.response_id = attr(e, b"ID")?;
                     shape.response_issue_instant = attr(e, b"IssueInstant")?;
                     shape.in_response_to = attr(e, b"InResponseTo")?;
+                    shape.destination = attr(e, b"Destination")?;
                 }
                 if stack.len() >= MAX_DEPTH {
                     return Err(Rejection::TooDeep);

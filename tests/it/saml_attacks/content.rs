@@ -195,6 +195,19 @@ async fn a_wrong_destination_on_a_signed_response_is_rejected() {
 }
 
 #[tokio::test]
+async fn a_signed_response_without_a_destination_is_rejected() {
+    attack(
+        "wrong_destination",
+        |f| {
+            f.sign_response = true;
+            f.destination = None;
+        },
+        |xml| xml,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_expired_assertion_is_rejected() {
     attack(
         "expired",
