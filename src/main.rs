@@ -219,16 +219,32 @@ mod server {
         };
         let pem = keys::generate_pem(alg).context("cannot generate a key")?;
         let key = keys::SigningKey::from_pem(&pem).context("the generated key does not load")?;
+        // A fresh checkout has no keys/ folder: create it, readable by the owner only.
+        if let Some(dir) = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(out)
             .with_context(|| {
-                format!(
-                    "cannot create {} (an existing file is never overwritten)",
-                    out.display()
-                )
+                if out.exists() {
+                    format!(
+                        "{} already exists (an existing file is never overwritten)",
+                        out.display()
+                    )
+                } else {
+                    format!("cannot create {}", out.display())
+                }
             })?;
         file.write_all(pem.as_bytes())
             .with_context(|| format!("cannot write {}", out.display()))?;
@@ -239,8 +255,11 @@ mod server {
             key.kid
         );
         println!(
-            "add to [web_identity] keys:  {{ file = \"{}\", active = false }}",
+            "\nAs the broker's first key, add it active:\n\n[web_identity]\nkeys = [{{ file = \"{}\", active = true }}]\n",
             out.display()
+        );
+        println!(
+            "To rotate, add it with active = false next to the active key, wait until AWS has\nfetched the new JWKS, then make it the only active one."
         );
         Ok(ExitCode::SUCCESS)
     }

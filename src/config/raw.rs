@@ -69,19 +69,98 @@ pub struct RawSigningKey {
 }
 
 /// A secret is never written inline in the file: it names an environment variable or a
-/// file holding the value. (`redis_url` may also be inline; see `RawSecret::Inline`.)
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// file holding the value. (`redis_url` may also be inline when it holds no password; see
+/// `RawSecret::Inline`.)
+#[derive(Debug)]
 pub enum RawSecret {
     Inline(String),
     Ref(RawSecretRef),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawSecretRef {
     pub env: Option<String>,
     pub file: Option<String>,
+}
+
+/// What a secret that is written any other way is told. It never repeats the value.
+const SECRET_FORM: &str =
+    "a secret is never written inline: give it as { env = \"VAR\" } or { file = \"path\" }";
+
+/// Reads `{ env = "VAR" }` / `{ file = "path" }`; anything else is refused with
+/// [`SECRET_FORM`], never with serde's default message (which would quote the value and
+/// name a Rust type).
+struct SecretVisitor {
+    allow_inline: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = RawSecret;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(SECRET_FORM)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSecret, E> {
+        if self.allow_inline {
+            Ok(RawSecret::Inline(v.to_owned()))
+        } else {
+            Err(E::custom(SECRET_FORM))
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
+        let mut r = RawSecretRef::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let value: String = map.next_value().map_err(|_| {
+                serde::de::Error::custom(format!("{key}: {SECRET_FORM} (both are text)"))
+            })?;
+            match key.as_str() {
+                "env" => r.env = Some(value),
+                "file" => r.file = Some(value),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "unknown key {other:?} in a secret; {SECRET_FORM}"
+                    )));
+                }
+            }
+        }
+        Ok(RawSecret::Ref(r))
+    }
+
+    // Numbers, booleans, arrays: the same message, without the value.
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_FORM))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_FORM))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_FORM))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_FORM))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<RawSecret, A::Error> {
+        Err(serde::de::Error::custom(SECRET_FORM))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SecretVisitor { allow_inline: true })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(SecretVisitor {
+            allow_inline: false,
+        })? {
+            RawSecret::Ref(r) => Ok(r),
+            RawSecret::Inline(_) => Err(serde::de::Error::custom(SECRET_FORM)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -382,3 +382,65 @@ fn a_redis_password_is_refused_inline_and_taken_from_the_environment() {
     assert!(text.contains("store redis"), "{text}");
     assert!(!text.contains("hunter2"), "the password is printed: {text}");
 }
+
+/// In a fresh checkout `keys/` does not exist: `keys generate` creates it (0700), and the
+/// snippet it prints is accepted by `check-config` as the broker's first key.
+#[test]
+fn keys_generate_creates_its_folder_and_prints_a_snippet_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["keys", "generate", "--out", "keys/broker.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("keys"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let snippet: String = stdout
+        .lines()
+        .skip_while(|l| *l != "[web_identity]")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(snippet.contains("active = true"), "{stdout}");
+    let config = format!(
+        r#"[server]
+public_url = "https://broker.example.com"
+
+[aws]
+sts_mode = "web_identity"
+
+[[idp]]
+id = "corp"
+kind = "oidc"
+issuer = "https://idp.example.com"
+client_id = "broker"
+
+[[account]]
+id = "prod"
+number = "111122223333"
+
+[[role]]
+id = "admin"
+arn = "arn:aws:iam::111122223333:role/Admin"
+account = "prod"
+
+{snippet}
+"#
+    );
+    std::fs::write(dir.path().join("broker.toml"), config).unwrap();
+    let (code, out, err) = run(&[
+        "check-config",
+        dir.path().join("broker.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "the printed snippet is rejected:\n{err}\n{out}");
+}

@@ -285,3 +285,59 @@ fn the_shipped_configs_are_valid() {
         }
     }
 }
+
+/// A secret written inline is refused without its value ever being printed, and the
+/// message names the forms a secret takes, not a Rust type.
+#[test]
+fn an_inline_secret_is_refused_without_echoing_it() {
+    for (what, value) in [
+        ("a string", "\"hunter2-very-secret\""),
+        ("a number", "12345678"),
+        ("a table with a typo", "{ evn = \"X\" }"),
+    ] {
+        let text = format!(
+            "[[idp]]\nid = \"corp\"\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"broker\"\nclient_secret = {value}\n{ROLES}"
+        );
+        let errs = errors(&text, vec![]);
+        let e = find(&errs, "idp[0].client_secret");
+        let all = format!("{errs:?}");
+        assert!(
+            e.reason
+                .contains("give it as { env = \"VAR\" } or { file = \"path\" }"),
+            "{what}: {e}"
+        );
+        assert!(
+            !all.contains("hunter2") && !all.contains("12345678"),
+            "{what}: {all}"
+        );
+        assert!(!all.contains("Raw"), "{what}: a Rust type name: {all}");
+        assert_eq!(e.line, Some(6), "{what}");
+    }
+}
+
+/// A typo and a type error (and another typo) in one table come out in one run, each
+/// with its own key and line.
+#[test]
+fn every_mistake_in_one_table_is_reported_together() {
+    let text = format!(
+        r#"[[idp]]
+id = "corp"
+kind = "oidc"
+isuer = "https://idp.example.com"
+client_id = "broker"
+use_userinfo = "yes"
+scope = ["email"]
+{ROLES}"#
+    );
+    let errs = errors(&text, vec![]);
+    let typo = find(&errs, "idp[0].isuer");
+    assert!(typo.reason.contains("unknown key"), "{typo}");
+    assert_eq!(typo.line, Some(4));
+    let kind = find(&errs, "idp[0].use_userinfo");
+    assert!(kind.reason.contains("expected a boolean"), "{kind}");
+    assert_eq!(kind.line, Some(6));
+    let typo2 = find(&errs, "idp[0].scope");
+    assert_eq!(typo2.line, Some(7));
+    let all = format!("{errs:?}");
+    assert!(!all.contains("Raw"), "{all}");
+}

@@ -401,35 +401,108 @@ fn array(table: &toml::Table, name: &str, errs: &mut Errors) -> Vec<(String, tom
 }
 
 /// Deserializes one value strictly, recording the failing key path.
-fn de<T: DeserializeOwned>(value: toml::Value, key: &str, errs: &mut Errors) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let reason = e.into_inner().message().to_owned();
-            // For an unknown field the path points at its parent; name the field itself.
-            let field = reason
-                .strip_prefix("unknown field `")
-                .and_then(|r| r.split_once('`'))
-                .map(|(f, _)| f.to_owned());
-            let mut full = if inner == "." || inner.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{key}.{inner}")
-            };
-            if let Some(f) = field
-                && !full.ends_with(&format!(".{f}"))
-            {
-                full = format!("{full}.{f}");
-            }
-            let reason = if reason.starts_with("unknown field") {
-                format!("unknown key ({reason})")
-            } else {
-                reason
-            };
-            errs.push(full, reason);
-            None
+fn de<T: DeserializeOwned>(mut value: toml::Value, key: &str, errs: &mut Errors) -> Option<T> {
+    // serde stops at the first problem in a table. To report a typo and a type error in
+    // the same table together, each failing key is noted, removed, and the table read
+    // again, until it reads or a problem cannot be removed (a missing key).
+    let mut failed = false;
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..64 {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return (!failed).then_some(v),
+            Err(e) => e,
+        };
+        let mut segments: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let reason = e.into_inner().message().to_owned();
+        // For an unknown field the path points at its parent; name the field itself.
+        if let Some(f) = reason
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(f, _)| f.to_owned())
+            && segments.last() != Some(&f)
+        {
+            segments.push(f);
         }
+        let full = segments.iter().fold(key.to_owned(), |acc, s| {
+            if s.parse::<usize>().is_ok() {
+                format!("{acc}[{s}]")
+            } else {
+                format!("{acc}.{s}")
+            }
+        });
+        // A key removed for an earlier problem is then "missing": already reported.
+        let missing = reason
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(f, _)| f.to_owned());
+        if let Some(m) = &missing
+            && removed
+                .iter()
+                .any(|r| r == &format!("{full}.{m}") || r == &full)
+        {
+            return None;
+        }
+        errs.push(full.clone(), plain_reason(&reason));
+        failed = true;
+        if missing.is_some() || !remove_path(&mut value, &segments) {
+            return None;
+        }
+        removed.push(full);
+    }
+    None
+}
+
+/// serde's message without Rust type names (`expected struct RawOidcIdp` reads
+/// `expected a table`) and, for an unknown key, saying so first.
+fn plain_reason(reason: &str) -> String {
+    let mut out = reason.to_owned();
+    for marker in ["struct Raw", "enum Raw"] {
+        while let Some(i) = out.find(marker) {
+            let rest = &out[i + marker.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(rest.len());
+            out = format!("{}a table{}", &out[..i], &rest[end..]);
+        }
+    }
+    if out.starts_with("unknown field") {
+        out = format!("unknown key ({out})");
+    }
+    out
+}
+
+/// Removes the value at `path` (table keys and array indexes); `false` if it is not there.
+fn remove_path(value: &mut toml::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = value;
+    for seg in parents {
+        cur = match cur {
+            toml::Value::Table(t) => match t.get_mut(seg) {
+                Some(v) => v,
+                None => return false,
+            },
+            toml::Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match cur {
+        toml::Value::Table(t) => t.remove(last).is_some(),
+        // Removing from an array would shift the indexes of later errors: replace the
+        // element by nothing usable instead is not possible, so stop here.
+        _ => false,
     }
 }
 
