@@ -1,5 +1,5 @@
-// Copy buttons for the CLI credentials page. Optional: every block is plain selectable
-// text, so the page works without this script.
+// Copy buttons and local times. Optional: every block is plain selectable text and every
+// time is also shown in UTC, so the pages work without this script.
 document.querySelectorAll('button[data-copy]').forEach((button) => {
   button.hidden = false;
   button.addEventListener('click', async () => {
@@ -13,4 +13,12 @@ document.querySelectorAll('button[data-copy]').forEach((button) => {
       button.textContent = 'Select and copy';
     }
   });
+});
+
+// <time data-local datetime="…Z">: add the time in the person's own time zone.
+document.querySelectorAll('time[data-local]').forEach((t) => {
+  const when = new Date(t.getAttribute('datetime'));
+  if (Number.isNaN(when.getTime())) return;
+  const local = document.getElementById(t.dataset.local);
+  if (local) local.textContent = ` (${when.toLocaleString()} your time)`;
 });

@@ -228,16 +228,17 @@ impl Access {
     }
 
     /// A console sign-in for one role: issues credentials as [`Access::issue_credentials`]
-    /// does, then trades them at the federation endpoint for a sign-in URL that lands on
+    /// does (for the requested duration, default the grant's maximum), then trades them at the federation endpoint for a sign-in URL that lands on
     /// the role's configured console destination (never a destination from the request).
     pub async fn console_sign_in(
         &self,
         identity: &VerifiedIdentity,
         role: &str,
+        requested_duration: Option<&str>,
         path: ClientPath,
         ctx: &RequestContext,
     ) -> Result<Url, IssueFailure> {
-        let authorized = self.authorize(identity, role, None, path, ctx)?;
+        let authorized = self.authorize(identity, role, requested_duration, path, ctx)?;
         let destination = authorized.role().console_destination.clone();
         let max = authorized.grant().max_duration;
         let creds = self.issuer.issue(authorized, ctx).await?;

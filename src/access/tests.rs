@@ -287,6 +287,7 @@ async fn a_refused_request_never_reaches_sts() {
         .console_sign_in(
             &person(&["admins", "contractors"]),
             "billing",
+            None,
             ClientPath::WebConsole,
             &ctx(),
         )

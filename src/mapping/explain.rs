@@ -13,6 +13,7 @@ fn grant_json(g: &Grant) -> serde_json::Value {
         "arn": g.arn.as_str(),
         "rules": g.rules.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         "max_duration_seconds": g.max_duration.as_secs(),
+        "max_duration_capped_by": g.capped_by.as_ref().map(|r| r.as_str()),
         "session_name": g.session_name.as_str(),
         "source_identity": g.source_identity.as_ref().map(|s| s.as_str()),
         "session_policy_file": g.session_policy.as_ref().map(|p| p.file().display().to_string()),
@@ -101,7 +102,22 @@ pub fn render_text(id: &IdentityClaims, ev: &Evaluation) -> String {
             g.arn,
             rules.join(", ")
         );
-        let _ = writeln!(out, "      max duration:    {}", g.max_duration);
+        match &g.capped_by {
+            Some(rule) => {
+                let _ = writeln!(
+                    out,
+                    "      max duration:    {} (capped at {} by rule {rule}; the most restrictive cap wins)",
+                    g.max_duration, g.max_duration
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "      max duration:    {} (the role's maximum)",
+                    g.max_duration
+                );
+            }
+        }
         let _ = writeln!(out, "      session name:    {}", g.session_name);
         if let Some(s) = &g.source_identity {
             let _ = writeln!(out, "      source identity: {s}");

@@ -11,7 +11,7 @@
 //!   matches (no `when` means it always matches);
 //! - grant rules add roles; deny rules remove roles by id or glob; **deny always wins**;
 //! - when several grant rules give the same role, their session parameters are merged:
-//!   the shortest duration wins; tags are united; two rules that set the same tag, source
+//!   the shortest duration wins (and `explain` names the rule that set it); tags are united; two rules that set the same tag, source
 //!   identity or session policy differently make that grant fail with a reason, rather
 //!   than one silently overriding the other;
 //! - a grant whose templated tags or source identity break AWS limits fails with a reason
@@ -139,7 +139,11 @@ pub struct Grant {
     pub arn: RoleArn,
     /// The grant rules that gave this role (sorted).
     pub rules: Vec<Identifier>,
+    /// The longest session: the role's maximum, lowered by the grant rules' caps (the most
+    /// restrictive wins).
     pub max_duration: SessionDuration,
+    /// The rule whose cap set `max_duration`; `None` when it is the role's own maximum.
+    pub capped_by: Option<Identifier>,
     pub session_policy: Option<SessionPolicy>,
     pub tags: SessionTags,
     pub source_identity: Option<SourceIdentity>,
@@ -298,6 +302,7 @@ fn build_grant(
     id: &IdentityClaims,
 ) -> Result<Grant, String> {
     let mut max_duration = target.max_session_duration;
+    let mut capped_by: Option<&Identifier> = None;
     let mut policy: Option<(&Identifier, &SessionPolicy)> = None;
     let mut tags: BTreeMap<String, (String, &Identifier)> = BTreeMap::new();
     let mut transitive = BTreeSet::new();
@@ -307,8 +312,11 @@ fn build_grant(
         let Effect::Grant { session, .. } = &rule.effect else {
             continue;
         };
-        if let Some(d) = session.max_duration {
-            max_duration = max_duration.min(d);
+        if let Some(d) = session.max_duration
+            && d < max_duration
+        {
+            max_duration = d;
+            capped_by = Some(&rule.id);
         }
         if let Some(p) = &session.session_policy {
             match policy {
@@ -372,6 +380,7 @@ fn build_grant(
         arn: target.arn.clone(),
         rules: rules.iter().map(|r| r.id.clone()).collect(),
         max_duration,
+        capped_by: capped_by.cloned(),
         session_policy: policy
             .map(|(_, p)| p.clone())
             .or_else(|| target.session_policy.clone()),

@@ -30,6 +30,29 @@ pub struct RoleEntry {
     pub display_name: String,
     pub arn: String,
     pub max_duration: String,
+    /// The session lengths offered, up to the grant's maximum (selected).
+    pub durations: Vec<DurationChoice>,
+}
+
+pub struct DurationChoice {
+    pub seconds: u32,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// The session lengths a person can pick for a role whose grant allows `max` seconds:
+/// the usual steps below it, and the maximum itself (selected).
+pub fn duration_choices(max: u32) -> Vec<DurationChoice> {
+    const STEPS: [u32; 7] = [900, 1800, 3600, 7200, 14400, 28800, 43200];
+    let mut secs: Vec<u32> = STEPS.iter().copied().filter(|s| *s < max).collect();
+    secs.push(max);
+    secs.into_iter()
+        .map(|s| DurationChoice {
+            seconds: s,
+            label: humantime::format_duration(std::time::Duration::from_secs(s.into())).to_string(),
+            selected: s == max,
+        })
+        .collect()
 }
 
 pub struct AccountGroup {

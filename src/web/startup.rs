@@ -110,19 +110,23 @@ impl Application {
                 // Registered last = runs first: the request id exists before anything else.
                 .wrap(from_fn(security_headers))
                 .wrap(from_fn(observe))
-                .route("/healthz", web::get().to(health::healthz))
-                .route("/readyz", web::get().to(health::readyz))
-                .route("/metrics", web::get().to(health::metrics))
-                .route("/static/rolegate.css", web::get().to(assets::stylesheet))
-                .route("/", web::get().to(login::home))
+                // HEAD answers like GET (without a body) where a GET changes nothing;
+                // the sign-in steps (which consume or create state) stay GET-only.
+                .service(get_and_head("/healthz", health::healthz))
+                .service(get_and_head("/readyz", health::readyz))
+                .service(get_and_head("/metrics", health::metrics))
+                .service(get_and_head("/static/rolegate.css", assets::stylesheet))
+                .service(get_and_head("/static/favicon.svg", assets::icon))
+                .service(get_and_head("/favicon.ico", assets::icon))
+                .service(get_and_head("/", login::home))
                 .route("/login/{idp}", web::get().to(login::start))
                 .route("/logout", web::post().to(login::logout))
                 .route(
                     "/roles/{role}/{action:console|credentials}",
                     web::post().to(roles::role_action),
                 )
-                .route("/static/copy.js", web::get().to(assets::copy_script))
-                .route("/saml/{idp}/metadata", web::get().to(saml::metadata))
+                .service(get_and_head("/static/copy.js", assets::copy_script))
+                .service(get_and_head("/saml/{idp}/metadata", saml::metadata))
                 .route("/saml/{idp}/finish", web::get().to(saml::finish))
                 .service(
                     web::resource("/saml/{idp}/acs")
@@ -138,11 +142,11 @@ impl Application {
                 );
             if has_web_identity {
                 app = app
-                    .route(
+                    .service(get_and_head(
                         "/.well-known/openid-configuration",
-                        web::get().to(issuer::discovery),
-                    )
-                    .route("/.well-known/jwks.json", web::get().to(issuer::jwks));
+                        issuer::discovery,
+                    ))
+                    .service(get_and_head("/.well-known/jwks.json", issuer::jwks));
             }
             for path in &callback_paths {
                 app = app.route(path, web::get().to(login::callback));
@@ -188,6 +192,18 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// A resource answering GET and HEAD with the same handler (actix sends no body for HEAD).
+fn get_and_head<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
 }
 
 fn form_error(err: error::UrlencodedError, req: &HttpRequest) -> actix_web::Error {

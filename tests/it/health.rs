@@ -159,3 +159,62 @@ async fn the_stylesheet_is_served() {
             .starts_with("text/css")
     );
 }
+
+#[tokio::test]
+async fn head_is_answered_like_get_and_the_icon_is_served() {
+    let app = spawn_app(config_from("store = \"memory\"", "")).await;
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/static/rolegate.css", 200),
+    ] {
+        let res = app
+            .client
+            .head(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "HEAD {path}");
+        assert!(res.text().await.unwrap().is_empty(), "HEAD {path}: no body");
+    }
+    // An unknown path: a plain 404, not a JSON body.
+    let res = app
+        .client
+        .head(format!("{}/nowhere", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(
+        res.headers()
+            .get("content-type")
+            .is_none_or(|c| !c.to_str().unwrap().contains("json"))
+    );
+    for path in ["/favicon.ico", "/static/favicon.svg"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["content-type"], "image/svg+xml");
+    }
+}
+
+#[tokio::test]
+async fn the_csp_names_each_form_target_once() {
+    // The test broker's federation endpoint and console share one origin (as the demo's).
+    let s = crate::helpers::spawn_with_oidc().await;
+    let res = s.app.get("/healthz").await;
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let form_action = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("form-action"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let sources: Vec<&str> = form_action.split_whitespace().skip(1).collect();
+    let mut unique = sources.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(sources.len(), unique.len(), "{form_action}");
+}

@@ -292,6 +292,19 @@ tags = { team = "{claims.department}" }
     let g = ev.grant("prod-admin").expect("granted");
     assert_eq!(g.max_duration.as_secs(), 1800, "shortest duration wins");
     assert_eq!(
+        g.capped_by.as_ref().map(|r| r.as_str()),
+        Some("b"),
+        "explain names the rule that capped it"
+    );
+    let text = render_text(
+        &identity(json!({ "department": "platform", "email": "alice@example.com" })),
+        &ev,
+    );
+    assert!(
+        text.contains("max duration:    30m (capped at 30m by rule b"),
+        "{text}"
+    );
+    assert_eq!(
         g.rules.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         ["a", "b"]
     );

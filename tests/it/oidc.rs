@@ -165,9 +165,45 @@ async fn a_person_without_roles_is_told_why() {
     let cb = login_until_callback(&s, &client, "carol", "carol-pw").await;
     assert_eq!(client.get(&cb).send().await.unwrap().status(), 303);
     let html = crate::helpers::page(&client, format!("{}/", s.app.address)).await;
+    assert!(html.contains("No AWS roles for you yet"), "{html}");
+    // carol has no groups at all: the page says so, instead of "one of these groups".
     assert!(
-        html.contains("No AWS roles for you yet") && html.contains("ask your AWS administrator"),
+        html.contains("sent no groups for you") && !html.contains("one of these groups"),
         "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_role_picker_offers_session_lengths_up_to_the_grant_and_shows_the_arn() {
+    let s = spawn_with_oidc().await;
+    let (client, _) = signed_in_as_alice(&s).await;
+    let html = crate::helpers::page(&client, format!("{}/", s.app.address)).await;
+    // prod-readonly allows 4h: 15m … 4h offered, 4h selected; nothing longer.
+    let item = html
+        .split("id=\"role-prod-readonly\"")
+        .nth(1)
+        .unwrap()
+        .split("</li>")
+        .next()
+        .unwrap();
+    for (secs, label) in [(900, "15m"), (3600, "1h"), (7200, "2h")] {
+        assert!(
+            item.contains(&format!("<option value=\"{secs}\">{label}</option>")),
+            "{item}"
+        );
+    }
+    assert!(
+        item.contains("<option value=\"14400\" selected>4h</option>"),
+        "{item}"
+    );
+    assert!(!item.contains("28800"), "nothing above the grant: {item}");
+    assert!(
+        item.contains("arn:aws:iam::111122223333:role/ReadOnly"),
+        "the ARN is shown: {item}"
+    );
+    assert!(
+        item.contains("formaction=\"/roles/prod-readonly/console\""),
+        "{item}"
     );
 }
 

@@ -1,5 +1,6 @@
-//! The stylesheet and the one small script (copy buttons), compiled into the binary so a
-//! deployment is a single file. Pages work without the script.
+//! The stylesheet, the icon and the one small script (copy buttons, local times),
+//! compiled into the binary so a deployment is a single file. Pages work without the
+//! script.
 
 use actix_web::HttpResponse;
 use actix_web::http::header::CACHE_CONTROL;
@@ -20,4 +21,14 @@ pub async fn copy_script() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header((CACHE_CONTROL, "public, max-age=3600"))
         .body(COPY_SCRIPT)
+}
+
+const ICON: &str = include_str!("../../../static/favicon.svg");
+
+/// `/favicon.ico` and `/static/favicon.svg`: the icon browsers ask for on every page.
+pub async fn icon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((CACHE_CONTROL, "public, max-age=86400"))
+        .body(ICON)
 }

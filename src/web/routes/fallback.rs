@@ -23,6 +23,12 @@ pub fn wants_html(req: &HttpRequest) -> bool {
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     let id = request_id(&req);
+    // HEAD has no body to carry a page or JSON: the status says it all.
+    if req.method() == actix_web::http::Method::HEAD {
+        return HttpResponse::NotFound()
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .finish();
+    }
     if wants_html(&req) {
         PageError::new(
             StatusCode::NOT_FOUND,

@@ -11,7 +11,7 @@ use super::fallback::request_id;
 use crate::access::login::OidcCallback;
 use crate::access::{Session, tokens_match};
 use crate::web::pages::{
-    AccountGroup, IdpLink, RoleEntry, RolePickerPage, SignInPage, SignedOutPage,
+    AccountGroup, IdpLink, RoleEntry, RolePickerPage, SignInPage, SignedOutPage, duration_choices,
 };
 use crate::web::{AppState, PageError, cookies, request_context};
 
@@ -73,6 +73,7 @@ fn role_picker(
                     display_name: r.display_name.clone(),
                     arn: r.arn.to_string(),
                     max_duration: r.max_duration.to_string(),
+                    durations: duration_choices(r.max_duration.as_secs()),
                 })
                 .collect(),
         })

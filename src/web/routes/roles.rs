@@ -31,7 +31,13 @@ pub async fn role_action(
     if action == "console" {
         let url = state
             .access
-            .console_sign_in(&s.identity, &role, ClientPath::WebConsole, &ctx)
+            .console_sign_in(
+                &s.identity,
+                &role,
+                form.duration.as_deref(),
+                ClientPath::WebConsole,
+                &ctx,
+            )
             .await
             .map_err(|e| issue_failed(&e, &id))?;
         return Ok(HttpResponse::Found()
