@@ -10,6 +10,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+pub const ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
 pub const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 pub const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 pub const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
@@ -23,22 +24,27 @@ pub struct KeyPair {
 
 impl KeyPair {
     pub fn generate(dir: &Path, name: &str) -> Self {
+        Self::generate_with(dir, name, &["-newkey", "rsa:2048"])
+    }
+
+    /// An EC P-256 key pair (what ADFS and Entra can be set to, next to RSA).
+    pub fn generate_ec(dir: &Path, name: &str) -> Self {
+        Self::generate_with(
+            dir,
+            name,
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        )
+    }
+
+    fn generate_with(dir: &Path, name: &str, key_args: &[&str]) -> Self {
         let (key, cert) = (
             dir.join(format!("{name}.key")),
             dir.join(format!("{name}.crt")),
         );
         let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                &format!("/CN={name}"),
-            ])
+            .args(["req", "-x509"])
+            .args(key_args)
+            .args(["-nodes", "-days", "30", "-subj", &format!("/CN={name}")])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -61,6 +67,8 @@ impl KeyPair {
 pub struct Keys {
     pub dir: PathBuf,
     pub idp: KeyPair,
+    /// A second, EC P-256, signing key of the same IdP.
+    pub idp_ec: KeyPair,
     pub attacker: KeyPair,
 }
 
@@ -71,6 +79,7 @@ pub fn keys() -> &'static Keys {
         let dir = tempfile::tempdir().unwrap().keep();
         Keys {
             idp: KeyPair::generate(&dir, "test-idp"),
+            idp_ec: KeyPair::generate_ec(&dir, "test-idp-ec"),
             attacker: KeyPair::generate(&dir, "attacker"),
             dir,
         }
@@ -79,14 +88,25 @@ pub fn keys() -> &'static Keys {
 
 /// IdP metadata for the test IdP, signing key = `key`.
 pub fn idp_metadata(key: &KeyPair) -> String {
+    idp_metadata_with(&[key])
+}
+
+/// IdP metadata with several signing keys, in this order.
+pub fn idp_metadata_with(keys: &[&KeyPair]) -> String {
+    let descriptors: String = keys
+        .iter()
+        .map(|k| format!(
+            r#"
+    <md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+            k.cert_b64()
+        ))
+        .collect();
     format!(
         r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{IDP_ENTITY}">
-  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
-    <md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{descriptors}
     <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="http://127.0.0.1:9/sso"/>
   </md:IDPSSODescriptor>
-</md:EntityDescriptor>"#,
-        key.cert_b64()
+</md:EntityDescriptor>"#
     )
 }
 
@@ -124,6 +144,8 @@ pub struct Fixture {
     pub digest: String,
     /// Signs with this key (default: the test IdP's).
     pub attacker_key: bool,
+    /// Signs with the IdP's EC key (with `sig_alg` ECDSA_SHA256).
+    pub ec_key: bool,
 }
 
 impl Fixture {
@@ -149,6 +171,7 @@ impl Fixture {
             sig_alg: RSA_SHA256.into(),
             digest: SHA256.into(),
             attacker_key: false,
+            ec_key: false,
         }
     }
 
@@ -215,6 +238,8 @@ impl Fixture {
     pub fn signed(&self) -> String {
         let key = if self.attacker_key {
             &keys().attacker
+        } else if self.ec_key {
+            &keys().idp_ec
         } else {
             &keys().idp
         };

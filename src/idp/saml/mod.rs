@@ -47,9 +47,11 @@ const VERIFY_SLOTS: usize = 4;
 /// The longest a replay-cache entry is kept, whatever the assertion says.
 const MAX_REPLAY_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The pinned, loaded state of one IdP: the samael SP built with only pinned keys.
+/// The pinned, loaded state of one IdP: samael SPs built with only pinned keys, one per
+/// key. (samael gives up at the first certificate whose key type does not fit the
+/// signature, so an IdP publishing an RSA and an EC key needs each tried on its own.)
 struct Loaded {
-    sp: Arc<ServiceProvider>,
+    sps: Vec<Arc<ServiceProvider>>,
     idp_entity_id: String,
     sso_url: String,
 }
@@ -260,12 +262,25 @@ impl SamlProvider {
             authn_name_id_format: None,
             ..ServiceProvider::default()
         };
-        if !matches!(sp.idp_signing_certs(), Ok(Some(ref c)) if !c.is_empty()) {
+        let sps: Vec<Arc<ServiceProvider>> = key_descriptors
+            .iter()
+            .map(|kd| {
+                let mut one = sp.clone();
+                for d in one.idp_metadata.idp_sso_descriptors.iter_mut().flatten() {
+                    d.key_descriptors = vec![kd.clone()];
+                }
+                Arc::new(one)
+            })
+            .collect();
+        if sps
+            .iter()
+            .any(|sp| !matches!(sp.idp_signing_certs(), Ok(Some(ref c)) if c.len() == 1))
+        {
             return Err("samael sees no signing certificate".into());
         }
         if let Ok(mut l) = self.loaded.write() {
             *l = Some(Arc::new(Loaded {
-                sp: Arc::new(sp),
+                sps,
                 idp_entity_id: entity_id,
                 sso_url,
             }));
@@ -326,12 +341,12 @@ impl SamlProvider {
     /// 128-bit request id; returns the IdP URL to redirect to.
     pub fn start(&self, request_id: &str, relay_state: &str) -> Result<Url, SamlError> {
         let loaded = self.current()?;
-        let mut request = loaded
-            .sp
+        let sp = loaded.sps.first().ok_or(SamlError::Unavailable)?;
+        let mut request = sp
             .make_authentication_request(&loaded.sso_url)
             .map_err(|e| SamlError::Unreadable(e.to_string()))?;
         request.id = request_id.to_owned();
-        let url = match &loaded.sp.key {
+        let url = match &sp.key {
             // Signed AuthnRequest (HTTP-Redirect binding: SigAlg + Signature parameters).
             Some(key) => request.signed_redirect(relay_state, key),
             None => request.redirect(relay_state),
@@ -346,7 +361,7 @@ impl SamlProvider {
         use samael::traits::ToXml;
         // samael insists on an SLO URL; rolegate has no SLO endpoint, so build with a
         // placeholder and advertise none.
-        let mut sp = (*loaded.sp).clone();
+        let mut sp = (**loaded.sps.first().ok_or(SamlError::Unavailable)?).clone();
         sp.slo_url = Some(format!("{}#no-slo", self.sp_entity_id));
         let mut md = sp
             .metadata()
@@ -386,7 +401,7 @@ impl SamlProvider {
             _ => {}
         }
         let loaded = self.current()?;
-        let sp = loaded.sp.clone();
+        let sps = loaded.sps.clone();
         let request_id = pending.map(|p| p.request_id.clone());
         let permit = tokio::time::timeout(VERIFY_TIMEOUT, self.slots.clone().acquire_owned())
             .await
@@ -395,8 +410,18 @@ impl SamlProvider {
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let ids: Vec<&str> = request_id.iter().map(String::as_str).collect();
-            sp.parse_xml_response(&xml, request_id.as_ref().map(|_| ids.as_slice()))
-                .map_err(from_samael)
+            let ids = request_id.as_ref().map(|_| ids.as_slice());
+            // Each pinned key on its own: a signature that does not verify with one key
+            // is tried with the next; any other outcome (success, or a refusal after the
+            // signature verified) is final.
+            let mut result = Err(SamlError::SignatureInvalid);
+            for sp in &sps {
+                result = sp.parse_xml_response(&xml, ids).map_err(from_samael);
+                if !matches!(result, Err(SamlError::SignatureInvalid)) {
+                    break;
+                }
+            }
+            result
         });
         let assertion = match tokio::time::timeout(VERIFY_TIMEOUT, task).await {
             Err(_) => return Err(SamlError::VerifyTimeout),

@@ -38,10 +38,25 @@ impl AttackBroker {
                 k.idp.cert.display()
             )
         };
+        // Two IdPs publishing an RSA and an EC signing key, in both orders, both pinned.
+        let mixed = |name: &str, keys: &[&fx::KeyPair]| {
+            let path = k.dir.join(format!("{name}-metadata.xml"));
+            if !path.exists() {
+                std::fs::write(&path, fx::idp_metadata_with(keys)).unwrap();
+            }
+            format!(
+                "[[idp]]\nid = \"{name}\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\", \"{}\"]\ngroups_attribute = \"groups\"\n\n",
+                path.display(),
+                k.idp.cert.display(),
+                k.idp_ec.cert.display()
+            )
+        };
         let extra = format!(
-            "{}{}[[rule]]\nid = \"devs\"\nwhen = {{ group = \"devs\" }}\ngrant = [\"dev-admin\"]\n",
+            "{}{}{}{}[[rule]]\nid = \"devs\"\nwhen = {{ group = \"devs\" }}\ngrant = [\"dev-admin\"]\n",
             idp("atk", false),
-            idp("atki", true)
+            idp("atki", true),
+            mixed("mix-rsa-first", &[&k.idp, &k.idp_ec]),
+            mixed("mix-ec-first", &[&k.idp_ec, &k.idp]),
         );
         let mut config = config_from("store = \"memory\"", &extra);
         let audit = tempfile::tempdir().unwrap();

@@ -245,3 +245,32 @@ async fn a_sha1_digest_is_rejected() {
     )
     .await;
 }
+
+/// An IdP that publishes an RSA and an EC P-256 signing key (both pinned): responses
+/// signed with either key sign in, whichever order the metadata lists them in; a response
+/// signed by neither is still refused.
+#[tokio::test]
+async fn an_idp_with_an_rsa_and_an_ec_key_is_verified_with_each() {
+    let b = AttackBroker::start().await;
+    for idp in ["mix-rsa-first", "mix-ec-first"] {
+        for ec in [false, true] {
+            let client = browser();
+            let (mut f, relay) = b.fixture(&client, idp).await;
+            f.ec_key = ec;
+            if ec {
+                f.sig_alg = fx::ECDSA_SHA256.into();
+            }
+            let res = b.post(&client, idp, &f.signed(), Some(&relay)).await;
+            assert!(
+                b.finish(&client, res).await,
+                "{idp}: a response signed with the {} key signs in",
+                if ec { "EC" } else { "RSA" }
+            );
+        }
+        let client = browser();
+        let (mut f, relay) = b.fixture(&client, idp).await;
+        f.attacker_key = true;
+        let res = b.post(&client, idp, &f.signed(), Some(&relay)).await;
+        b.assert_rejected(&client, res, "signature_invalid").await;
+    }
+}
