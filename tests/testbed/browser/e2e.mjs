@@ -52,7 +52,7 @@ try {
     // "Console": POST -> federation endpoint -> the (fake) AWS console.
     await Promise.all([
       page.waitForURL((u) => u.pathname.startsWith('/console'), { timeout: 15000 }),
-      page.click(`#role-${role} form[action$="/console"] button`),
+      page.click(`#role-${role} button[formaction$="/console"]`),
     ]);
     result.console_url = page.url();
     result.console_text = await page.innerText('body');
@@ -62,7 +62,7 @@ try {
     await page.goto(`${BROKER}/`);
     await Promise.all([
       page.waitForURL((u) => u.pathname.endsWith('/credentials'), { timeout: 15000 }),
-      page.click(`#role-${role} form[action$="/credentials"] button`),
+      page.click(`#role-${role} button:not([formaction]):not(.copy)`),
     ]);
     await page.waitForSelector('#access-key-id');
     result.credentials = {
