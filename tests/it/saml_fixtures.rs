@@ -69,6 +69,8 @@ pub struct Keys {
     pub idp: KeyPair,
     /// A second, EC P-256, signing key of the same IdP.
     pub idp_ec: KeyPair,
+    /// The broker's SP key pair (assertions are encrypted to its certificate).
+    pub sp: KeyPair,
     pub attacker: KeyPair,
 }
 
@@ -80,6 +82,7 @@ pub fn keys() -> &'static Keys {
         Keys {
             idp: KeyPair::generate(&dir, "test-idp"),
             idp_ec: KeyPair::generate_ec(&dir, "test-idp-ec"),
+            sp: KeyPair::generate(&dir, "test-sp"),
             attacker: KeyPair::generate(&dir, "attacker"),
             dir,
         }
@@ -114,6 +117,11 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A signature template for `reference` (xmlsec1 fills it in).
+pub fn sig_template_for(reference: &str, sig_alg: &str, digest: &str) -> String {
+    sig_template(reference, sig_alg, digest)
+}
+
 fn sig_template(reference: &str, sig_alg: &str, digest: &str) -> String {
     format!(
         r##"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="{sig_alg}"/><ds:Reference URI="#{reference}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate></ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"##
@@ -146,6 +154,66 @@ pub struct Fixture {
     pub attacker_key: bool,
     /// Signs with the IdP's EC key (with `sig_alg` ECDSA_SHA256).
     pub ec_key: bool,
+    /// Encrypts the (signed) assertion to the SP's certificate with this content cipher
+    /// (`AES128_GCM`, `AES256_GCM`), RSA-OAEP-MGF1P key transport, as IdPs do.
+    pub encrypt: Option<&'static str>,
+}
+
+pub const AES128_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes128-gcm";
+pub const AES256_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes256-gcm";
+
+/// Encrypts the first `saml:Assertion` in `xml` into a `saml:EncryptedAssertion`, with the
+/// real xmlsec1 tool: RSA-OAEP-MGF1P (SHA-1, as ADFS, Entra, Okta and Shibboleth send)
+/// to the SP certificate, content with `data_alg`.
+pub fn xmlsec_encrypt(xml: &str, data_alg: &str, sp: &KeyPair) -> String {
+    let assertion = element(xml, "<saml:Assertion", "</saml:Assertion>");
+    let wrapped = xml.replacen(
+        assertion,
+        &format!("<saml:EncryptedAssertion>{assertion}</saml:EncryptedAssertion>"),
+        1,
+    );
+    let template = format!(
+        r#"<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element"><xenc:EncryptionMethod Algorithm="{data_alg}"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"><ds:DigestMethod Algorithm="http://www.w3.org/2000/09/xmldsig#sha1"/></xenc:EncryptionMethod><xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedData>"#
+    );
+    let session_key = if data_alg.contains("aes256") {
+        "aes-256"
+    } else {
+        "aes-128"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (data, tmpl, out) = (
+        dir.path().join("data.xml"),
+        dir.path().join("tmpl.xml"),
+        dir.path().join("out.xml"),
+    );
+    std::fs::write(&data, wrapped).unwrap();
+    std::fs::write(&tmpl, template).unwrap();
+    let res = Command::new("xmlsec1")
+        .arg("--encrypt")
+        .arg("--pubkey-cert-pem")
+        .arg(&sp.cert)
+        .args(["--session-key", session_key])
+        .arg("--xml-data")
+        .arg(&data)
+        .args([
+            "--node-name",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .arg(&tmpl)
+        .output()
+        .expect("xmlsec1 runs");
+    assert!(
+        res.status.success(),
+        "xmlsec1 --encrypt: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let encrypted = std::fs::read_to_string(&out).unwrap();
+    match encrypted.strip_prefix("<?xml version=\"1.0\"?>\n") {
+        Some(rest) => rest.trim_end().to_owned(),
+        None => encrypted.trim_end().to_owned(),
+    }
 }
 
 impl Fixture {
@@ -172,6 +240,7 @@ impl Fixture {
             digest: SHA256.into(),
             attacker_key: false,
             ec_key: false,
+            encrypt: None,
         }
     }
 
@@ -246,6 +315,9 @@ impl Fixture {
         let mut xml = self.response(&self.assertion(self.sign_assertion), false);
         if self.sign_assertion {
             xml = xmlsec_sign(&xml, key);
+        }
+        if let Some(data_alg) = self.encrypt {
+            xml = xmlsec_encrypt(&xml, data_alg, &keys().sp);
         }
         if self.sign_response {
             // The response's Signature goes right after its Issuer and is signed last, so

@@ -55,8 +55,8 @@ pub enum SamlError {
     StoreUnavailable,
     #[error("the assertion has no NameID")]
     NoNameId,
-    #[error("the encrypted assertion could not be decrypted")]
-    Decryption,
+    #[error("the encrypted assertion could not be decrypted: {0}")]
+    Decryption(String),
     #[error("the response could not be read: {0}")]
     Unreadable(String),
     #[error(transparent)]
@@ -112,7 +112,7 @@ impl SamlError {
             Self::Replay => "replay",
             Self::StoreUnavailable => "store_unavailable",
             Self::NoNameId => "no_name_id",
-            Self::Decryption => "decryption",
+            Self::Decryption(_) => "decryption",
             Self::Unreadable(_) => "unreadable",
             Self::Claims(_) => "claims",
         }
@@ -145,7 +145,7 @@ pub(super) fn from_samael(e: samael::service_provider::Error) -> SamlError {
         E::AssertionBearerSubjectConfirmationMissing | E::AssertionSubjectConfirmationMissing => {
             SamlError::NoBearerConfirmation
         }
-        E::MissingPrivateKeySP
+        e @ (E::MissingPrivateKeySP
         | E::MissingEncryptedKeyInfo
         | E::MissingEncryptedValueInfo
         | E::EncryptedAssertionKeyMethodUnsupported { .. }
@@ -153,7 +153,7 @@ pub(super) fn from_samael(e: samael::service_provider::Error) -> SamlError {
         | E::EncryptedAssertionInvalid
         | E::FailedToDecryptAssertion
         | E::EncryptedAssertionsNotYetSupported
-        | E::UnsupportedKey => SamlError::Decryption,
+        | E::UnsupportedKey) => SamlError::Decryption(e.to_string()),
         other => SamlError::Unreadable(other.to_string()),
     }
 }

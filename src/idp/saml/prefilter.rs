@@ -44,16 +44,9 @@ const DIGESTS: [&str; 3] = [
     "http://www.w3.org/2001/04/xmlenc#sha512",
 ];
 
-const DATA_ENCRYPTION: [&str; 3] = [
-    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
-    "http://www.w3.org/2009/xmlenc11#aes192-gcm",
-    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
-];
-
-const KEY_TRANSPORT: [&str; 2] = [
-    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
-    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
-];
+// Encryption: exactly what `decrypt` can decrypt, nothing else.
+use super::decrypt::{DATA_ENCRYPTION, KEY_TRANSPORT, MGF, OAEP_DIGESTS};
+const NS_XENC11: &[u8] = b"http://www.w3.org/2009/xmlenc11#";
 
 /// The signature algorithm URI of a configured short name (`rsa-sha256`, ...).
 pub fn signature_algorithm_uri(short: &str) -> Option<&'static str> {
@@ -103,7 +96,9 @@ pub enum Rejection {
     DigestAlgorithm(String),
     #[error("ds:{0} is not allowed in a SAML response")]
     ForbiddenElement(String),
-    #[error("encryption algorithm {0:?} is not allowed (only RSA-OAEP and AES-GCM)")]
+    #[error(
+        "encryption algorithm {0:?} is not allowed (only RSA-OAEP with SHA-1 or SHA-256, and AES-128-GCM or AES-256-GCM)"
+    )]
     EncryptionAlgorithm(String),
     #[error("the response holds an encrypted assertion, but no SP key is configured")]
     EncryptionNotConfigured,
@@ -296,7 +291,19 @@ fn check_element(
     }
     if ns == NS_XENC && local == b"EncryptionMethod" {
         let alg = attr(e, b"Algorithm")?.unwrap_or_default();
-        if !DATA_ENCRYPTION.contains(&alg.as_str()) && !KEY_TRANSPORT.contains(&alg.as_str()) {
+        // The content cipher belongs to EncryptedData, key transport to EncryptedKey.
+        let allowed: &[&str] = match stack.last().map(|f| f.local.as_slice()) {
+            Some(b"EncryptedData") => &DATA_ENCRYPTION,
+            Some(b"EncryptedKey") => &KEY_TRANSPORT,
+            _ => &[],
+        };
+        if !allowed.contains(&alg.as_str()) {
+            return Err(Rejection::EncryptionAlgorithm(alg));
+        }
+    }
+    if ns == NS_XENC11 && local == b"MGF" {
+        let alg = attr(e, b"Algorithm")?.unwrap_or_default();
+        if !MGF.contains(&alg.as_str()) {
             return Err(Rejection::EncryptionAlgorithm(alg));
         }
     }
@@ -362,6 +369,18 @@ fn check_element(
         }
         b"DigestMethod" => {
             let alg = attr(e, b"Algorithm")?.unwrap_or_default();
+            // Inside an xenc:EncryptionMethod it is RSA-OAEP's digest (SHA-1 is what
+            // ADFS, Entra, Okta and Shibboleth send), not a signature's.
+            let in_encryption = stack
+                .last()
+                .is_some_and(|f| f.ns == NS_XENC && f.local == b"EncryptionMethod");
+            if in_encryption {
+                return if OAEP_DIGESTS.contains(&alg.as_str()) {
+                    Ok(())
+                } else {
+                    Err(Rejection::EncryptionAlgorithm(alg))
+                };
+            }
             if DIGESTS.contains(&alg.as_str()) {
                 Ok(())
             } else {

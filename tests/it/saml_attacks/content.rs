@@ -500,6 +500,28 @@ fn rsa_1_5_and_cbc_encryption_are_refused_before_any_decryption() {
             "http://www.w3.org/2001/04/xmlenc#aes128-cbc".into()
         ))
     );
+    // AES-192-GCM: nothing decrypts it, so it is refused up front (not after verifying).
+    let aes192 = signed_shape(encrypted(
+        xml.clone(),
+        "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+        "http://www.w3.org/2009/xmlenc11#aes192-gcm",
+    ));
+    assert_eq!(
+        check(&aes192, &algs, true),
+        Err(Rejection::EncryptionAlgorithm(
+            "http://www.w3.org/2009/xmlenc11#aes192-gcm".into()
+        ))
+    );
+    // A content cipher named as key transport (or the reverse) is refused too.
+    let swapped = signed_shape(encrypted(
+        xml.clone(),
+        "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+        "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    ));
+    assert!(matches!(
+        check(&swapped, &algs, true),
+        Err(Rejection::EncryptionAlgorithm(_))
+    ));
     let unsigned_response = encrypted(
         xml,
         "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",

@@ -6,6 +6,7 @@
 //! wrapping and key cases, `content` references, transforms, DTDs and the content checks.
 
 mod content;
+mod encryption;
 mod wrapping;
 
 use std::io::Read as _;
@@ -51,8 +52,16 @@ impl AttackBroker {
                 k.idp_ec.cert.display()
             )
         };
+        // An IdP that encrypts assertions to the broker's SP key.
+        let enc = format!(
+            "[[idp]]\nid = \"enc\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\"]\ngroups_attribute = \"groups\"\nsp_key = {{ file = \"{}\" }}\nsp_cert_file = \"{}\"\n\n",
+            md.display(),
+            k.idp.cert.display(),
+            k.sp.key.display(),
+            k.sp.cert.display()
+        );
         let extra = format!(
-            "{}{}{}{}[[rule]]\nid = \"devs\"\nwhen = {{ group = \"devs\" }}\ngrant = [\"dev-admin\"]\n",
+            "{}{}{}{}{enc}[[rule]]\nid = \"devs\"\nwhen = {{ group = \"devs\" }}\ngrant = [\"dev-admin\"]\n",
             idp("atk", false),
             idp("atki", true),
             mixed("mix-rsa-first", &[&k.idp, &k.idp_ec]),
