@@ -345,6 +345,15 @@ impl Access {
         Ok(key)
     }
 
+    /// A SAML response refused before it reached the core (the HTTP layer's body limit):
+    /// audited and counted like any other refusal. Unknown IdPs are ignored (the path is
+    /// the client's, and must not create metric labels).
+    pub fn saml_body_too_large(&self, idp: &str, ctx: &RequestContext) {
+        if self.is_saml_idp(idp) {
+            let _ = self.saml_rejected(ctx, idp, SamlError::TooLarge);
+        }
+    }
+
     fn saml_rejected(&self, ctx: &RequestContext, idp: &str, e: SamlError) -> SignInError {
         self.metrics
             .saml_rejections

@@ -135,7 +135,7 @@ impl Application {
                         .app_data(
                             web::FormConfig::default()
                                 .limit(SAML_ACS_BODY_LIMIT)
-                                .error_handler(form_error),
+                                .error_handler(acs_form_error),
                         )
                         .app_data(web::PayloadConfig::new(SAML_ACS_BODY_LIMIT))
                         .route(web::post().to(saml::acs)),
@@ -224,6 +224,20 @@ fn form_error(err: error::UrlencodedError, req: &HttpRequest) -> actix_web::Erro
         PageError::new(status, "Bad request", msg, &id).error_response(),
     )
     .into()
+}
+
+/// As [`form_error`], and an oversized SAML response is audited like any refusal.
+fn acs_form_error(err: error::UrlencodedError, req: &HttpRequest) -> actix_web::Error {
+    if matches!(err, error::UrlencodedError::Overflow { .. })
+        && let (Some(state), Some(idp)) = (
+            req.app_data::<web::Data<AppState>>(),
+            req.match_info().get("idp"),
+        )
+    {
+        let ctx = super::request_context(req, state);
+        state.access.saml_body_too_large(idp, &ctx);
+    }
+    form_error(err, req)
 }
 
 fn json_error(err: error::JsonPayloadError, req: &HttpRequest) -> actix_web::Error {

@@ -566,3 +566,24 @@ async fn with_an_sp_key_authn_requests_are_signed_and_the_cert_is_published() {
         "{url}"
     );
 }
+
+/// A body over the ACS limit never reaches the handler (actix refuses it), and is still
+/// audited and counted as a refusal.
+#[tokio::test]
+async fn an_oversized_acs_body_is_refused_and_audited() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (_, relay) = b.fixture(&client, "atk").await;
+    let huge = "A".repeat(600 * 1024);
+    let res = client
+        .post(b.acs("atk"))
+        .form(&[
+            ("SAMLResponse", huge.as_str()),
+            ("RelayState", relay.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    b.assert_rejected(&client, res, "too_large").await;
+}
