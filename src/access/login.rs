@@ -19,7 +19,7 @@ use url::Url;
 use super::session::{IdentityRecord, is_token_shaped, random_token, tokens_match};
 use super::{Access, RequestContext, Session};
 use crate::audit::Outcome;
-use crate::idp::saml::{PendingRequest, SamlError, SamlProvider};
+use crate::idp::saml::{PendingRequest, SamlError};
 use crate::idp::{self, LoginError};
 use crate::metrics::ReasonLabels;
 use crate::store::{FirstUse, FlowState};
@@ -320,7 +320,7 @@ impl Access {
             .await
             .map_err(fail)?;
         // Replay cache: the first use of an assertion (and response) id wins, until it expires.
-        let ttl = SamlProvider::replay_ttl(&assertion, now);
+        let ttl = p.replay_ttl(&assertion, now);
         let mut ids = vec![format!("{idp}:a:{}", assertion.id)];
         if let Some(rid) = &shape.response_id {
             ids.push(format!("{idp}:r:{rid}"));

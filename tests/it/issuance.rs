@@ -637,10 +637,18 @@ async fn broker_credentials_from_a_role_session_are_capped_at_one_hour_and_skip_
     .text()
     .await
     .unwrap();
+    // "(59m left)" or "(1h left)" exactly: "3h 59m left" must not pass for it.
     assert!(
-        html.contains("59m left") || html.contains("1h left"),
+        html.contains("(59m left)") || html.contains("(1h left)"),
         "4h role capped to 1h"
     );
+    let issued = s
+        .audit_records()
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "issuance" && r["outcome"] == "success")
+        .unwrap();
+    assert_eq!(issued["duration_seconds"], 3600, "{issued}");
     let res = action(&s, &client, "prod-readonly", "console", &[("csrf", &csrf)]).await;
     assert_eq!(res.status(), 302);
     let events = federation_events().await;

@@ -10,6 +10,8 @@ mod browser;
 mod cli;
 /// Configuration errors: all reported, with origin, key path and line.
 mod config;
+/// One test per security check a mutation would otherwise survive.
+mod guards;
 /// `/healthz`, `/readyz`, `/metrics`, security headers, error pages.
 mod health;
 /// STS issuance, console sign-in, CLI credentials, audit.

@@ -154,6 +154,9 @@ pub struct Fixture {
     pub attacker_key: bool,
     /// Signs with the IdP's EC key (with `sig_alg` ECDSA_SHA256).
     pub ec_key: bool,
+    /// The Response's own `InResponseTo` when it should differ from the assertion's
+    /// (`Some(None)`: none at all).
+    pub response_in_response_to: Option<Option<String>>,
     /// Encrypts the (signed) assertion to the SP's certificate with this content cipher
     /// (`AES128_GCM`, `AES256_GCM`), RSA-OAEP-MGF1P key transport, as IdPs do.
     pub encrypt: Option<&'static str>,
@@ -241,6 +244,7 @@ impl Fixture {
             attacker_key: false,
             ec_key: false,
             encrypt: None,
+            response_in_response_to: None,
         }
     }
 
@@ -280,7 +284,9 @@ impl Fixture {
     /// The Response around `assertion`, with a signature template when asked.
     pub fn response(&self, assertion: &str, with_template: bool) -> String {
         let irt = self
-            .in_response_to
+            .response_in_response_to
+            .clone()
+            .unwrap_or_else(|| self.in_response_to.clone())
             .as_ref()
             .map(|i| format!(r#" InResponseTo="{i}""#))
             .unwrap_or_default();

@@ -512,20 +512,11 @@ impl SamlProvider {
         Ok(())
     }
 
-    /// How long the replay-cache entry for this assertion must live.
-    pub fn replay_ttl(a: &Assertion, now: chrono::DateTime<chrono::Utc>) -> Duration {
-        let until = a
-            .subject
-            .iter()
-            .flat_map(|s| s.subject_confirmations.iter().flatten())
-            .filter_map(|c| c.subject_confirmation_data.as_ref()?.not_on_or_after)
-            .chain(a.conditions.iter().filter_map(|c| c.not_on_or_after))
-            .max();
-        until
-            .and_then(|u| (u - now).to_std().ok())
-            .map(|d| d + Duration::from_secs(60))
-            .unwrap_or(MAX_REPLAY_TTL)
-            .clamp(Duration::from_secs(60), MAX_REPLAY_TTL)
+    /// How long the replay-cache entry for this assertion must live: until it can no
+    /// longer be accepted (its latest NotOnOrAfter plus the tolerated clock skew), and a
+    /// minute more.
+    pub fn replay_ttl(&self, a: &Assertion, now: chrono::DateTime<chrono::Utc>) -> Duration {
+        replay_ttl(a, now, self.settings.clock_skew)
     }
 
     /// The identity: NameID exactly as sent (no trimming or case folding), attributes as
@@ -599,6 +590,22 @@ impl SamlProvider {
         }
         Ok(VerifiedIdentity::verified(identity))
     }
+}
+
+/// See [`SamlProvider::replay_ttl`].
+pub fn replay_ttl(a: &Assertion, now: chrono::DateTime<chrono::Utc>, skew: Duration) -> Duration {
+    let until = a
+        .subject
+        .iter()
+        .flat_map(|s| s.subject_confirmations.iter().flatten())
+        .filter_map(|c| c.subject_confirmation_data.as_ref()?.not_on_or_after)
+        .chain(a.conditions.iter().filter_map(|c| c.not_on_or_after))
+        .max();
+    until
+        .and_then(|u| (u - now).to_std().ok())
+        .map(|d| d + skew + Duration::from_secs(60))
+        .unwrap_or(MAX_REPLAY_TTL)
+        .clamp(Duration::from_secs(60), MAX_REPLAY_TTL)
 }
 
 /// An encrypted response (always signed: the pre-filter requires it, with its one

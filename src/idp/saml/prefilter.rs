@@ -257,11 +257,13 @@ pub fn check(
     if assertions != 1 {
         return Err(Rejection::AssertionCount(assertions));
     }
-    if signatures == 0 {
-        return Err(Rejection::Unsigned);
-    }
+    // Checked before "unsigned" so that it is the reason given: an encrypted assertion's
+    // own signature is invisible here, so only a Response signature can count.
     if shape.encrypted && !shape.response_signed {
         return Err(Rejection::EncryptedButResponseUnsigned);
+    }
+    if signatures == 0 {
+        return Err(Rejection::Unsigned);
     }
     Ok(shape)
 }

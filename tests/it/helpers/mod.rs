@@ -350,6 +350,8 @@ pub struct SetupOptions {
     pub saml: bool,
     /// More keys for the "corp" OIDC IdP (e.g. `use_userinfo = true`).
     pub corp_extra: String,
+    /// Where the audit log goes instead of a temporary file (e.g. `/dev/full`).
+    pub audit_file: Option<std::path::PathBuf>,
 }
 
 /// The broker's own AWS credentials, as the tests hand them over.
@@ -376,6 +378,7 @@ impl Default for SetupOptions {
             credentials: aws_credentials("testing", "testing", None),
             saml: false,
             corp_extra: String::new(),
+            audit_file: None,
         }
     }
 }
@@ -447,7 +450,12 @@ grant = ["dev-admin"]
         config.server.public_url = format!("http://127.0.0.1:{}", self.broker_port)
             .parse()
             .unwrap();
-        config.audit.file = Some(self.audit_dir.path().join("audit.jsonl"));
+        config.audit.file = Some(
+            self.opts
+                .audit_file
+                .clone()
+                .unwrap_or_else(|| self.audit_dir.path().join("audit.jsonl")),
+        );
         config
     }
 

@@ -530,7 +530,7 @@ fn rsa_1_5_and_cbc_encryption_are_refused_before_any_decryption() {
     // The inner assertion's signature is invisible while encrypted: the Response must be signed.
     assert_eq!(
         check(&unsigned_response, &algs, true),
-        Err(Rejection::Unsigned)
+        Err(Rejection::EncryptedButResponseUnsigned)
     );
 }
 
@@ -586,4 +586,75 @@ async fn an_oversized_acs_body_is_refused_and_audited() {
         .unwrap();
     assert_eq!(res.status(), 413);
     b.assert_rejected(&client, res, "too_large").await;
+}
+
+// ---- checks a mutation run found unguarded ----------------------------------------------
+
+#[tokio::test]
+async fn an_http_or_file_reference_on_the_response_signature_is_refused() {
+    for uri in ["http://127.0.0.1:9/x", "file:///etc/passwd"] {
+        attack(
+            "reference_uri",
+            |f| {
+                f.sign_assertion = false;
+                f.sign_response = true;
+            },
+            |xml| with_reference_uri(xml, uri),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_response_issue_instant_in_the_future_is_rejected() {
+    attack(
+        "future_issue_instant",
+        |f| f.issue_instant = chrono::Utc::now() + chrono::Duration::hours(1),
+        |xml| xml,
+    )
+    .await;
+}
+
+/// With IdP-initiated login allowed, samael skips InResponseTo; rolegate's own checks
+/// of the Response's and the SubjectConfirmation's InResponseTo are then the only ones.
+#[tokio::test]
+async fn in_response_to_is_checked_on_response_and_confirmation_even_when_unsolicited_is_allowed() {
+    let b = AttackBroker::start().await;
+    for (what, response_irt, assertion_irt) in [
+        ("Response names another request", Some("_other"), None),
+        (
+            "SubjectConfirmation names another request",
+            None,
+            Some("_other"),
+        ),
+    ] {
+        let client = browser();
+        let (mut f, relay) = b.fixture(&client, "atki").await;
+        if let Some(r) = response_irt {
+            f.response_in_response_to = Some(Some(r.into()));
+        }
+        if let Some(a) = assertion_irt {
+            f.response_in_response_to = Some(f.in_response_to.clone());
+            f.in_response_to = Some(a.into());
+        }
+        let res = b.post(&client, "atki", &f.signed(), Some(&relay)).await;
+        assert!(res.status().is_client_error(), "{what}");
+        b.assert_rejected(&client, res, "in_response_to").await;
+    }
+}
+
+/// The replay cache keys the Response id too: a new assertion inside a Response whose id
+/// was already used is a replay.
+#[tokio::test]
+async fn a_reused_response_id_is_a_replay_even_with_a_new_assertion() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (f, relay) = b.fixture(&client, "atk").await;
+    let res = b.post(&client, "atk", &f.signed(), Some(&relay)).await;
+    assert!(b.finish(&client, res).await, "the first use signs in");
+    let client = browser();
+    let (mut g, relay) = b.fixture(&client, "atk").await;
+    g.response_id = f.response_id.clone();
+    let res = b.post(&client, "atk", &g.signed(), Some(&relay)).await;
+    b.assert_rejected(&client, res, "replay").await;
 }

@@ -20,6 +20,16 @@ use crate::helpers::{TestApp, config_from, spawn_app};
 use crate::oidc::{browser, location};
 use crate::saml_fixtures::{self as fx, Fixture, keys};
 
+/// Writes `text` to `path` so that a concurrent reader sees the old file or the whole
+/// new one, never a part: brokers started by tests running in parallel read these
+/// metadata files once, and a half-written one left that IdP unavailable (a flake of
+/// about 1 run in 13).
+fn write_whole(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension(format!("tmp{:x}", rand::random::<u64>()));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 pub struct AttackBroker {
     pub app: TestApp,
     audit: tempfile::TempDir,
@@ -29,9 +39,7 @@ impl AttackBroker {
     pub async fn start() -> Self {
         let k = keys();
         let md = k.dir.join("idp-metadata.xml");
-        if !md.exists() {
-            std::fs::write(&md, fx::idp_metadata(&k.idp)).unwrap();
-        }
+        write_whole(&md, &fx::idp_metadata(&k.idp));
         let idp = |id: &str, initiated: bool| {
             format!(
                 "[[idp]]\nid = \"{id}\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\"]\ngroups_attribute = \"groups\"\nallow_idp_initiated = {initiated}\n\n",
@@ -42,9 +50,7 @@ impl AttackBroker {
         // Two IdPs publishing an RSA and an EC signing key, in both orders, both pinned.
         let mixed = |name: &str, keys: &[&fx::KeyPair]| {
             let path = k.dir.join(format!("{name}-metadata.xml"));
-            if !path.exists() {
-                std::fs::write(&path, fx::idp_metadata_with(keys)).unwrap();
-            }
+            write_whole(&path, &fx::idp_metadata_with(keys));
             format!(
                 "[[idp]]\nid = \"{name}\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\", \"{}\"]\ngroups_attribute = \"groups\"\n\n",
                 path.display(),
