@@ -362,3 +362,185 @@ fn the_replay_cache_outlives_the_assertion_with_any_clock_skew() {
         assert!(ttl <= accepted_until + Duration::from_secs(61), "{ttl:?}");
     }
 }
+
+// ---- OIDC -------------------------------------------------------------------------------
+
+use crate::oidc::tamper;
+
+fn last_login(s: &crate::helpers::OidcSetup) -> serde_json::Value {
+    s.audit_records()
+        .into_iter()
+        .rev()
+        .find(|r| r["event"] == "login")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn azp_and_audiences_and_the_exp_leeway_are_checked_exactly() {
+    let s = crate::helpers::spawn_with_oidc().await;
+    let n = now() as i64;
+    let cases = [
+        // (what, tamper, signs in?)
+        (
+            "azp is this client",
+            json!({ "claims": { "azp": "broker" } }),
+            true,
+        ),
+        // Any audience besides this client is refused, with or without azp.
+        (
+            "several audiences, azp this client",
+            json!({ "claims": { "aud": ["broker", "other"], "azp": "broker" } }),
+            false,
+        ),
+        (
+            "several audiences, no azp",
+            json!({ "claims": { "aud": ["broker", "other"], "azp": null } }),
+            false,
+        ),
+        (
+            "expired 30 s ago (within the 60 s leeway)",
+            json!({ "claims": { "exp": n - 30, "iat": n - 300 } }),
+            true,
+        ),
+        (
+            "expired 90 s ago (beyond the leeway)",
+            json!({ "claims": { "exp": n - 90, "iat": n - 300 } }),
+            false,
+        ),
+    ];
+    for (what, t, accepted) in cases {
+        let client = browser();
+        let cb = login_until_callback(&s, &client, "alice", "alice-pw").await;
+        tamper(&s, t).await;
+        let res = client.get(&cb).send().await.unwrap();
+        if accepted {
+            assert_eq!(res.status(), 303, "{what}: {}", res.text().await.unwrap());
+            assert!(is_signed_in(&s, &client).await, "{what}");
+        } else {
+            assert_eq!(res.status(), 403, "{what}");
+            assert!(!is_signed_in(&s, &client).await, "{what}");
+        }
+    }
+    let r = last_login(&s);
+    assert!(r["reason"].as_str().unwrap().contains("expired"), "{r}");
+}
+
+#[tokio::test]
+async fn an_overlong_state_is_not_looked_up() {
+    let s = crate::helpers::spawn_with_oidc().await;
+    let res = reqwest::get(format!(
+        "{}/oidc/corp/callback?code=x&state={}",
+        s.app.address,
+        "a".repeat(129)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(last_login(&s)["reason"], "missing state");
+}
+
+/// The IdP comes from the stored state, and the callback must arrive at that IdP's own
+/// redirect path: a state of IdP "corp" presented at IdP "corp2"'s callback is refused.
+#[tokio::test]
+async fn a_callback_at_another_idps_path_is_refused() {
+    let s = spawn_with(SetupOptions {
+        extra_idps: "[[idp]]\nid = \"corp2\"\nkind = \"oidc\"\nissuer = \"__ISSUER__\"\nclient_id = \"broker\"\nclient_secret = { file = \"../testbed/op/client-secret\" }\n".into(),
+        ..SetupOptions::default()
+    })
+    .await;
+    let client = browser();
+    let res = client
+        .get(format!("{}/login/corp", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    let auth = crate::oidc::location(&res);
+    let res = client.get(&auth).send().await.unwrap();
+    let interaction = format!("{}{}", s.op.issuer(), crate::oidc::location(&res));
+    let res = client
+        .post(format!("{interaction}/login"))
+        .form(&[("username", "alice"), ("password", "alice-pw")])
+        .send()
+        .await
+        .unwrap();
+    let res = client
+        .get(crate::oidc::location(&res))
+        .send()
+        .await
+        .unwrap();
+    let cb = crate::oidc::location(&res);
+    assert!(cb.contains("/oidc/corp/callback"), "{cb}");
+    let elsewhere = cb.replace("/oidc/corp/callback", "/oidc/corp2/callback");
+    let res = client.get(&elsewhere).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(last_login(&s)["reason"], "callback path is not this IdP's");
+    assert!(!is_signed_in(&s, &client).await);
+}
+
+// ---- SAML metadata and the federation client ---------------------------------------------
+
+/// Metadata whose entityID is not the one configured for the IdP is refused: that IdP
+/// stays unavailable.
+#[tokio::test]
+async fn metadata_of_another_entity_than_configured_is_refused() {
+    use crate::saml_fixtures::{self as fx, keys};
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("md.xml");
+    std::fs::write(&md, fx::idp_metadata(&k.idp)).unwrap();
+    let idp = |id: &str, entity: &str| {
+        format!(
+            "[[idp]]\nid = \"{id}\"\nkind = \"saml\"\nentity_id = \"{entity}\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\"]\n\n",
+            md.display(),
+            k.idp.cert.display()
+        )
+    };
+    let extra = format!(
+        "{}{}",
+        idp("right", fx::IDP_ENTITY),
+        idp("wrong", "https://another-idp.example.com/metadata")
+    );
+    let app =
+        crate::helpers::spawn_app(crate::helpers::config_from("store = \"memory\"", &extra)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get("/saml/right/metadata").await.status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "the right IdP loads");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.get("/saml/wrong/metadata").await.status(), 503);
+    let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["idps_unavailable"], json!(["wrong"]), "{ready}");
+}
+
+/// The federation endpoint is called with credentials in the body: its client follows no
+/// redirect, so a redirect (to wherever) is a failed sign-in, not a second POST.
+#[tokio::test]
+async fn the_federation_client_follows_no_redirect() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("{}/federation", crate::helpers::federation_url());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let s = spawn_with(SetupOptions {
+        federation: Some(format!("http://127.0.0.1:{port}/federation")),
+        ..SetupOptions::default()
+    })
+    .await;
+    let (client, csrf) = crate::oidc::signed_in_as_alice(&s).await;
+    let res = action(&s, &client, "prod-admin", "console", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), 502, "a redirect is a failed sign-in");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

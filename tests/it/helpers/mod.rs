@@ -352,6 +352,8 @@ pub struct SetupOptions {
     pub corp_extra: String,
     /// Where the audit log goes instead of a temporary file (e.g. `/dev/full`).
     pub audit_file: Option<std::path::PathBuf>,
+    /// The AWS federation endpoint instead of the shared fake one.
+    pub federation: Option<String>,
 }
 
 /// The broker's own AWS credentials, as the tests hand them over.
@@ -379,13 +381,18 @@ impl Default for SetupOptions {
             saml: false,
             corp_extra: String::new(),
             audit_file: None,
+            federation: None,
         }
     }
 }
 
 impl OidcSetup {
     fn config(&self) -> Config {
-        let mut extra_idps = self.opts.extra_idps.clone();
+        // `__ISSUER__` in extra IdPs: the test OP's issuer (known only once it runs).
+        let mut extra_idps = self
+            .opts
+            .extra_idps
+            .replace("__ISSUER__", &self.op.issuer());
         if let Some(ssp) = &self.ssp {
             extra_idps.push_str(&ssp.idp_config());
         }
@@ -440,9 +447,14 @@ grant = ["dev-admin"]
             extra = self.opts.extra,
         );
         let aws = format!(
-            "sts_endpoint_url = \"{sts}\"\nfederation_url = \"{fed}/federation\"\nconsole_url = \"{fed}/console/\"\n{more}",
+            "sts_endpoint_url = \"{sts}\"\nfederation_url = \"{fed_endpoint}\"\nconsole_url = \"{fed}/console/\"\n{more}",
             sts = self.opts.sts_endpoint.as_deref().unwrap_or(moto_url()),
             fed = federation_url(),
+            fed_endpoint = self
+                .opts
+                .federation
+                .clone()
+                .unwrap_or_else(|| format!("{}/federation", federation_url())),
             more = self.opts.aws_extra,
         );
         let mut config = config_with_aws(&self.opts.session, &aws, &extra);
