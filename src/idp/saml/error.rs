@@ -85,6 +85,7 @@ impl SamlError {
                 R::ReferenceCount(_) => "reference_count",
                 R::ReferenceUri(_) => "reference_uri",
                 R::Transform(_) => "transform",
+                R::Canonicalization(_) => "canonicalization",
                 R::SignatureAlgorithm(_) => "signature_algorithm",
                 R::DigestAlgorithm(_) => "digest_algorithm",
                 R::ForbiddenElement(_) => "forbidden_element",

@@ -90,6 +90,8 @@ pub enum Rejection {
     ReferenceUri(String),
     #[error("transform {0:?} is not allowed")]
     Transform(String),
+    #[error("canonicalization method {0:?} is not allowed (only exclusive or inclusive C14N)")]
+    Canonicalization(String),
     #[error("signature algorithm {0:?} is not allowed")]
     SignatureAlgorithm(String),
     #[error("digest algorithm {0:?} is not allowed")]
@@ -359,6 +361,19 @@ fn check_element(
                 Ok(())
             } else {
                 Err(Rejection::Transform(alg))
+            }
+        }
+        // SignedInfo's own canonicalization: a method xmlsec would run on attacker input
+        // (XSLT, XPath, anything unknown) is refused here, with its own reason, instead of
+        // surfacing later as an invalid signature.
+        b"CanonicalizationMethod" => {
+            let alg = attr(e, b"Algorithm")?.unwrap_or_default();
+            if alg != "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+                && TRANSFORMS.contains(&alg.as_str())
+            {
+                Ok(())
+            } else {
+                Err(Rejection::Canonicalization(alg))
             }
         }
         b"SignatureMethod" => {

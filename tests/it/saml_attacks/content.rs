@@ -658,3 +658,42 @@ async fn a_reused_response_id_is_a_replay_even_with_a_new_assertion() {
     let res = b.post(&client, "atk", &g.signed(), Some(&relay)).await;
     b.assert_rejected(&client, res, "replay").await;
 }
+
+/// A canonicalization method other than C14N (XSLT here, which xmlsec would run on the
+/// attacker's document) is refused before verification with its own reason, not read as
+/// a bad signature.
+#[tokio::test]
+async fn an_odd_canonicalization_method_has_its_own_reason() {
+    attack(
+        "canonicalization",
+        |_| {},
+        |xml| {
+            replace_once(
+                xml,
+                r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
+                r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"/>"#,
+            )
+        },
+    )
+    .await;
+}
+
+/// A changed signature value is a bad signature, and reads so (apart from decryption
+/// and canonicalization refusals).
+#[tokio::test]
+async fn a_changed_signature_value_reads_as_an_invalid_signature() {
+    attack(
+        "signature_invalid",
+        |_| {},
+        |xml| {
+            let at = xml.find("<ds:SignatureValue>").unwrap() + "<ds:SignatureValue>".len();
+            let c = if &xml[at + 10..at + 11] == "A" {
+                "B"
+            } else {
+                "A"
+            };
+            format!("{}{c}{}", &xml[..at + 10], &xml[at + 11..])
+        },
+    )
+    .await;
+}
