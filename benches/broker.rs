@@ -87,6 +87,7 @@ fn main() {
         idp: "b".into(),
         request_id: request.into(),
         binding: String::new(),
+        return_to: None,
     };
     let b64 = saml_fixtures::b64(&xml);
     let rt = tokio::runtime::Builder::new_multi_thread()

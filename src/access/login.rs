@@ -36,6 +36,9 @@ struct PendingOidcLogin {
     pkce_verifier: String,
     /// Equals the login cookie of the browser that started the login.
     binding: String,
+    /// Where the browser goes after the sign-in (a checked local path), if not `/`.
+    #[serde(default)]
+    return_to: Option<String>,
 }
 
 impl FlowState for PendingOidcLogin {
@@ -54,11 +57,32 @@ struct SamlHandoff {
     identity: IdentityRecord,
     /// The browser binding of the SP-initiated login (None: IdP-initiated).
     binding: Option<String>,
+    #[serde(default)]
+    return_to: Option<String>,
 }
 
 impl FlowState for SamlHandoff {
     const KIND: &'static str = "saml:handoff";
     const TTL: Duration = HANDOFF_TTL;
+}
+
+/// Where a sign-in may send the browser afterwards besides `/`: the CLI's pages, which
+/// need a signed-in browser. Only local paths with these prefixes, so a crafted link can
+/// never turn the sign-in into an open redirect.
+pub fn safe_return_to(raw: &str) -> Option<String> {
+    let ok =
+        (raw.starts_with("/oauth/authorize?") || raw == "/device" || raw.starts_with("/device?"))
+            && raw.len() <= 2048
+            && !raw.contains('\\')
+            && !raw.contains("//")
+            && raw.chars().all(|c| c.is_ascii_graphic());
+    ok.then(|| raw.to_owned())
+}
+
+/// A finished sign-in: the new session, and where the browser goes next (`/` if `None`).
+pub struct SignedIn {
+    pub session: Session,
+    pub return_to: Option<String>,
 }
 
 /// Where to send the browser to sign in, and the binding value to set as its login
@@ -142,8 +166,13 @@ pub struct OidcCallback<'a> {
 impl Access {
     /// Starts a sign-in at `idp` (OIDC or SAML): the pending login is saved as single-use
     /// flow state and the IdP URL returned with the browser binding.
-    pub async fn start_login(&self, idp: &str) -> Result<LoginRedirect, SignInError> {
+    pub async fn start_login(
+        &self,
+        idp: &str,
+        return_to: Option<&str>,
+    ) -> Result<LoginRedirect, SignInError> {
         let binding = random_token();
+        let return_to = return_to.and_then(safe_return_to);
         if let Some(p) = self.saml.iter().find(|p| p.idp.id.as_str() == idp) {
             let request_id = format!("_{:032x}", rand::random::<u128>());
             let relay = random_token();
@@ -154,6 +183,7 @@ impl Access {
                 idp: p.idp.id.to_string(),
                 request_id,
                 binding: binding.clone(),
+                return_to,
             };
             self.store
                 .save_flow(&relay, &pending)
@@ -174,6 +204,7 @@ impl Access {
             nonce,
             pkce_verifier: started.pkce_verifier,
             binding: binding.clone(),
+            return_to,
         };
         self.store
             .save_flow(&state, &pending)
@@ -209,7 +240,7 @@ impl Access {
         binding_cookie: Option<&str>,
         previous_session: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Session, SignInError> {
+    ) -> Result<SignedIn, SignInError> {
         let Some(state) = cb.state.filter(|s| !s.is_empty() && s.len() <= 128) else {
             return Err(self.sign_in_failed(ctx, "", SignInError::MissingState));
         };
@@ -269,7 +300,13 @@ impl Access {
             }
             fail(SignInError::Oidc(e))
         })?;
-        self.complete_sign_in(identity, previous_session, ctx).await
+        let session = self
+            .complete_sign_in(identity, previous_session, ctx)
+            .await?;
+        Ok(SignedIn {
+            session,
+            return_to: pending.return_to,
+        })
     }
 
     /// The SAML assertion consumer: the pending request is consumed by its RelayState
@@ -333,9 +370,14 @@ impl Access {
             }
         }
         let identity = p.identity(&assertion).map_err(fail)?;
+        let (binding, return_to) = match pending {
+            Some(p) => (Some(p.binding), p.return_to),
+            None => (None, None),
+        };
         let handoff = SamlHandoff {
             identity: IdentityRecord::from_identity(&identity),
-            binding: pending.map(|p| p.binding),
+            binding,
+            return_to,
         };
         let key = random_token();
         self.store
@@ -375,7 +417,7 @@ impl Access {
         binding_cookie: Option<&str>,
         previous_session: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Session, SignInError> {
+    ) -> Result<SignedIn, SignInError> {
         if !self.is_saml_idp(idp) {
             return Err(SignInError::UnknownIdp);
         }
@@ -410,6 +452,12 @@ impl Access {
             }
             return Err(SignInError::BindingMismatch);
         }
-        self.complete_sign_in(identity, previous_session, ctx).await
+        let session = self
+            .complete_sign_in(identity, previous_session, ctx)
+            .await?;
+        Ok(SignedIn {
+            session,
+            return_to: handoff.return_to,
+        })
     }
 }

@@ -25,6 +25,7 @@
 pub mod grant;
 pub mod issuer;
 pub mod login;
+pub mod oauth;
 pub mod session;
 
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub use crate::audit::RequestContext;
 pub use crate::sts::console::ConsoleError;
 pub use crate::sts::{IssueError, IssuedCredentials, StaticAwsCredentials};
 pub use grant::{AccountRoles, MenuRole, Refusal, RoleMenu};
-pub use login::{LoginRedirect, SignInError};
+pub use login::{LoginRedirect, SignInError, SignedIn};
 pub use session::{Session, tokens_match};
 
 use crate::audit::AuditLog;

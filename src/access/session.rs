@@ -49,7 +49,7 @@ pub(super) fn now_unix() -> u64 {
 
 /// A verified identity as rolegate stores it server-side (sessions, SAML hand-off).
 /// rolegate's own wire format, converted here and nowhere else.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 pub(super) struct IdentityRecord {
     idp: String,
     subject: String,
@@ -70,6 +70,14 @@ impl IdentityRecord {
             groups: c.groups.iter().map(|g| g.as_str().to_owned()).collect(),
             claims: c.claims.clone(),
         }
+    }
+
+    pub(super) fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    pub(super) fn idp(&self) -> &str {
+        &self.idp
     }
 
     /// Re-creates the identity. Only records this module wrote after a verified login

@@ -7,7 +7,7 @@
 //! `rolegate check-config` and `rolegate serve` run exactly the same code.
 //!
 //! Environment variables `ROLEGATE_SECTION__KEY=value` override keys of the `[server]`,
-//! `[session]`, `[aws]`, `[audit]` and `[web_identity]` tables (e.g. `ROLEGATE_SESSION__STORE=redis`).
+//! `[session]`, `[aws]`, `[audit]`, `[web_identity]` and `[cli]` tables (e.g. `ROLEGATE_SESSION__STORE=redis`).
 //!
 //! The configuration is a plain value passed into `Application::build`; there is no global,
 //! so tests can run several differently configured brokers in one process.
@@ -42,6 +42,9 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Present when `[web_identity]` is configured (required if any role uses that mode).
     pub web_identity: Option<WebIdentityConfig>,
+    /// The CLI login (OAuth authorization server for `rolegate login`); defaults apply
+    /// when `[cli]` is absent.
+    pub cli: CliConfig,
     pub idps: Vec<IdpConfig>,
     pub accounts: Vec<Account>,
     pub roles: Vec<Role>,
@@ -105,6 +108,30 @@ pub struct SessionConfig {
     pub key_prefix: String,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+}
+
+/// The broker as an OAuth 2.0 authorization server for its own command line.
+#[derive(Debug, Clone)]
+pub struct CliConfig {
+    /// Registered public clients (PKCE, no secret).
+    pub client_ids: Vec<String>,
+    /// Lifetime of a broker access token (minutes).
+    pub access_token_lifetime: Duration,
+    /// How long a refresh-token family lives at most, from the login: after it, the
+    /// person logs in again.
+    pub session_lifetime: Duration,
+    /// Within this time after a rotation, the rotated refresh token returns the same
+    /// successor (processes on one machine refreshing at once); after it, its use
+    /// revokes the family.
+    pub refresh_reuse_interval: Duration,
+    pub device_code_lifetime: Duration,
+    pub device_poll_interval: Duration,
+}
+
+impl CliConfig {
+    pub fn is_client(&self, id: &str) -> bool {
+        self.client_ids.iter().any(|c| c == id)
+    }
 }
 
 /// Where audit records go: an append-only file, or stdout (`None`).

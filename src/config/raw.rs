@@ -31,6 +31,19 @@ pub struct RawSession {
     pub absolute_timeout: Option<String>,
 }
 
+/// `[cli]`: the broker as an OAuth authorization server for its own command line.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCli {
+    /// Public clients allowed to log in (no secret); default `["rolegate-cli"]`.
+    pub client_ids: Option<Vec<String>>,
+    pub access_token_lifetime: Option<String>,
+    pub session_lifetime: Option<String>,
+    pub refresh_reuse_interval: Option<String>,
+    pub device_code_lifetime: Option<String>,
+    pub device_poll_interval: Option<String>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {

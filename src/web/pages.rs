@@ -23,6 +23,8 @@ pub struct IdpLink<'a> {
 #[template(path = "signin.html")]
 pub struct SignInPage<'a> {
     pub idps: Vec<IdpLink<'a>>,
+    /// `?return_to=…` for the sign-in links (empty for the role picker).
+    pub query: String,
 }
 
 pub struct RoleEntry {
@@ -96,4 +98,38 @@ pub struct CredentialsPage<'a> {
     pub credentials_file: &'a str,
     pub credential_process: &'a str,
     pub request_id: &'a str,
+}
+
+/// The approval page of a CLI login (loopback or device code). It names the client, the
+/// machine and IP the CLI reported, when, and who will be signed in.
+#[derive(Template)]
+#[template(path = "approve.html")]
+pub struct ApprovePage<'a> {
+    pub client_id: &'a str,
+    pub device_name: &'a str,
+    pub client_ip: &'a str,
+    pub started: String,
+    pub user_code: Option<&'a str>,
+    pub username: &'a str,
+    pub idp_name: &'a str,
+    pub session_lifetime: String,
+    pub csrf: &'a str,
+    pub action: &'a str,
+    pub key_name: &'a str,
+    pub key_value: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "device.html")]
+pub struct DeviceCodePage<'a> {
+    pub csrf: &'a str,
+    pub prefill: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "cli_done.html")]
+pub struct CliDonePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
 }

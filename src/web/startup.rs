@@ -11,7 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, observe, security_headers};
-use super::routes::{assets, fallback, health, issuer, login, roles, saml};
+use super::routes::{api, assets, device, fallback, health, issuer, login, oauth, roles, saml};
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::access::{Access, BuildError, StaticAwsCredentials};
 use crate::config::Config;
@@ -126,6 +126,29 @@ impl Application {
                     web::post().to(roles::role_action),
                 )
                 .service(get_and_head("/static/copy.js", assets::copy_script))
+                // The CLI login: OAuth authorization server and the JSON API.
+                .service(get_and_head(
+                    "/.well-known/oauth-authorization-server",
+                    oauth::metadata,
+                ))
+                .route("/oauth/authorize", web::get().to(oauth::authorize))
+                .route("/oauth/authorize", web::post().to(oauth::decide))
+                .route("/oauth/token", web::post().to(oauth::token))
+                .route(
+                    "/oauth/device_authorization",
+                    web::post().to(oauth::device_authorization),
+                )
+                .route("/oauth/revoke", web::post().to(oauth::revoke))
+                .route("/device", web::get().to(device::enter))
+                .route("/device", web::post().to(device::submit))
+                .route("/device/approve", web::post().to(device::approve))
+                .route("/api/v1/me", web::get().to(api::me))
+                .route("/api/v1/roles", web::get().to(api::roles))
+                .route(
+                    "/api/v1/roles/{role}/credentials",
+                    web::post().to(api::credentials),
+                )
+                .route("/api/v1/roles/{role}/console", web::post().to(api::console))
                 .service(get_and_head("/saml/{idp}/metadata", saml::metadata))
                 .route("/saml/{idp}/finish", web::get().to(saml::finish))
                 .service(

@@ -112,6 +112,7 @@ fn the_seed_is_accepted() {
         idp: "fz".into(),
         request_id: REQUEST.into(),
         binding: String::new(),
+        return_to: None,
     };
     let (assertion, _) = rt
         .block_on(p.verify(&fx::b64(seed()), Some(&pending), chrono::Utc::now()))
@@ -133,7 +134,7 @@ proptest! {
     fn mutated_responses_never_panic_and_never_change_the_identity(mutations in prop::collection::vec(mutation(), 1..4)) {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         let p = provider();
-        let pending = PendingRequest { idp: "fz".into(), request_id: REQUEST.into(), binding: String::new() };
+        let pending = PendingRequest { idp: "fz".into(), request_id: REQUEST.into(), binding: String::new(), return_to: None };
         let mut bytes = seed().as_bytes().to_vec();
         for m in &mutations {
             let xml = String::from_utf8_lossy(&bytes).into_owned();

@@ -29,7 +29,7 @@ use crate::mapping::{
     Condition, Effect, GrantSession, MappingRule, MappingRules, RolePattern, RoleTarget, Template,
 };
 
-const SECTIONS: [&str; 5] = ["server", "session", "aws", "audit", "web_identity"];
+const SECTIONS: [&str; 6] = ["server", "session", "aws", "audit", "web_identity", "cli"];
 const ARRAYS: [&str; 4] = ["idp", "account", "role", "rule"];
 
 pub(super) fn from_str(
@@ -75,7 +75,7 @@ pub(super) fn from_str(
         if !SECTIONS.contains(&key.as_str()) && !ARRAYS.contains(&key.as_str()) {
             errs.push(
                 key.clone(),
-                "unknown key (top-level keys are [server], [session], [aws], [audit], [web_identity], [[idp]], [[account]], [[role]], [[rule]])",
+                "unknown key (top-level keys are [server], [session], [aws], [audit], [web_identity], [cli], [[idp]], [[account]], [[role]], [[rule]])",
             );
         }
     }
@@ -93,6 +93,8 @@ pub(super) fn from_str(
         Some(_) => section::<RawWebIdentity>(&table, "web_identity", &mut errs)
             .and_then(|raw| convert_web_identity(raw, &base_dir, &mut errs)),
     };
+    let raw_cli: RawCli = section(&table, "cli", &mut errs).unwrap_or_default();
+    let cli = convert_cli(raw_cli, &mut errs);
     let server = convert_server(raw_server, &mut errs);
     let session = convert_session(raw_session, &base_dir, &mut errs);
     let aws = convert_aws(raw_aws, &mut errs);
@@ -227,7 +229,7 @@ pub(super) fn from_str(
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
-    let (Some(server), Some(session), Some(aws)) = (server, session, aws) else {
+    let (Some(server), Some(session), Some(aws), Some(cli)) = (server, session, aws, cli) else {
         // Each None above pushed an error; this is unreachable but kept total.
         return Err(ConfigErrors(vec![ConfigError {
             origin,
@@ -252,6 +254,7 @@ pub(super) fn from_str(
         aws,
         audit,
         web_identity,
+        cli,
         idps,
         accounts,
         roles,
@@ -283,7 +286,7 @@ fn apply_env(
                 origin: format!("environment {var}"),
                 key: format!("{section}.{key}"),
                 line: None,
-                reason: "overrides are only for keys of [server], [session], [aws], [audit] and [web_identity] (ROLEGATE_SECTION__KEY)"
+                reason: "overrides are only for keys of [server], [session], [aws], [audit], [web_identity] and [cli] (ROLEGATE_SECTION__KEY)"
                     .into(),
             });
             continue;

@@ -454,3 +454,80 @@ pub(super) const SAML_ALGS: [&str; 6] = [
     "ecdsa-sha384",
     "ecdsa-sha512",
 ];
+
+pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
+    let client_ids = raw
+        .client_ids
+        .unwrap_or_else(|| vec!["rolegate-cli".to_owned()]);
+    for (i, c) in client_ids.iter().enumerate() {
+        if c.is_empty()
+            || c.len() > 64
+            || !c
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            errs.push(
+                format!("cli.client_ids[{i}]"),
+                "must be 1-64 letters, digits, '-', '_' or '.'",
+            );
+        }
+    }
+    let mut bounded = |key: &str, raw: Option<&str>, default: &str, min: u64, max: u64| {
+        let d = duration(errs, &format!("cli.{key}"), raw, default)?;
+        if d < Duration::from_secs(min) || d > Duration::from_secs(max) {
+            errs.push(
+                format!("cli.{key}"),
+                format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(Duration::from_secs(min)),
+                    humantime::format_duration(Duration::from_secs(max))
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    };
+    let access = bounded(
+        "access_token_lifetime",
+        raw.access_token_lifetime.as_deref(),
+        "10m",
+        60,
+        3600,
+    );
+    let session = bounded(
+        "session_lifetime",
+        raw.session_lifetime.as_deref(),
+        "12h",
+        600,
+        30 * 24 * 3600,
+    );
+    let reuse = bounded(
+        "refresh_reuse_interval",
+        raw.refresh_reuse_interval.as_deref(),
+        "30s",
+        0,
+        300,
+    );
+    let device = bounded(
+        "device_code_lifetime",
+        raw.device_code_lifetime.as_deref(),
+        "10m",
+        5,
+        600,
+    );
+    let poll = bounded(
+        "device_poll_interval",
+        raw.device_poll_interval.as_deref(),
+        "5s",
+        1,
+        60,
+    );
+    Some(CliConfig {
+        client_ids,
+        access_token_lifetime: access?,
+        session_lifetime: session?,
+        refresh_reuse_interval: reuse?,
+        device_code_lifetime: device?,
+        device_poll_interval: poll?,
+    })
+}

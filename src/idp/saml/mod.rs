@@ -84,6 +84,9 @@ pub struct PendingRequest {
     pub idp: String,
     pub request_id: String,
     pub binding: String,
+    /// Where the browser goes after the sign-in (a checked local path), if not `/`.
+    #[serde(default)]
+    pub return_to: Option<String>,
 }
 
 fn sha256_hex(der: &[u8]) -> String {

@@ -8,7 +8,7 @@ use askama::Template;
 
 use super::fallback::request_id;
 use crate::access::login::LOGIN_TTL;
-use crate::access::{LoginRedirect, Session, SignInError};
+use crate::access::{LoginRedirect, SignInError, SignedIn};
 use crate::config::Config;
 use crate::web::{PageError, cookies};
 
@@ -63,10 +63,11 @@ pub fn redirect_to_idp(config: &Config, started: LoginRedirect) -> HttpResponse 
 }
 
 /// The end of every sign-in: the new session cookie, the login cookie removed, and the
-/// role picker.
-pub fn signed_in(config: &Config, session: Session) -> HttpResponse {
+/// role picker (or the CLI page the sign-in was started for).
+pub fn signed_in(config: &Config, done: SignedIn) -> HttpResponse {
+    let session = done.session;
     HttpResponse::SeeOther()
-        .insert_header((LOCATION, "/"))
+        .insert_header((LOCATION, done.return_to.as_deref().unwrap_or("/")))
         .insert_header((CACHE_CONTROL, "no-store"))
         .cookie(cookies::cookie(
             config,

@@ -35,21 +35,38 @@ pub async fn current_session(
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     match current_session(&req, &state).await? {
         Some(s) => role_picker(&req, &state, &s),
-        None => {
-            let idps = &state.config().idps;
-            if idps.len() == 1 {
-                return Ok(see_other(&format!("/login/{}", idps[0].id)));
-            }
-            let idps = idps
-                .iter()
-                .map(|i| IdpLink {
-                    id: i.id.as_str(),
-                    display_name: &i.display_name,
-                })
-                .collect();
-            render(SignInPage { idps }, &req)
-        }
+        None => sign_in_page(&req, &state, None),
     }
+}
+
+/// The sign-in page (or, with one IdP, straight to it), coming back to `return_to`.
+pub fn sign_in_page(
+    req: &HttpRequest,
+    state: &AppState,
+    return_to: Option<&str>,
+) -> Result<HttpResponse, PageError> {
+    let query = return_to
+        .map(|r| {
+            format!(
+                "?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", r)
+                    .finish()
+            )
+        })
+        .unwrap_or_default();
+    let idps = &state.config().idps;
+    if idps.len() == 1 {
+        return Ok(see_other(&format!("/login/{}{query}", idps[0].id)));
+    }
+    let idps = idps
+        .iter()
+        .map(|i| IdpLink {
+            id: i.id.as_str(),
+            display_name: &i.display_name,
+        })
+        .collect();
+    render(SignInPage { idps, query }, req)
 }
 
 fn role_picker(
@@ -95,13 +112,24 @@ fn role_picker(
     )
 }
 
-/// `GET /login/{idp}`: starts a sign-in at that IdP (OIDC or SAML).
+#[derive(Deserialize)]
+pub struct StartQuery {
+    return_to: Option<String>,
+}
+
+/// `GET /login/{idp}`: starts a sign-in at that IdP (OIDC or SAML); `return_to` (a CLI
+/// page, checked by the core) is where the browser goes afterwards.
 pub async fn start(
     req: HttpRequest,
     path: web::Path<String>,
+    query: web::Query<StartQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    match state.access.start_login(&path).await {
+    match state
+        .access
+        .start_login(&path, query.return_to.as_deref())
+        .await
+    {
         Ok(started) => Ok(redirect_to_idp(state.config(), started)),
         Err(e) => Err(sign_in_failed(&req, &e)),
     }

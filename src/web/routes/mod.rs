@@ -2,11 +2,14 @@
 //! `common` holds what several of them share (rendering, redirects, the pages for
 //! sign-in failures), so no route module imports another.
 
+pub mod api;
 pub mod assets;
 pub mod common;
+pub mod device;
 pub mod fallback;
 pub mod health;
 pub mod issuer;
 pub mod login;
+pub mod oauth;
 pub mod roles;
 pub mod saml;

@@ -1,0 +1,112 @@
+//! The broker as an OAuth 2.0 authorization server for its own command line (and, later,
+//! apps): how a browser-verified identity becomes tokens a CLI holds, and how those tokens
+//! become that identity again at each API call.
+//!
+//! - [`code`]: authorization code + PKCE (S256) to a loopback redirect (RFC 8252 §7.3).
+//! - [`device`]: the device authorization grant (RFC 8628).
+//! - [`tokens`]: access tokens (minutes) and rotating refresh tokens with reuse detection
+//!   (RFC 6749 §10.4, OAuth 2.0 Security BCP §4.14), revocation (RFC 7009).
+//!
+//! **Invariants.** Every token and code is 256 random bits, handed out once and stored only
+//! as its SHA-256. A token names the identity captured at login, never a grant: every
+//! credential request re-evaluates the rules through the access core. State lives in the
+//! store, so any instance (on Redis) serves any step.
+
+pub mod code;
+pub mod device;
+pub mod tokens;
+
+use serde::{Deserialize, Serialize};
+
+use super::session::IdentityRecord;
+
+/// RFC 6749 §5.2 / RFC 8628 §3.5 error codes, with a description for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct OAuthError {
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new("invalid_request", d)
+    }
+
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new("invalid_grant", d)
+    }
+
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new("invalid_client", d)
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            "temporarily_unavailable",
+            "the broker cannot reach its state store; try again in a minute",
+        )
+    }
+
+    /// Whether the answer is a server-side problem (503) rather than the client's (400).
+    pub fn is_unavailable(&self) -> bool {
+        self.code == "temporarily_unavailable"
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "state store unavailable");
+        Self::unavailable()
+    }
+}
+
+/// SHA-256 of a token, hex: the only form in which a token is stored.
+pub(crate) fn token_hash(token: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Who approved a CLI login and for which client and machine: what tokens carry.
+#[derive(Serialize, Deserialize, Clone)]
+pub(in crate::access) struct Approval {
+    pub(in crate::access) identity: IdentityRecord,
+    pub(in crate::access) client_id: String,
+    /// The machine name the CLI reported (shown on the approval page, kept for audit).
+    pub(in crate::access) device_name: String,
+}
+
+/// A short, printable description of the machine a CLI reported, safe to show on a page
+/// and put in a log (letters, digits and `.-_ `; at most 64 characters).
+pub fn clean_device_name(raw: Option<&str>) -> String {
+    let name: String = raw
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".-_ ".contains(*c))
+        .take(64)
+        .collect();
+    if name.trim().is_empty() {
+        "an unnamed machine".into()
+    } else {
+        name
+    }
+}
+
+/// The token response of RFC 6749 §5.1.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+}

@@ -1,0 +1,349 @@
+//! The OAuth 2.0 endpoints of the CLI login: server metadata (RFC 8414), the browser's
+//! `/oauth/authorize` with its approval page (code + PKCE, loopback redirect), the device
+//! authorization endpoint (RFC 8628), the token endpoint and revocation (RFC 7009). The
+//! decisions are the access core's (`access::oauth`); these handlers read and answer.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, LOCATION, PRAGMA};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{render, store_down};
+use super::fallback::request_id;
+use super::login::{CsrfForm, current_session, sign_in_page};
+use crate::access::oauth::OAuthError;
+use crate::access::oauth::code::AuthorizeQuery;
+use crate::web::pages::ApprovePage;
+use crate::web::{ApiError, AppState, PageError, request_context};
+
+/// RFC 6749 §5.1: token responses are never cached.
+fn no_store(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut().insert(
+        CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    res.headers_mut().insert(
+        PRAGMA,
+        actix_web::http::header::HeaderValue::from_static("no-cache"),
+    );
+    res
+}
+
+/// An OAuth error as RFC 6749 §5.2 JSON: 400, 401 for a bad client, 503 when the store
+/// is down.
+pub fn oauth_error(req: &HttpRequest, e: &OAuthError) -> ApiError {
+    let status = if e.is_unavailable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if e.code == "invalid_client" {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    ApiError::new(status, e.code, e.description.clone(), &request_id(req))
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    let base = state
+        .config()
+        .server
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "public, max-age=300"))
+        .json(json!({
+            "issuer": state.config().server.public_url.as_str(),
+            "authorization_endpoint": format!("{base}/oauth/authorize"),
+            "token_endpoint": format!("{base}/oauth/token"),
+            "device_authorization_endpoint": format!("{base}/oauth/device_authorization"),
+            "revocation_endpoint": format!("{base}/oauth/revoke"),
+            "response_types_supported": ["code"],
+            "grant_types_supported": [
+                "authorization_code",
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "refresh_token"
+            ],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+        }))
+}
+
+/// `GET /oauth/authorize`: checks the request (errors are pages: the redirect URI is not
+/// trusted yet), signs the person in if needed, and shows the approval page.
+pub async fn authorize(
+    req: HttpRequest,
+    query: web::Query<AuthorizeQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let id = request_id(&req);
+    let request = state.access.check_authorize(&query).map_err(|e| {
+        tracing::warn!(error = %e, "authorization request refused");
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Login request refused",
+            format!(
+                "This command-line login request is not valid: {}.",
+                e.description
+            ),
+            &id,
+        )
+    })?;
+    let Some(session) = current_session(&req, &state).await? else {
+        let here = match req.uri().query() {
+            Some(q) => format!("/oauth/authorize?{q}"),
+            None => "/oauth/authorize".to_owned(),
+        };
+        return sign_in_page(&req, &state, Some(&here));
+    };
+    let held = state
+        .access
+        .hold_authorization(request.clone(), &session.id)
+        .await
+        .map_err(|e| store_down(&req, e))?;
+    let ctx = request_context(&req, &state);
+    approval_page(
+        &req,
+        &state,
+        &session,
+        ApprovalFacts {
+            client_id: &request.client_id,
+            device_name: &request.device_name,
+            client_ip: &ctx.client_ip,
+            started: std::time::SystemTime::now(),
+            user_code: None,
+        },
+        "/oauth/authorize",
+        "request",
+        &held,
+    )
+}
+
+/// What the approval page says about the login being approved.
+pub struct ApprovalFacts<'a> {
+    pub client_id: &'a str,
+    pub device_name: &'a str,
+    pub client_ip: &'a str,
+    pub started: std::time::SystemTime,
+    pub user_code: Option<&'a str>,
+}
+
+pub fn approval_page(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &crate::access::Session,
+    facts: ApprovalFacts<'_>,
+    action: &str,
+    key_name: &str,
+    key_value: &str,
+) -> Result<HttpResponse, PageError> {
+    let c = session.identity.claims();
+    let idp_name = state
+        .config()
+        .idp(c.idp.as_str())
+        .map(|i| i.display_name.as_str())
+        .unwrap_or("your IdP");
+    render(
+        ApprovePage {
+            client_id: facts.client_id,
+            device_name: facts.device_name,
+            client_ip: if facts.client_ip.is_empty() {
+                "unknown"
+            } else {
+                facts.client_ip
+            },
+            started: humantime::format_rfc3339_seconds(facts.started).to_string(),
+            user_code: facts.user_code,
+            username: &c.username,
+            idp_name,
+            session_lifetime: humantime::format_duration(state.config().cli.session_lifetime)
+                .to_string(),
+            csrf: &session.csrf,
+            action,
+            key_name,
+            key_value,
+        },
+        req,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    csrf: Option<String>,
+    request: Option<String>,
+    decision: Option<String>,
+}
+
+/// `POST /oauth/authorize`: the person's Approve / Deny (CSRF-protected), then back to
+/// the CLI's loopback address with the code (or `access_denied`).
+pub async fn decide(
+    req: HttpRequest,
+    form: web::Form<DecisionForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let csrf = CsrfForm {
+        csrf: form.csrf.clone(),
+        duration: None,
+    };
+    let session = super::login::require_session_and_csrf(&req, &state, &csrf).await?;
+    let ctx = request_context(&req, &state);
+    let approve = form.decision.as_deref() == Some("approve");
+    let decided = state
+        .access
+        .decide_authorization(
+            form.request.as_deref().unwrap_or_default(),
+            approve,
+            &session.identity,
+            &session.id,
+            &ctx,
+        )
+        .await
+        .map_err(|e| {
+            if e.is_unavailable() {
+                return store_down(&req, e);
+            }
+            PageError::new(
+                StatusCode::BAD_REQUEST,
+                "Login request expired",
+                format!("{}. Start the login again in your terminal.", e.description),
+                &request_id(&req),
+            )
+        })?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, decided.redirect.as_str()))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    device_code: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// `POST /oauth/token`: the authorization-code, device-code and refresh-token grants.
+pub async fn token(
+    req: HttpRequest,
+    form: web::Form<TokenForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = request_context(&req, &state);
+    let missing = |what: &str| OAuthError::invalid_request(format!("{what} is missing"));
+    let client_id = form.client_id.as_deref().unwrap_or_default();
+    let result = async {
+        if client_id.is_empty() {
+            return Err(missing("client_id"));
+        }
+        if !state.config().cli.is_client(client_id) {
+            return Err(OAuthError::invalid_client("not a registered client"));
+        }
+        match form.grant_type.as_deref() {
+            Some("authorization_code") => {
+                state
+                    .access
+                    .exchange_code(
+                        form.code.as_deref().ok_or_else(|| missing("code"))?,
+                        client_id,
+                        form.redirect_uri
+                            .as_deref()
+                            .ok_or_else(|| missing("redirect_uri"))?,
+                        form.code_verifier
+                            .as_deref()
+                            .ok_or_else(|| missing("code_verifier"))?,
+                        &ctx,
+                    )
+                    .await
+            }
+            Some("urn:ietf:params:oauth:grant-type:device_code") => {
+                state
+                    .access
+                    .poll_device(
+                        form.device_code
+                            .as_deref()
+                            .ok_or_else(|| missing("device_code"))?,
+                        client_id,
+                        &ctx,
+                    )
+                    .await
+            }
+            Some("refresh_token") => {
+                state
+                    .access
+                    .refresh(
+                        form.refresh_token
+                            .as_deref()
+                            .ok_or_else(|| missing("refresh_token"))?,
+                        client_id,
+                        &ctx,
+                    )
+                    .await
+            }
+            Some(_) => Err(OAuthError::new(
+                "unsupported_grant_type",
+                "grant_type must be authorization_code, urn:ietf:params:oauth:grant-type:device_code or refresh_token",
+            )),
+            None => Err(missing("grant_type")),
+        }
+    }
+    .await;
+    match result {
+        Ok(tokens) => Ok(no_store(HttpResponse::Ok().json(tokens))),
+        Err(e) => Err(oauth_error(&req, &e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DeviceAuthorizationForm {
+    client_id: Option<String>,
+    device_name: Option<String>,
+}
+
+/// `POST /oauth/device_authorization` (RFC 8628 §3.1).
+pub async fn device_authorization(
+    req: HttpRequest,
+    form: web::Form<DeviceAuthorizationForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = request_context(&req, &state);
+    let client_id = form.client_id.as_deref().unwrap_or_default();
+    match state
+        .access
+        .start_device_authorization(client_id, form.device_name.as_deref(), &ctx)
+        .await
+    {
+        Ok(d) => Ok(no_store(HttpResponse::Ok().json(d))),
+        Err(e) => Err(oauth_error(&req, &e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    token: Option<String>,
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(
+    req: HttpRequest,
+    form: web::Form<RevokeForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = request_context(&req, &state);
+    let Some(token) = form.token.as_deref() else {
+        return Err(oauth_error(
+            &req,
+            &OAuthError::invalid_request("token is missing"),
+        ));
+    };
+    match state.access.revoke(token, &ctx).await {
+        Ok(()) => Ok(no_store(HttpResponse::Ok().finish())),
+        Err(e) => Err(oauth_error(&req, &e)),
+    }
+}
