@@ -1,0 +1,365 @@
+//! The CLI's everyday commands over the broker's JSON API.
+//!
+//! Credentials are cached per role (and requested duration) and reused until 5 minutes
+//! before they expire; fetching happens under a per-role file lock, so concurrent
+//! `credential_process` calls fetch once. `configure` writes one AWS CLI profile per
+//! granted role into a marked block of `~/.aws/config`, replacing only that block.
+
+use std::path::PathBuf;
+
+use serde_json::{Value as Json, json};
+
+use super::CliError;
+use super::broker;
+use super::convert::parse_process_credentials;
+use super::settings::{self, now_unix};
+use crate::credential_formats::{self, CredentialFormat, FormatOptions};
+use crate::domain::TemporaryCredentials;
+
+/// Reused until this close to their expiry.
+const REFRESH_BEFORE: u64 = 300;
+
+pub fn whoami() -> Result<String, CliError> {
+    let me = broker::api("GET", "/api/v1/me", None)?;
+    Ok(format!(
+        "{} (subject {}, via {})\ngroups: {}\nlogin ends: {}\n",
+        me["username"].as_str().unwrap_or("?"),
+        me["subject"].as_str().unwrap_or("?"),
+        me["idp"].as_str().unwrap_or("?"),
+        me["groups"]
+            .as_array()
+            .map(|g| g
+                .iter()
+                .filter_map(Json::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default(),
+        me["session_expires_at"].as_str().unwrap_or("?"),
+    ))
+}
+
+pub fn roles() -> Result<String, CliError> {
+    let roles = broker::api("GET", "/api/v1/roles", None)?;
+    let mut out = String::new();
+    for a in roles["accounts"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{} ({}, {})\n",
+            a["name"].as_str().unwrap_or(""),
+            a["id"].as_str().unwrap_or(""),
+            a["number"].as_str().unwrap_or("")
+        ));
+        for r in a["roles"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {:<24} {:<10} {}\n",
+                r["id"].as_str().unwrap_or(""),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    r["max_duration_seconds"].as_u64().unwrap_or(0)
+                ))
+                .to_string(),
+                r["arn"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("No roles: no rule grants you an AWS role.\n");
+    }
+    Ok(out)
+}
+
+/// Credentials for `role` as the broker returns them (JSON with `Region`), from the cache
+/// when they last long enough, else fetched (once, under the role's lock).
+pub fn credentials_json(role: &str, duration: Option<&str>) -> Result<Json, CliError> {
+    let path = settings::cache_path(role, duration)?;
+    let fresh = |j: &Json| {
+        j["Expiration"]
+            .as_str()
+            .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|t| t.as_secs() > now_unix() + REFRESH_BEFORE)
+    };
+    let cached = || -> Option<Json> {
+        let text = std::fs::read_to_string(&path).ok()?;
+        let j: Json = serde_json::from_str(&text).ok()?;
+        fresh(&j).then_some(j)
+    };
+    if let Some(j) = cached() {
+        return Ok(j);
+    }
+    let _lock = settings::lock(&format!(
+        "role-{}",
+        path.file_stem().and_then(|s| s.to_str()).unwrap_or("x")
+    ))?;
+    if let Some(j) = cached() {
+        return Ok(j);
+    }
+    let body = duration.map(|d| json!({ "duration": d }));
+    let j = broker::api(
+        "POST",
+        &format!("/api/v1/roles/{}/credentials", urlencode(role)),
+        body.as_ref(),
+    )?;
+    settings::write_private(&path, &j.to_string())?;
+    Ok(j)
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn to_credentials(j: &Json) -> Result<TemporaryCredentials, CliError> {
+    let process = json!({
+        "Version": 1,
+        "AccessKeyId": j["AccessKeyId"],
+        "SecretAccessKey": j["SecretAccessKey"],
+        "SessionToken": j["SessionToken"],
+        "Expiration": j["Expiration"],
+    });
+    Ok(parse_process_credentials(&process.to_string())?)
+}
+
+/// `rolegate credentials`: the role's credentials in `format`.
+pub fn credentials(
+    role: &str,
+    format: CredentialFormat,
+    duration: Option<&str>,
+) -> Result<String, CliError> {
+    let j = credentials_json(role, duration)?;
+    let creds = to_credentials(&j)?;
+    let profile = format!("rolegate-{role}");
+    Ok(credential_formats::render(
+        format,
+        &creds,
+        &FormatOptions {
+            region: j["Region"].as_str(),
+            profile: &profile,
+        },
+    ))
+}
+
+/// `rolegate exec`: runs `command` with the role's credentials (and region) in its
+/// environment; returns its exit code.
+pub fn exec(role: &str, duration: Option<&str>, command: &[String]) -> Result<i32, CliError> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| CliError::Login("give a command after `--`".into()))?;
+    let j = credentials_json(role, duration)?;
+    let creds = to_credentials(&j)?;
+    use secrecy::ExposeSecret;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            creds.secret_access_key.expose_secret(),
+        )
+        .env("AWS_SESSION_TOKEN", creds.session_token.expose_secret())
+        .env(
+            "AWS_CREDENTIAL_EXPIRATION",
+            credential_formats::expiration(&creds),
+        )
+        .env_remove("AWS_PROFILE");
+    if let Some(region) = j["Region"].as_str() {
+        cmd.env("AWS_REGION", region)
+            .env("AWS_DEFAULT_REGION", region);
+    }
+    let status = cmd
+        .status()
+        .map_err(CliError::io(format!("cannot run {program}")))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// `rolegate console`: a sign-in URL for the role's console.
+pub fn console_url(role: &str) -> Result<String, CliError> {
+    let j = broker::api(
+        "POST",
+        &format!("/api/v1/roles/{}/console", urlencode(role)),
+        None,
+    )?;
+    j["url"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Broker("the broker returned no URL".into()))
+}
+
+/// `rolegate logout`: revokes the login at the broker and forgets it here.
+pub fn logout() -> Result<String, CliError> {
+    let Some(t) = settings::load_tokens()? else {
+        return Ok("not logged in\n".into());
+    };
+    let url = format!("{}/oauth/revoke", t.broker);
+    let revoked = broker::http()
+        .post(&url)
+        .form(&[
+            ("token", t.refresh_token.as_str()),
+            ("client_id", t.client_id.as_str()),
+        ])
+        .send()
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    settings::forget_login()?;
+    Ok(if revoked {
+        "logged out (the login is revoked at the broker)\n".into()
+    } else {
+        "logged out here; the broker could not be reached to revoke the login (it ends by itself)\n"
+            .into()
+    })
+}
+
+const BEGIN: &str =
+    "# >>> rolegate: profiles managed by `rolegate configure`; edits in here are replaced >>>";
+const END: &str = "# <<< rolegate <<<";
+
+/// The AWS CLI config file (`$AWS_CONFIG_FILE`, else `~/.aws/config`).
+pub fn aws_config_path() -> Result<PathBuf, CliError> {
+    if let Some(p) = std::env::var_os("AWS_CONFIG_FILE") {
+        return Ok(PathBuf::from(p));
+    }
+    dirs::home_dir()
+        .map(|h| h.join(".aws").join("config"))
+        .ok_or_else(|| CliError::Login("cannot find the home folder; set AWS_CONFIG_FILE".into()))
+}
+
+/// The managed block: one profile per granted role.
+pub fn profiles_block(roles: &Json, naming: &str, exe: &str) -> String {
+    let mut out = format!("{BEGIN}\n");
+    for a in roles["accounts"].as_array().into_iter().flatten() {
+        for r in a["roles"].as_array().into_iter().flatten() {
+            let role = r["id"].as_str().unwrap_or("");
+            let name = naming
+                .replace("{account}", a["id"].as_str().unwrap_or(""))
+                .replace("{account_number}", a["number"].as_str().unwrap_or(""))
+                .replace("{role}", role);
+            out.push_str(&format!(
+                "[profile {name}]\ncredential_process = \"{exe}\" credentials --role {role} --format credential-process\n"
+            ));
+            if let Some(region) = roles["region"].as_str() {
+                out.push_str(&format!("region = {region}\n"));
+            }
+            out.push('\n');
+        }
+    }
+    out.push_str(END);
+    out.push('\n');
+    out
+}
+
+/// `text` with its managed block replaced by `block` (appended when there is none).
+pub fn replace_block(text: &str, block: &str) -> String {
+    match (text.find(BEGIN), text.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            let after = &text[e + END.len()..];
+            let after = after.strip_prefix('\n').unwrap_or(after);
+            format!("{}{block}{after}", &text[..b])
+        }
+        _ => {
+            let mut out = text.to_owned();
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(block);
+            out
+        }
+    }
+}
+
+/// A line diff of the change (`-` removed, `+` added), for `--dry-run`.
+fn diff(old: &str, new: &str) -> String {
+    let (o, n): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut out = String::new();
+    for l in &o {
+        if !n.contains(l) {
+            out.push_str(&format!("-{l}\n"));
+        }
+    }
+    for l in &n {
+        if !o.contains(l) {
+            out.push_str(&format!("+{l}\n"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(no change)\n");
+    }
+    out
+}
+
+/// `rolegate configure [--dry-run]`.
+pub fn configure(dry_run: bool) -> Result<String, CliError> {
+    let roles = broker::api("GET", "/api/v1/roles", None)?;
+    let naming = settings::load_config()?.profile_name;
+    let exe = std::env::current_exe()
+        .map_err(CliError::io("cannot find the rolegate executable"))?
+        .display()
+        .to_string();
+    let path = aws_config_path()?;
+    let old = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(CliError::io(format!("cannot read {}", path.display()))(e)),
+    };
+    let new = replace_block(&old, &profiles_block(&roles, &naming, &exe));
+    if dry_run {
+        return Ok(format!(
+            "{} (dry run)\n{}",
+            path.display(),
+            diff(&old, &new)
+        ));
+    }
+    if new != old {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(CliError::io(format!("cannot create {}", parent.display())))?;
+        }
+        let tmp = path.with_extension("rolegate-tmp");
+        std::fs::write(&tmp, &new)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(CliError::io(format!("cannot write {}", path.display())))?;
+    }
+    let profiles: Vec<&str> = new[new.find(BEGIN).unwrap_or(0)..]
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("[profile ")
+                .and_then(|l| l.strip_suffix(']'))
+        })
+        .collect();
+    Ok(format!(
+        "{}: {} profile(s): {}\nUse them with: aws --profile {} sts get-caller-identity\n",
+        path.display(),
+        profiles.len(),
+        profiles.join(", "),
+        profiles.first().copied().unwrap_or("PROFILE")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles() -> Json {
+        json!({ "region": "eu-west-1", "accounts": [
+            { "id": "prod", "number": "111122223333", "roles": [{ "id": "admin" }, { "id": "ro" }] }
+        ]})
+    }
+
+    #[test]
+    fn configure_replaces_only_its_block_and_is_idempotent() {
+        let block = profiles_block(&roles(), "{account}-{role}", "/usr/bin/rolegate");
+        assert!(block.contains("[profile prod-admin]\ncredential_process = \"/usr/bin/rolegate\" credentials --role admin --format credential-process\nregion = eu-west-1\n"));
+        let mine = "[default]\nregion = us-east-1\n\n[profile other]\noutput = json\n";
+        let once = replace_block(mine, &block);
+        assert!(once.starts_with(mine), "other profiles untouched");
+        let twice = replace_block(&once, &block);
+        assert_eq!(once, twice, "idempotent");
+        let fewer = profiles_block(
+            &json!({ "accounts": [{ "id": "prod", "number": "1", "roles": [{ "id": "ro" }] }] }),
+            "{account_number}-{role}",
+            "rg",
+        );
+        let changed = replace_block(&twice, &fewer);
+        assert!(changed.starts_with(mine));
+        assert!(changed.contains("[profile 1-ro]") && !changed.contains("prod-admin"));
+        assert_eq!(changed.matches(BEGIN).count(), 1);
+    }
+}
