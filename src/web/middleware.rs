@@ -95,6 +95,8 @@ pub async fn observe(
 #[derive(Clone)]
 pub struct SecurityHeaders {
     csp: HeaderValue,
+    /// The CSP's `form-action` sources, for a page that adds one (see [`Self::csp_with_form_target`]).
+    form_action: String,
     hsts: Option<HeaderValue>,
 }
 
@@ -108,15 +110,26 @@ impl SecurityHeaders {
             form_action.push(' ');
             form_action.push_str(t);
         }
-        let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-             frame-ancestors 'none'; base-uri 'none'"
-        );
         Self {
-            csp: HeaderValue::from_str(&csp)
+            csp: HeaderValue::from_str(&Self::policy(&form_action))
                 .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+            form_action,
             hsts: https.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains")),
         }
+    }
+
+    fn policy(form_action: &str) -> String {
+        format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+             frame-ancestors 'none'; base-uri 'none'"
+        )
+    }
+
+    /// The policy for one page whose form leads (through a redirect) to `origin` too: the
+    /// CLI approval page, whose Approve redirects to the CLI's loopback address. The
+    /// caller passes an origin it has checked (a loopback IP literal).
+    pub fn csp_with_form_target(&self, origin: &str) -> Option<HeaderValue> {
+        HeaderValue::from_str(&Self::policy(&format!("{} {origin}", self.form_action))).ok()
     }
 }
 
@@ -130,7 +143,11 @@ pub async fn security_headers(
     let mut res = next.call(req).await?;
     if let Some(h) = headers {
         let map = res.headers_mut();
-        map.insert(header::CONTENT_SECURITY_POLICY, h.csp.clone());
+        // A page may have set a narrower-purpose policy of its own (see
+        // `csp_with_form_target`); every other response gets the common one.
+        if !map.contains_key(header::CONTENT_SECURITY_POLICY) {
+            map.insert(header::CONTENT_SECURITY_POLICY, h.csp.clone());
+        }
         map.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         map.insert(
             header::REFERRER_POLICY,

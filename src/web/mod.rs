@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 pub use crate::metrics::Metrics;
 pub use client_ip::client_ip;
 pub use error::{ApiError, PageError};
-pub use middleware::RequestId;
+pub use middleware::{RequestId, SecurityHeaders};
 pub use startup::{Application, BuildOptions, ShutdownHandle, StartupError};
 
 use crate::access::{Access, RequestContext};

@@ -8,6 +8,8 @@ mod helpers;
 mod browser;
 /// `rolegate check-config`, `explain` and `serve` as a user runs them.
 mod cli;
+/// The CLI as a developer runs it: real login processes, Chromium approvals, AWS CLI.
+mod cli_client;
 /// The CLI login's broker side: loopback and device flows, tokens, the bearer API.
 mod cli_login;
 /// Configuration errors: all reported, with origin, key path and line.

@@ -15,7 +15,7 @@ use super::login::{CsrfForm, current_session, sign_in_page};
 use crate::access::oauth::OAuthError;
 use crate::access::oauth::code::AuthorizeQuery;
 use crate::web::pages::ApprovePage;
-use crate::web::{ApiError, AppState, PageError, request_context};
+use crate::web::{ApiError, AppState, PageError, SecurityHeaders, request_context};
 
 /// RFC 6749 §5.1: token responses are never cached.
 fn no_store(mut res: HttpResponse) -> HttpResponse {
@@ -105,7 +105,7 @@ pub async fn authorize(
         .await
         .map_err(|e| store_down(&req, e))?;
     let ctx = request_context(&req, &state);
-    approval_page(
+    let mut page = approval_page(
         &req,
         &state,
         &session,
@@ -119,7 +119,18 @@ pub async fn authorize(
         "/oauth/authorize",
         "request",
         &held,
-    )
+    )?;
+    // Approve redirects the form to the CLI's loopback address (checked above): browsers
+    // apply form-action to redirects, so this page's policy names that origin.
+    if let (Some(headers), Some(target)) = (
+        req.app_data::<web::Data<SecurityHeaders>>(),
+        crate::access::oauth::code::loopback_redirect(&request.redirect_uri),
+    ) && let Some(csp) = headers.csp_with_form_target(&target.origin().ascii_serialization())
+    {
+        page.headers_mut()
+            .insert(actix_web::http::header::CONTENT_SECURITY_POLICY, csp);
+    }
+    Ok(page)
 }
 
 /// What the approval page says about the login being approved.
