@@ -12,6 +12,36 @@ use crate::oidc::{browser, location, signed_in_as};
 
 pub const CLI_CONFIG: &str = "\n[cli]\nclient_ids = [\"rolegate-cli\", \"other-cli\"]\nrefresh_reuse_interval = \"2s\"\ndevice_code_lifetime = \"8s\"\ndevice_poll_interval = \"1s\"\n";
 
+/// A CLI login for `user` (loopback flow): the token response.
+pub async fn logged_in_as(s: &OidcSetup, user: &str, pw: &str) -> Json {
+    let (browser, _) = signed_in_as(s, user, pw).await;
+    let (verifier, challenge) = pkce();
+    let res = browser
+        .get(authorize_url(s, &challenge, REDIRECT, "rolegate-cli"))
+        .send()
+        .await
+        .unwrap();
+    let html = res.text().await.unwrap();
+    let res = browser
+        .post(format!("{}/oauth/authorize", s.app.address))
+        .form(&[
+            ("csrf", field(&html, "csrf")),
+            ("request", field(&html, "request")),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let to = url::Url::parse(&location(&res)).unwrap();
+    let code = to
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    exchange(s, &code, &verifier).await.json().await.unwrap()
+}
+
 pub async fn broker() -> OidcSetup {
     spawn_with(SetupOptions {
         extra: CLI_CONFIG.into(),
@@ -667,4 +697,60 @@ async fn revoked_or_unknown_tokens_and_ungranted_roles_are_refused_at_the_api() 
     assert_eq!(api(&s, at, "GET", "/api/v1/me").await.status(), 401);
     let (_, err) = error_of(refresh(&s, t["refresh_token"].as_str().unwrap()).await).await;
     assert_eq!(err, "invalid_grant");
+}
+
+#[tokio::test]
+async fn an_expired_access_token_and_a_role_not_granted_are_refused_at_the_api() {
+    let s = spawn_with(SetupOptions {
+        extra: format!("{CLI_CONFIG}access_token_lifetime = \"5s\"\n"),
+        ..SetupOptions::default()
+    })
+    .await;
+    // bob is a developer: dev-admin only. The rules are evaluated at each request.
+    let t = logged_in_as(&s, "bob", "bob-pw").await;
+    let at = t["access_token"].as_str().unwrap();
+    assert_eq!(t["expires_in"], 5);
+    let res = api(&s, at, "POST", "/api/v1/roles/prod-admin/credentials").await;
+    assert_eq!(res.status(), 403);
+    let body: Json = res.json().await.unwrap();
+    assert_eq!(body["error_description"], "you may not use this role");
+    let refused = s
+        .audit_records()
+        .into_iter()
+        .rev()
+        .find(|r| r["outcome"] == "refused")
+        .unwrap();
+    assert_eq!(refused["role"], "prod-admin");
+    assert_eq!(refused["subject"], "bob");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not_granted"),
+        "{refused}"
+    );
+    assert_eq!(api(&s, at, "GET", "/api/v1/me").await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        api(&s, at, "GET", "/api/v1/me").await.status(),
+        401,
+        "expired"
+    );
+    // The refresh token still works and gives a fresh access token.
+    let fresh: Json = refresh(&s, t["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        api(
+            &s,
+            fresh["access_token"].as_str().unwrap(),
+            "GET",
+            "/api/v1/me"
+        )
+        .await
+        .status(),
+        200
+    );
 }

@@ -491,7 +491,7 @@ pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
         "access_token_lifetime",
         raw.access_token_lifetime.as_deref(),
         "10m",
-        60,
+        5,
         3600,
     );
     let session = bounded(
