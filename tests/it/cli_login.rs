@@ -16,29 +16,7 @@ pub const CLI_CONFIG: &str = "\n[cli]\nclient_ids = [\"rolegate-cli\", \"other-c
 pub async fn logged_in_as(s: &OidcSetup, user: &str, pw: &str) -> Json {
     let (browser, _) = signed_in_as(s, user, pw).await;
     let (verifier, challenge) = pkce();
-    let res = browser
-        .get(authorize_url(s, &challenge, REDIRECT, "rolegate-cli"))
-        .send()
-        .await
-        .unwrap();
-    let html = res.text().await.unwrap();
-    let res = browser
-        .post(format!("{}/oauth/authorize", s.app.address))
-        .form(&[
-            ("csrf", field(&html, "csrf")),
-            ("request", field(&html, "request")),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let to = url::Url::parse(&location(&res)).unwrap();
-    let code = to
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let code = approve_loopback_as(s, &browser, &challenge, &format!("{user}@example.com")).await;
     exchange(s, &code, &verifier).await.json().await.unwrap()
 }
 
@@ -86,6 +64,16 @@ fn authorize_url(s: &OidcSetup, challenge: &str, redirect: &str, client: &str) -
 
 /// A signed-in browser approves a loopback login; returns the code from the redirect.
 pub async fn approve_loopback(s: &OidcSetup, browser: &Client, challenge: &str) -> String {
+    approve_loopback_as(s, browser, challenge, "alice@example.com").await
+}
+
+/// As [`approve_loopback`], for the person named `who` on the approval page.
+pub async fn approve_loopback_as(
+    s: &OidcSetup,
+    browser: &Client,
+    challenge: &str,
+    who: &str,
+) -> String {
     let res = browser
         .get(authorize_url(s, challenge, REDIRECT, "rolegate-cli"))
         .send()
@@ -96,7 +84,7 @@ pub async fn approve_loopback(s: &OidcSetup, browser: &Client, challenge: &str) 
     assert!(
         html.contains("laptop-7")
             && html.contains("rolegate-cli")
-            && html.contains("alice@example.com"),
+            && html.contains(who),
         "the approval page names the machine, client and person: {html}"
     );
     assert!(html.contains("Only approve if you started a login just now"));
@@ -116,27 +104,6 @@ pub async fn approve_loopback(s: &OidcSetup, browser: &Client, challenge: &str) 
     let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
     assert_eq!(q["state"], "st-123");
     q["code"].clone()
-}
-
-/// From a broker sign-in path (`/login/corp?…`) through the OP's own login form to the
-/// broker callback URL.
-pub async fn sign_in_at_op(s: &OidcSetup, b: &Client, login: &str, user: &str, pw: &str) -> String {
-    let res = b
-        .get(format!("{}{login}", s.app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let res = b.get(location(&res)).send().await.unwrap();
-    let interaction = format!("{}{}", s.op.issuer(), location(&res));
-    let res = b
-        .post(format!("{interaction}/login"))
-        .form(&[("username", user), ("password", pw)])
-        .send()
-        .await
-        .unwrap();
-    let res = b.get(location(&res)).send().await.unwrap();
-    location(&res)
 }
 
 pub async fn token(s: &OidcSetup, form: &[(&str, &str)]) -> Response {
@@ -184,13 +151,7 @@ pub async fn api(s: &OidcSetup, token: &str, method: &str, path: &str) -> Respon
 
 /// Signs alice in and completes a loopback login: the token response.
 pub async fn logged_in_cli(s: &OidcSetup) -> Json {
-    let (browser, _) = signed_in_as(s, "alice", "alice-pw").await;
-    let (verifier, challenge) = pkce();
-    let code = approve_loopback(s, &browser, &challenge).await;
-    let res = exchange(s, &code, &verifier).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["cache-control"], "no-store");
-    res.json().await.unwrap()
+    logged_in_as(s, "alice", "alice-pw").await
 }
 
 #[tokio::test]
@@ -227,7 +188,7 @@ async fn a_loopback_login_gives_tokens_that_reach_the_api() {
         login.starts_with("/login/corp?return_to=%2Foauth%2Fauthorize"),
         "{login}"
     );
-    let cb = sign_in_at_op(&s, &b, &login, "alice", "alice-pw").await;
+    let cb = crate::oidc::sign_in_from(&s, &b, &login, "alice", "alice-pw").await;
     let res = b.get(&cb).send().await.unwrap();
     assert_eq!(res.status(), 303);
     assert!(

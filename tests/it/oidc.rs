@@ -29,8 +29,22 @@ pub async fn login_until_callback(
         .unwrap();
     assert_eq!(res.status(), 303, "one IdP: straight to its sign-in");
     assert_eq!(location(&res), "/login/corp");
+    let cb = sign_in_from(s, client, "/login/corp", user, password).await;
+    assert!(cb.starts_with(&s.callback), "{cb}");
+    cb
+}
+
+/// From a broker sign-in path (`/login/corp…`) through the OP's own login form to the
+/// broker callback URL the OP redirects to.
+pub async fn sign_in_from(
+    s: &OidcSetup,
+    client: &Client,
+    login: &str,
+    user: &str,
+    password: &str,
+) -> String {
     let res = client
-        .get(format!("{}/login/corp", s.app.address))
+        .get(format!("{}{login}", s.app.address))
         .send()
         .await
         .unwrap();
@@ -62,9 +76,7 @@ pub async fn login_until_callback(
     );
     let res = client.get(location(&res)).send().await.unwrap();
     assert_eq!(res.status(), 303);
-    let cb = location(&res);
-    assert!(cb.starts_with(&s.callback), "{cb}");
-    cb
+    location(&res)
 }
 
 pub fn browser() -> Client {

@@ -76,18 +76,27 @@ fn entry_failed(req: &HttpRequest, e: &CodeEntryError) -> PageError {
     )
 }
 
+/// The signed-in session of a CSRF-protected form post, and the request's context.
+async fn signed_in_post(
+    req: &HttpRequest,
+    state: &AppState,
+    form: &CodeForm,
+) -> Result<(crate::access::Session, crate::access::RequestContext), PageError> {
+    let csrf = CsrfForm {
+        csrf: form.csrf.clone(),
+        duration: None,
+    };
+    let session = require_session_and_csrf(req, state, &csrf).await?;
+    Ok((session, request_context(req, state)))
+}
+
 /// `POST /device`: the entered code; shows the approval page for it.
 pub async fn submit(
     req: HttpRequest,
     form: web::Form<CodeForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let csrf = CsrfForm {
-        csrf: form.csrf.clone(),
-        duration: None,
-    };
-    let session = require_session_and_csrf(&req, &state, &csrf).await?;
-    let ctx = request_context(&req, &state);
+    let (session, ctx) = signed_in_post(&req, &state, &form).await?;
     let input = form.user_code.as_deref().unwrap_or_default();
     let view = match state.access.find_device_login(input, &ctx).await {
         Ok(v) => v,
@@ -130,12 +139,7 @@ pub async fn approve(
     form: web::Form<CodeForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let csrf = CsrfForm {
-        csrf: form.csrf.clone(),
-        duration: None,
-    };
-    let session = require_session_and_csrf(&req, &state, &csrf).await?;
-    let ctx = request_context(&req, &state);
+    let (session, ctx) = signed_in_post(&req, &state, &form).await?;
     let approve = form.decision.as_deref() == Some("approve");
     state
         .access
