@@ -54,6 +54,14 @@ pub struct Metrics {
     pub saml_rejections: Family<ReasonLabels, Counter>,
     /// Failed OIDC sign-ins by IdP and reason (verification failures apart from transport).
     pub oidc_rejections: Family<ReasonLabels, Counter>,
+    /// Token exchanges by app and outcome (`success` or the refusal's error code).
+    pub token_exchanges: Family<AppLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AppLabels {
+    pub app: String,
+    pub outcome: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -101,6 +109,12 @@ impl Metrics {
             "Failed OIDC sign-ins (verification failures and IdP or transport errors, by reason)",
             oidc_rejections.clone(),
         );
+        let token_exchanges = Family::<AppLabels, Counter>::default();
+        registry.register(
+            "token_exchanges",
+            "Token exchanges by app and outcome",
+            token_exchanges.clone(),
+        );
         Self {
             registry,
             requests,
@@ -109,6 +123,7 @@ impl Metrics {
             sts_latency,
             saml_rejections,
             oidc_rejections,
+            token_exchanges,
         }
     }
 

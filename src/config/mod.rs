@@ -49,6 +49,8 @@ pub struct Config {
     pub accounts: Vec<Account>,
     pub roles: Vec<Role>,
     pub rules: MappingRules,
+    /// Apps registered for token exchange.
+    pub apps: Vec<AppConfig>,
 }
 
 impl Config {
@@ -58,6 +60,10 @@ impl Config {
 
     pub fn role(&self, id: &str) -> Option<&Role> {
         self.roles.iter().find(|r| r.id.as_str() == id)
+    }
+
+    pub fn app(&self, id: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.id == id)
     }
 
     pub fn account(&self, id: &Identifier) -> Option<&Account> {
@@ -132,6 +138,26 @@ impl CliConfig {
     pub fn is_client(&self, id: &str) -> bool {
         self.client_ids.iter().any(|c| c == id)
     }
+}
+
+/// A mobile or single-page app registered for token exchange.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub id: String,
+    pub idp: IdpId,
+    /// The `aud` the app's subject tokens must carry (its client id at the IdP).
+    pub audience: String,
+    pub client_secret: Option<SecretString>,
+    pub accept_id_tokens: bool,
+    pub accept_access_tokens: bool,
+    pub dpop_required: bool,
+    /// Exact origins (`scheme://host[:port]`) allowed to call from a browser.
+    pub allowed_origins: Vec<String>,
+    pub max_exchanges_per_token: u64,
+    pub rate_limit_per_minute: u64,
+    pub subject_rate_limit_per_minute: u64,
+    pub access_token_lifetime: Duration,
+    pub max_token_age: Duration,
 }
 
 /// Where audit records go: an append-only file, or stdout (`None`).

@@ -273,3 +273,35 @@ pub struct RawGrantSession {
     pub transitive_tag_keys: Vec<String>,
     pub source_identity: Option<String>,
 }
+
+/// `[[app]]`: a mobile or single-page app that exchanges its IdP token for AWS access
+/// (RFC 8693 token exchange).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    /// The app's `client_id` at rolegate.
+    pub id: String,
+    /// The IdP (an `[[idp]]` of kind oidc) whose tokens the app presents.
+    pub idp: String,
+    /// The app's own client id at that IdP: the `aud` its tokens must carry.
+    pub audience: String,
+    /// Present for a confidential app (a backend); absent for a public app.
+    pub client_secret: Option<RawSecretRef>,
+    /// Subject token types accepted: `id_token` (default), `access_token`/`jwt` (for IdPs
+    /// whose access tokens are JWTs with this audience).
+    pub subject_token_types: Option<Vec<String>>,
+    /// `required`: DPoP proofs at the token endpoint and API (RFC 9449); `optional`.
+    pub dpop: Option<String>,
+    /// Origins allowed to call from a browser (CORS); none by default.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// How many times one subject token may be exchanged (default 1).
+    pub max_exchanges_per_token: Option<u64>,
+    /// Exchanges per minute for the app, and per subject (person).
+    pub rate_limit_per_minute: Option<u64>,
+    pub subject_rate_limit_per_minute: Option<u64>,
+    /// Lifetime of a broker access token issued to the app (default 10m).
+    pub access_token_lifetime: Option<String>,
+    /// Oldest subject token accepted, by its `iat` (default 1h).
+    pub max_token_age: Option<String>,
+}

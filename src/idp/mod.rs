@@ -11,6 +11,7 @@
 
 pub mod oidc;
 pub mod saml;
+pub mod subject;
 
 use serde_json::Value as Json;
 

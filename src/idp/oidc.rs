@@ -529,6 +529,24 @@ impl OidcProvider {
         serde_json::from_slice(&bytes).map_err(|e| OidcError::Userinfo(format!("not JSON: {e}")))
     }
 
+    /// The IdP's signing keys as a JWKS document (the cached, rotating set the logins use),
+    /// for verifying tokens an app presents (`idp::subject`).
+    pub fn jwks_json(&self) -> Result<Json, OidcError> {
+        let d = self.current()?;
+        serde_json::to_value(d.metadata.jwks())
+            .map_err(|e| OidcError::InvalidIdToken(format!("the IdP's JWKS: {e}")))
+    }
+
+    /// Refetches the JWKS after an unknown `kid` (rate limited, single flight; see
+    /// `refetch_jwks`). Whether new keys were installed.
+    pub async fn refetch_keys(&self) -> bool {
+        self.refetch_jwks().await
+    }
+
+    pub fn settings(&self) -> &OidcSettings {
+        &self.settings
+    }
+
     /// The IdP's end-session endpoint, when it publishes one.
     pub fn end_session_url(&self) -> Option<Url> {
         self.current().ok()?.end_session_endpoint.clone()

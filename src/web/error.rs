@@ -73,6 +73,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub description: String,
     pub request_id: String,
+    /// Sent as `Retry-After` (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -87,6 +89,7 @@ impl ApiError {
             code,
             description: description.into(),
             request_id: request_id.to_owned(),
+            retry_after: None,
         }
     }
 }
@@ -103,12 +106,15 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .insert_header((CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({
-                "error": self.code,
-                "error_description": self.description,
-                "request_id": self.request_id,
-            }))
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((CACHE_CONTROL, "no-store"));
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(serde_json::json!({
+            "error": self.code,
+            "error_description": self.description,
+            "request_id": self.request_id,
+        }))
     }
 }

@@ -163,3 +163,50 @@ pub async fn security_headers(
     }
     Ok(res)
 }
+
+/// CORS for browser apps (single-page apps doing token exchange): only on the token
+/// endpoint and the JSON API, only for origins an `[[app]]` lists; every other origin and
+/// path gets no CORS header, so browsers keep them out. Preflights are answered here.
+pub async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
+    let path = req.path();
+    let applies = path == "/oauth/token" || path.starts_with("/api/");
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let allowed = match (&origin, req.app_data::<web::Data<AppState>>()) {
+        (Some(o), Some(state)) if applies => state
+            .config()
+            .apps
+            .iter()
+            .any(|a| a.allowed_origins.iter().any(|x| x == o)),
+        _ => false,
+    };
+    let add = |map: &mut header::HeaderMap, origin: &str| {
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            map.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+        map.insert(header::VARY, HeaderValue::from_static("Origin"));
+    };
+    if allowed && req.method() == actix_web::http::Method::OPTIONS {
+        let mut res = actix_web::HttpResponse::NoContent()
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type, dpop",
+            ))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+            .finish();
+        add(res.headers_mut(), origin.as_deref().unwrap_or_default());
+        return Ok(req.into_response(res).map_into_boxed_body());
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    if allowed {
+        add(res.headers_mut(), origin.as_deref().unwrap_or_default());
+    }
+    Ok(res)
+}

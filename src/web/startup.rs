@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
-use super::middleware::{SecurityHeaders, observe, security_headers};
+use super::middleware::{SecurityHeaders, cors, observe, security_headers};
 use super::routes::{api, assets, device, fallback, health, issuer, login, oauth, roles, saml};
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::access::{Access, BuildError, StaticAwsCredentials};
@@ -108,6 +108,7 @@ impl Application {
                         .error_handler(json_error),
                 )
                 // Registered last = runs first: the request id exists before anything else.
+                .wrap(from_fn(cors))
                 .wrap(from_fn(security_headers))
                 .wrap(from_fn(observe))
                 // HEAD answers like GET (without a body) where a GET changes nothing;

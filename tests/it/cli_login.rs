@@ -82,9 +82,7 @@ pub async fn approve_loopback_as(
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
     assert!(
-        html.contains("laptop-7")
-            && html.contains("rolegate-cli")
-            && html.contains(who),
+        html.contains("laptop-7") && html.contains("rolegate-cli") && html.contains(who),
         "the approval page names the machine, client and person: {html}"
     );
     assert!(html.contains("Only approve if you started a login just now"));

@@ -14,6 +14,8 @@ mod cli_client;
 mod cli_login;
 /// Configuration errors: all reported, with origin, key path and line.
 mod config;
+/// Token exchange (RFC 8693) for apps, with DPoP, rate limits and hostile subject tokens.
+mod exchange;
 /// One test per security check a mutation would otherwise survive.
 mod guards;
 /// `/healthz`, `/readyz`, `/metrics`, security headers, error pages.

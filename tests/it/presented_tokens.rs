@@ -28,7 +28,7 @@ pub async fn app_id_token(op: &OidcProvider, user: &str, password: &str) -> Stri
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),
             ("state", "app-state"),
-            ("nonce", "app-nonce"),
+            ("nonce", &format!("n{:x}", rand::random::<u64>())),
         ])
         .send()
         .await

@@ -6,6 +6,8 @@
 //! - [`device`]: the device authorization grant (RFC 8628).
 //! - [`tokens`]: access tokens (minutes) and rotating refresh tokens with reuse detection
 //!   (RFC 6749 §10.4, OAuth 2.0 Security BCP §4.14), revocation (RFC 7009).
+//! - [`exchange`]: token exchange (RFC 8693) for mobile and single-page apps, with
+//!   [`dpop`] (RFC 9449) for sender-constrained tokens.
 //!
 //! **Invariants.** Every token and code is 256 random bits, handed out once and stored only
 //! as its SHA-256. A token names the identity captured at login, never a grant: every
@@ -14,6 +16,8 @@
 
 pub mod code;
 pub mod device;
+pub mod dpop;
+pub mod exchange;
 pub mod tokens;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +30,8 @@ use super::session::IdentityRecord;
 pub struct OAuthError {
     pub code: &'static str,
     pub description: String,
+    /// For a rate limit (429): when to try again, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -33,6 +39,16 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Too many requests: try again in `secs` seconds (HTTP 429, `Retry-After`).
+    pub fn rate_limited(what: &str, secs: u64) -> Self {
+        Self {
+            code: "rate_limited",
+            description: format!("too many token exchanges for {what}; try again in {secs} s"),
+            retry_after: Some(secs),
         }
     }
 

@@ -36,6 +36,9 @@ struct Family {
 struct AccessRecord {
     family: String,
     expires: u64,
+    /// The DPoP key thumbprint the token is bound to (apps with `dpop = "required"`).
+    #[serde(default)]
+    jkt: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -117,6 +120,8 @@ pub struct BearerGrant {
     pub device_name: String,
     /// When the login (the refresh family) ends, Unix seconds.
     pub session_expires: u64,
+    /// The DPoP key the token is bound to: requests must prove possession of it.
+    pub jkt: Option<String>,
 }
 
 impl Access {
@@ -160,6 +165,38 @@ impl Access {
         Ok(pair)
     }
 
+    /// A single access token for an app (token exchange): its own short family (so it can
+    /// be revoked), no refresh token, bound to a DPoP key when `jkt` is given.
+    pub(in crate::access) async fn issue_app_access_token(
+        &self,
+        approval: Approval,
+        lifetime: Duration,
+        jkt: Option<String>,
+    ) -> Result<(String, u64), OAuthError> {
+        let now = now_unix();
+        let family_id = random_token();
+        let family = Family {
+            approval,
+            created: now,
+            expires: now + lifetime.as_secs(),
+        };
+        let json = serde_json::to_string(&family).map_err(|_| OAuthError::unavailable())?;
+        self.store
+            .put(&family_key(&family_id), &json, lifetime)
+            .await?;
+        let token = format!("{ACCESS_PREFIX}{}", random_token());
+        let at = AccessRecord {
+            family: family_id,
+            expires: now + lifetime.as_secs(),
+            jkt,
+        };
+        let at = serde_json::to_string(&at).map_err(|_| OAuthError::unavailable())?;
+        self.store
+            .put(&access_key(&token_hash(&token)), &at, lifetime)
+            .await?;
+        Ok((token, lifetime.as_secs()))
+    }
+
     /// A fresh access + refresh pair in `family`, the refresh token living as long as the
     /// family (`remaining`).
     async fn new_pair(
@@ -173,6 +210,7 @@ impl Access {
         let at = AccessRecord {
             family: family.to_owned(),
             expires: now_unix() + access_lifetime.as_secs(),
+            jkt: None,
         };
         let rt = RefreshRecord {
             family: family.to_owned(),
@@ -373,6 +411,7 @@ impl Access {
             client_id: family.approval.client_id,
             device_name: family.approval.device_name,
             session_expires: family.expires,
+            jkt: at.jkt,
         }))
     }
 }

@@ -5,10 +5,12 @@
 //! (`[server]`, `[session]`, `[aws]`, `[web_identity]`), `idp` (`[[idp]]`) and `rules`
 //! (`[[role]]`, `[[rule]]`).
 
+mod apps;
 mod idp;
 mod rules;
 mod server;
 
+use apps::*;
 use idp::*;
 use rules::*;
 use server::*;
@@ -30,7 +32,7 @@ use crate::mapping::{
 };
 
 const SECTIONS: [&str; 6] = ["server", "session", "aws", "audit", "web_identity", "cli"];
-const ARRAYS: [&str; 4] = ["idp", "account", "role", "rule"];
+const ARRAYS: [&str; 5] = ["idp", "account", "role", "rule", "app"];
 
 pub(super) fn from_str(
     text: &str,
@@ -75,7 +77,7 @@ pub(super) fn from_str(
         if !SECTIONS.contains(&key.as_str()) && !ARRAYS.contains(&key.as_str()) {
             errs.push(
                 key.clone(),
-                "unknown key (top-level keys are [server], [session], [aws], [audit], [web_identity], [cli], [[idp]], [[account]], [[role]], [[rule]])",
+                "unknown key (top-level keys are [server], [session], [aws], [audit], [web_identity], [cli], [[idp]], [[account]], [[role]], [[rule]], [[app]])",
             );
         }
     }
@@ -105,6 +107,7 @@ pub(super) fn from_str(
     let account_items = array(&table, "account", &mut errs);
     let role_items = array(&table, "role", &mut errs);
     let rule_items = array(&table, "rule", &mut errs);
+    let app_items = array(&table, "app", &mut errs);
     let declared = |items: &[(String, toml::Value)]| -> BTreeSet<String> {
         items
             .iter()
@@ -226,6 +229,24 @@ pub(super) fn from_str(
             "web_identity needs an https public URL (AWS fetches the broker's JWKS from it)",
         );
     }
+    let mut apps: Vec<AppConfig> = Vec::new();
+    for (key, value) in app_items {
+        if let Some(app) = convert_app(&key, value, &idps, &base_dir, &mut errs) {
+            if apps.iter().any(|a| a.id == app.id)
+                || cli.as_ref().is_some_and(|c| c.is_client(&app.id))
+            {
+                errs.push(
+                    format!("{key}.id"),
+                    format!(
+                        "{:?} is already a client id (an app or a CLI client)",
+                        app.id
+                    ),
+                );
+            } else {
+                apps.push(app);
+            }
+        }
+    }
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
@@ -259,6 +280,7 @@ pub(super) fn from_str(
         accounts,
         roles,
         rules: MappingRules::new(rules, targets),
+        apps,
     })
 }
 

@@ -31,18 +31,43 @@ async fn bearer(req: &HttpRequest, state: &AppState) -> Result<BearerGrant, Http
         );
         res
     };
-    let token = req
+    let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token else {
-        return Err(unauthorized(
-            "an access token is required (Authorization: Bearer …)",
-        ));
+        .unwrap_or("");
+    let (token, dpop_scheme) = match (header.strip_prefix("Bearer "), header.strip_prefix("DPoP "))
+    {
+        (Some(t), _) => (t.trim(), false),
+        (_, Some(t)) => (t.trim(), true),
+        _ => {
+            return Err(unauthorized(
+                "an access token is required (Authorization: Bearer … or DPoP …)",
+            ));
+        }
     };
     match state.access.bearer(token).await {
+        // A token bound to a DPoP key (RFC 9449) is only good with a proof of that key
+        // for this request, naming this token.
+        Ok(Some(grant)) if grant.jkt.is_some() => {
+            let mut url = String::new();
+            let Some(proof) = super::oauth::dpop_proof(req, state, &mut url) else {
+                return Err(unauthorized("this token is DPoP-bound: send a DPoP proof"));
+            };
+            if !dpop_scheme {
+                return Err(unauthorized(
+                    "this token is DPoP-bound: use Authorization: DPoP",
+                ));
+            }
+            match state.access.verify_dpop(&proof, Some(token)).await {
+                Ok(jkt) if Some(&jkt) == grant.jkt.as_ref() => Ok(grant),
+                Ok(_) => Err(unauthorized("the DPoP proof is signed by another key")),
+                Err(e) if e.is_unavailable() => {
+                    Err(super::oauth::oauth_error(req, &e).error_response())
+                }
+                Err(e) => Err(unauthorized(&e.description)),
+            }
+        }
         Ok(Some(grant)) => Ok(grant),
         Ok(None) => Err(unauthorized(
             "the access token is invalid, expired or revoked; refresh it or run `rolegate login`",

@@ -14,6 +14,10 @@ use super::fallback::request_id;
 use super::login::{CsrfForm, current_session, sign_in_page};
 use crate::access::oauth::OAuthError;
 use crate::access::oauth::code::AuthorizeQuery;
+use crate::access::oauth::dpop::DpopProof;
+use crate::access::oauth::exchange::{
+    ACCESS_TOKEN, AWS_CREDENTIALS, ExchangeRequest, Exchanged, GRANT_TYPE as EXCHANGE_GRANT,
+};
 use crate::web::pages::ApprovePage;
 use crate::web::{ApiError, AppState, PageError, SecurityHeaders, request_context};
 
@@ -37,10 +41,14 @@ pub fn oauth_error(req: &HttpRequest, e: &OAuthError) -> ApiError {
         StatusCode::SERVICE_UNAVAILABLE
     } else if e.code == "invalid_client" {
         StatusCode::UNAUTHORIZED
+    } else if e.retry_after.is_some() {
+        StatusCode::TOO_MANY_REQUESTS
     } else {
         StatusCode::BAD_REQUEST
     };
-    ApiError::new(status, e.code, e.description.clone(), &request_id(req))
+    let mut err = ApiError::new(status, e.code, e.description.clone(), &request_id(req));
+    err.retry_after = e.retry_after;
+    err
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
@@ -64,10 +72,12 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "grant_types_supported": [
                 "authorization_code",
                 "urn:ietf:params:oauth:grant-type:device_code",
-                "refresh_token"
+                "refresh_token",
+                EXCHANGE_GRANT
             ],
+            "dpop_signing_alg_values_supported": ["ES256", "ES384", "RS256", "PS256", "EdDSA"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none"],
         }))
 }
@@ -233,11 +243,82 @@ pub async fn decide(
 pub struct TokenForm {
     grant_type: Option<String>,
     client_id: Option<String>,
+    client_secret: Option<String>,
     code: Option<String>,
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
     device_code: Option<String>,
     refresh_token: Option<String>,
+    // Token exchange (RFC 8693).
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
+    audience: Option<String>,
+    resource: Option<String>,
+}
+
+/// The request's `DPoP` header as a proof for this URL at the broker's public address.
+pub fn dpop_proof<'a>(
+    req: &'a HttpRequest,
+    state: &AppState,
+    url: &'a mut String,
+) -> Option<DpopProof<'a>> {
+    let jwt = req.headers().get("dpop")?.to_str().ok()?;
+    *url = format!(
+        "{}{}",
+        state
+            .config()
+            .server
+            .public_url
+            .as_str()
+            .trim_end_matches('/'),
+        req.path()
+    );
+    Some(DpopProof {
+        jwt,
+        method: req.method().as_str(),
+        url: url.as_str(),
+    })
+}
+
+fn exchanged(result: Exchanged, state: &AppState) -> HttpResponse {
+    use secrecy::ExposeSecret;
+    match result {
+        Exchanged::Credentials {
+            issued,
+            role,
+            expires_in,
+        } => {
+            let c = &issued.credentials;
+            no_store(HttpResponse::Ok().json(json!({
+                // RFC 8693 needs an access_token: for AWS credentials it is the session
+                // token; the whole set is in aws_credentials.
+                "access_token": c.session_token.expose_secret(),
+                "issued_token_type": AWS_CREDENTIALS,
+                "token_type": "N_A",
+                "expires_in": expires_in,
+                "aws_credentials": {
+                    "AccessKeyId": c.access_key_id,
+                    "SecretAccessKey": c.secret_access_key.expose_secret(),
+                    "SessionToken": c.session_token.expose_secret(),
+                    "Expiration": crate::credential_formats::expiration(c),
+                },
+                "role": role,
+                "assumed_role_arn": issued.assumed_role_arn,
+                "region": state.config().aws.region,
+            })))
+        }
+        Exchanged::AccessToken {
+            token,
+            expires_in,
+            token_type,
+        } => no_store(HttpResponse::Ok().json(json!({
+            "access_token": token,
+            "issued_token_type": ACCESS_TOKEN,
+            "token_type": token_type,
+            "expires_in": expires_in,
+        }))),
+    }
 }
 
 /// `POST /oauth/token`: the authorization-code, device-code and refresh-token grants.
@@ -249,6 +330,39 @@ pub async fn token(
     let ctx = request_context(&req, &state);
     let missing = |what: &str| OAuthError::invalid_request(format!("{what} is missing"));
     let client_id = form.client_id.as_deref().unwrap_or_default();
+    if form.grant_type.as_deref() == Some(EXCHANGE_GRANT) {
+        let mut url = String::new();
+        let proof = dpop_proof(&req, &state, &mut url);
+        let result = match (
+            form.subject_token.as_deref(),
+            form.subject_token_type.as_deref(),
+        ) {
+            (Some(token), Some(kind)) if !client_id.is_empty() => {
+                state
+                    .access
+                    .exchange_token(
+                        ExchangeRequest {
+                            client_id,
+                            client_secret: form.client_secret.as_deref(),
+                            subject_token: token,
+                            subject_token_type: kind,
+                            requested_token_type: form.requested_token_type.as_deref(),
+                            target: form.audience.as_deref().or(form.resource.as_deref()),
+                            dpop: proof,
+                        },
+                        &ctx,
+                    )
+                    .await
+            }
+            _ => Err(OAuthError::invalid_request(
+                "client_id, subject_token and subject_token_type are required",
+            )),
+        };
+        return match result {
+            Ok(done) => Ok(exchanged(done, &state)),
+            Err(e) => Err(oauth_error(&req, &e)),
+        };
+    }
     let result = async {
         if client_id.is_empty() {
             return Err(missing("client_id"));
