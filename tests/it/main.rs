@@ -44,5 +44,7 @@ mod saml_fixtures;
 mod saml_fuzz;
 /// The shell credential forms evaluated by real shells, then the real AWS CLI.
 mod shells;
+/// A single-page app in Chromium exchanging its token across origins (CORS).
+mod spa;
 /// The store contract, run against both backends.
 mod store;

@@ -15,10 +15,15 @@ pub struct OidcProvider {
 
 impl OidcProvider {
     pub fn start(redirect: &str) -> Self {
+        Self::start_with_app(redirect, "http://127.0.0.1/app/callback")
+    }
+
+    /// As [`OidcProvider::start`], with the redirect URIs of the public client "app".
+    pub fn start_with_app(redirect: &str, app_redirects: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let jwks_file = dir.path().join("jwks.json");
         let port = free_port();
-        let child = Self::spawn(port, redirect, &jwks_file, "key-1");
+        let child = Self::spawn(port, redirect, app_redirects, &jwks_file, "key-1");
         Self {
             port,
             child,
@@ -27,12 +32,13 @@ impl OidcProvider {
         }
     }
 
-    fn spawn(port: u16, redirect: &str, jwks: &Path, kid: &str) -> Child {
+    fn spawn(port: u16, redirect: &str, app_redirects: &str, jwks: &Path, kid: &str) -> Child {
         let mut child = Command::new("node")
             .arg("server.mjs")
             .current_dir("tests/testbed/op")
             .env("OP_PORT", port.to_string())
             .env("OP_REDIRECTS", redirect)
+            .env("OP_APP_REDIRECTS", app_redirects)
             .env("OP_JWKS_FILE", jwks)
             .env("OP_KID", kid)
             .stdout(Stdio::null())
@@ -64,7 +70,13 @@ impl OidcProvider {
         while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.child = Self::spawn(self.port, redirect, &self.jwks_file, kid);
+        self.child = Self::spawn(
+            self.port,
+            redirect,
+            "http://127.0.0.1/app/callback",
+            &self.jwks_file,
+            kid,
+        );
     }
 }
 

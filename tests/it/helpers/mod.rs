@@ -354,6 +354,8 @@ pub struct SetupOptions {
     pub audit_file: Option<std::path::PathBuf>,
     /// The AWS federation endpoint instead of the shared fake one.
     pub federation: Option<String>,
+    /// Redirect URIs of the test OP's public client "app" (a single-page app's pages).
+    pub app_redirects: Option<String>,
 }
 
 /// The broker's own AWS credentials, as the tests hand them over.
@@ -382,6 +384,7 @@ impl Default for SetupOptions {
             corp_extra: String::new(),
             audit_file: None,
             federation: None,
+            app_redirects: None,
         }
     }
 }
@@ -545,7 +548,10 @@ pub async fn spawn_with_oidc_options(session: String, extra_idps: String) -> Oid
 pub async fn spawn_with(opts: SetupOptions) -> OidcSetup {
     let broker_port = free_port();
     let callback = format!("http://127.0.0.1:{broker_port}/oidc/corp/callback");
-    let op = OidcProvider::start(&callback);
+    let op = match &opts.app_redirects {
+        Some(r) => OidcProvider::start_with_app(&callback, r),
+        None => OidcProvider::start(&callback),
+    };
     let ssp = opts.saml.then(|| {
         let base = format!("http://127.0.0.1:{broker_port}/saml/ssp");
         SamlIdp::start(&format!("{base}/metadata"), &format!("{base}/acs"))

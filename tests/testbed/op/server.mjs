@@ -3,6 +3,7 @@
 //
 // Env: OP_PORT (required), OP_ISSUER (default http://127.0.0.1:$OP_PORT),
 //      OP_REDIRECTS (comma-separated redirect URIs of the confidential client),
+//      OP_APP_REDIRECTS (comma-separated redirect URIs of the public client "app"),
 //      OP_JWKS_FILE (signing keys; generated on first start: restart with another file to
 //      rotate keys), OP_KID (kid of a generated key).
 //
@@ -18,6 +19,8 @@ import * as jose from 'jose';
 const PORT = Number(process.env.OP_PORT || 9000);
 const ISSUER = process.env.OP_ISSUER || `http://127.0.0.1:${PORT}`;
 const REDIRECTS = (process.env.OP_REDIRECTS || 'http://127.0.0.1:8080/oidc/corp/callback').split(',');
+// The public app's redirect URIs (a single-page app test serves it on its own ports).
+const APP_REDIRECTS = (process.env.OP_APP_REDIRECTS || 'http://127.0.0.1/app/callback').split(',');
 const JWKS_FILE = process.env.OP_JWKS_FILE || new URL('./jwks.json', import.meta.url).pathname;
 const KID = process.env.OP_KID || 'test-rs256';
 
@@ -58,7 +61,7 @@ const configuration = {
       token_endpoint_auth_method: 'none',
       grant_types: ['authorization_code'],
       response_types: ['code'],
-      redirect_uris: ['http://127.0.0.1/app/callback'],
+      redirect_uris: APP_REDIRECTS,
     },
     {
       client_id: 'cli',
@@ -71,6 +74,8 @@ const configuration = {
   jwks,
   cookies: { keys: ['rolegate-test-cookie-key'] },
   pkce: { required: () => true },
+  // A browser app calls the token endpoint from its own origin.
+  clientBasedCORS: () => true,
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] },
   scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
   conformIdTokenClaims: false,
