@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Load benchmark of the whole broker (release build), one scenario at a time.
+
+Starts everything on 127.0.0.1 and stops it at the end: the broker, a canned-reply STS
+(fixed, valid STS XML: its cost is not the broker's), a minimal OIDC issuer (discovery +
+JWKS, with ID tokens this script signs), and, for end-to-end figures, moto. Figures are
+broker CPU per operation (utime+stime from /proc/PID/stat), throughput, p50/p99 latency,
+and the load average, each next to its baseline measured in the same run.
+
+usage: benches/load/bench.py exchange [--seconds 10] [--concurrency 8]
+       (run by benches/load/run.sh, which builds the release binary and the venv)
+"""
+
+import argparse
+import base64
+import http.client
+import http.server
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BROKER_BIN = os.environ.get("ROLEGATE_BIN", os.path.join(ROOT, "target/release/rolegate"))
+VENV = os.path.join(ROOT, "tests/testbed/.venv")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def wait_port(port, what, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not start on port {port}")
+
+
+class Issuer:
+    """A minimal OIDC issuer: discovery and JWKS over HTTP, tokens signed here (RS256)."""
+
+    def __init__(self):
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        pub = self.key.public_key().public_numbers()
+        n = pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")
+        e = pub.e.to_bytes((pub.e.bit_length() + 7) // 8, "big")
+        jwks = {"keys": [{"kty": "RSA", "n": b64url(n), "e": b64url(e), "kid": "bench", "alg": "RS256", "use": "sig"}]}
+        discovery = {
+            "issuer": self.url,
+            "authorization_endpoint": f"{self.url}/auth",
+            "token_endpoint": f"{self.url}/token",
+            "jwks_uri": f"{self.url}/jwks",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
+        docs = {"/.well-known/openid-configuration": discovery, "/jwks": jwks}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps(docs.get(self.path, {})).encode()
+                self.send_response(200 if self.path in docs else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def id_token(self, sub, audience, lifetime=3600):
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "kid": "bench"}
+        claims = {"iss": self.url, "aud": audience, "sub": sub, "email": f"{sub}@example.com",
+                  "groups": ["aws-admins"], "iat": now, "exp": now + lifetime}
+        signing = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}".encode()
+        sig = self.key.sign(signing, padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing.decode()}.{b64url(sig)}"
+
+
+CANNED = """<{op}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><{op}Result>{extra}<AssumedRoleUser><Arn>arn:aws:sts::111122223333:assumed-role/Admin/alice@example.com</Arn><AssumedRoleId>AROAEXAMPLE:alice</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIACANNEDCANNED0001</AccessKeyId><SecretAccessKey>cannedcannedcannedcannedcannedcannedcann</SecretAccessKey><SessionToken>{token}</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></{op}Result><ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata></{op}Response>"""
+
+
+class CannedSts:
+    """Answers every STS call with fixed, valid XML (AssumeRole / AssumeRoleWithWebIdentity)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        token = "FwoGZXIvYXdzE" + "A" * 600
+        replies = {
+            "AssumeRole": CANNED.format(op="AssumeRole", extra="", token=token).encode(),
+            "AssumeRoleWithWebIdentity": CANNED.format(
+                op="AssumeRoleWithWebIdentity",
+                extra="<SubjectFromWebIdentityToken>corp:alice</SubjectFromWebIdentityToken><Audience>sts.amazonaws.com</Audience>",
+                token=token).encode(),
+            "GetCallerIdentity": b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::111122223333:user/broker</Arn><UserId>AIDA</UserId><Account>111122223333</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></GetCallerIdentityResponse>',
+        }
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                action = urllib.parse.parse_qs(body).get("Action", ["AssumeRole"])[0]
+                reply = replies.get(action, replies["AssumeRole"])
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *_):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Broker:
+    def __init__(self, issuer, sts_url, workdir, mode="assume_role"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        key = os.path.join(workdir, "broker.pem")
+        subprocess.run([BROKER_BIN, "keys", "generate", "--out", key], check=True, capture_output=True)
+        config = f"""
+[server]
+listen = "127.0.0.1:{self.port}"
+public_url = "{self.url}"
+log_level = "warn"
+workers = 2
+
+[session]
+store = "memory"
+
+[audit]
+file = "{workdir}/audit.jsonl"
+
+[aws]
+region = "us-east-1"
+sts_endpoint_url = "{sts_url}"
+sts_mode = "{mode}"
+
+[web_identity]
+keys = [{{ file = "broker.pem", active = true }}]
+
+[[idp]]
+id = "corp"
+kind = "oidc"
+issuer = "{issuer.url}"
+client_id = "broker"
+
+[[account]]
+id = "prod"
+number = "111122223333"
+
+[[role]]
+id = "prod-admin"
+arn = "arn:aws:iam::111122223333:role/Admin"
+account = "prod"
+
+[[rule]]
+id = "admins"
+when = {{ group = "aws-admins" }}
+grant = ["prod-admin"]
+
+[[app]]
+id = "bench-app"
+idp = "corp"
+audience = "app"
+max_exchanges_per_token = 100000000
+rate_limit_per_minute = 100000000
+subject_rate_limit_per_minute = 100000000
+"""
+        path = os.path.join(workdir, "broker.toml")
+        open(path, "w").write(config)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_EC2_METADATA_DISABLED="true")
+        self.proc = subprocess.Popen([BROKER_BIN, "serve", "--config", path], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "broker.log"), "w"))
+        wait_port(self.port, "the broker")
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            c = http.client.HTTPConnection("127.0.0.1", self.port)
+            c.request("GET", "/readyz")
+            ready = json.loads(c.getresponse().read())
+            if not ready.get("idps_unavailable"):
+                return
+            time.sleep(0.1)
+        sys.exit("the broker's IdP did not load")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def drive(port, path, body, seconds, concurrency, limit=None):
+    """Posts `body` to `path` from `concurrency` keep-alive connections for `seconds`;
+    returns the latencies (ms) of the successful calls and the count of failures."""
+    stop = time.time() + seconds
+    lat, failed, lock = [], [0], threading.Lock()
+
+    def worker():
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        while time.time() < stop and (limit is None or len(lat) < limit):
+            t0 = time.perf_counter()
+            c.request("POST", path, body=body, headers=headers)
+            r = c.getresponse()
+            r.read()
+            dt = (time.perf_counter() - t0) * 1000
+            with lock:
+                if r.status == 200:
+                    lat.append(dt)
+                else:
+                    failed[0] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lat, failed[0]
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def start_moto():
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(VENV, "bin/moto_server"), "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, "moto")
+    return proc, port
+
+
+def exchange(args):
+    issuer = Issuer()
+    sts = CannedSts()
+    with tempfile.TemporaryDirectory() as work:
+        body = urllib.parse.urlencode({
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "client_id": "bench-app",
+            "subject_token": issuer.id_token("alice", "app"),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+            "audience": "prod-admin",
+        })
+        print(f"== token exchange, canned-reply STS, {args.concurrency} connections, {args.seconds}s")
+        for mode in ["assume_role", "web_identity"]:
+            broker = Broker(issuer, sts.url, work, mode)
+            drive(broker.port, "/oauth/token", body, 1, 2)  # warm-up
+            cpu0 = cpu_seconds(broker.proc.pid)
+            t0 = time.time()
+            lat, failed = drive(broker.port, "/oauth/token", body, args.seconds, args.concurrency)
+            wall = time.time() - t0
+            cpu = cpu_seconds(broker.proc.pid) - cpu0
+            n = len(lat)
+            print(f"  {mode:<13} {n:>6} exchanges ({failed} failed) in {wall:.1f}s = {n / wall:7.0f}/s; "
+                  f"broker CPU {cpu:.2f}s = {cpu / max(n, 1) * 1000:.3f} ms/exchange = "
+                  f"{n / max(cpu, 1e-9):7.0f}/s per core; p50 {pct(lat, 50):.2f} ms p99 {pct(lat, 99):.2f} ms")
+            broker.stop()
+
+        print("== end to end against moto: exchange (web_identity) vs a bare AssumeRoleWithWebIdentity, one at a time")
+        moto, moto_port = start_moto()
+        try:
+            broker = Broker(issuer, f"http://127.0.0.1:{moto_port}", work, "web_identity")
+            drive(broker.port, "/oauth/token", body, 1, 1)
+            lat, failed = drive(broker.port, "/oauth/token", body, args.seconds, 1, limit=args.e2e_calls)
+            bare_body = urllib.parse.urlencode({
+                "Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+                "RoleArn": "arn:aws:iam::111122223333:role/Admin", "RoleSessionName": "alice",
+                "WebIdentityToken": issuer.id_token("alice", "sts.amazonaws.com"), "DurationSeconds": "3600",
+            })
+            drive(moto_port, "/", bare_body, 1, 1)
+            bare, bare_failed = drive(moto_port, "/", bare_body, args.seconds, 1, limit=args.e2e_calls)
+            ratio = pct(lat, 50) / pct(bare, 50)
+            print(f"  exchange via rolegate  {len(lat):>5} calls ({failed} failed): p50 {pct(lat, 50):.2f} ms p99 {pct(lat, 99):.2f} ms")
+            print(f"  bare call to moto      {len(bare):>5} calls ({bare_failed} failed): p50 {pct(bare, 50):.2f} ms p99 {pct(bare, 99):.2f} ms")
+            print(f"  ratio of p50s: {ratio:.2f}x")
+            broker.stop()
+        finally:
+            moto.terminate()
+            moto.wait(10)
+    print("load average:", " ".join(open("/proc/loadavg").read().split()[:3]))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("scenario", choices=["exchange"])
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--e2e-calls", type=int, default=300)
+    args = p.parse_args()
+    {"exchange": exchange}[args.scenario](args)
+
+
+if __name__ == "__main__":
+    main()
