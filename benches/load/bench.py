@@ -78,6 +78,8 @@ class Issuer:
         docs = {"/.well-known/openid-configuration": discovery, "/jwks": jwks}
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
             def do_GET(self):
                 body = json.dumps(docs.get(self.path, {})).encode()
                 self.send_response(200 if self.path in docs else 404)
@@ -123,6 +125,9 @@ class CannedSts:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are separate writes: without TCP_NODELAY, Nagle and the
+            # client's delayed ACK add 40 ms to every reply.
+            disable_nagle_algorithm = True
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
@@ -152,7 +157,8 @@ class Broker:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         key = os.path.join(workdir, "broker.pem")
-        subprocess.run([BROKER_BIN, "keys", "generate", "--out", key], check=True, capture_output=True)
+        if not os.path.exists(key):
+            subprocess.run([BROKER_BIN, "keys", "generate", "--out", key], check=True, capture_output=True)
         config = f"""
 [server]
 listen = "127.0.0.1:{self.port}"
@@ -231,6 +237,8 @@ def drive(port, path, body, seconds, concurrency, limit=None):
 
     def worker():
         c = http.client.HTTPConnection("127.0.0.1", port)
+        c.connect()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         while time.time() < stop and (limit is None or len(lat) < limit):
             t0 = time.perf_counter()

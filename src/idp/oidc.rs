@@ -85,6 +85,17 @@ struct Discovered {
     end_session_endpoint: Option<Url>,
     /// RFC 9207: the IdP says it always sends `iss` in authorization responses.
     iss_parameter_supported: bool,
+    /// The same JWKS as `jsonwebtoken` keys, built once per fetched key set (token
+    /// exchange verifies with these, see `idp::subject`).
+    jwt_keys: std::sync::OnceLock<Arc<Vec<JwtKey>>>,
+}
+
+/// One of the IdP's keys, ready for `jsonwebtoken`.
+pub struct JwtKey {
+    pub kid: Option<String>,
+    /// The `alg` the JWK names, if any (e.g. "RS256").
+    pub alg: Option<String>,
+    pub key: jsonwebtoken::DecodingKey,
 }
 
 /// What the raw discovery document says beyond `CoreProviderMetadata`.
@@ -197,6 +208,7 @@ impl OidcProvider {
                 metadata,
                 end_session_endpoint: extras.end_session_endpoint,
                 iss_parameter_supported: extras.iss_parameter_supported,
+                jwt_keys: std::sync::OnceLock::new(),
             }));
         }
         Ok(())
@@ -266,6 +278,7 @@ impl OidcProvider {
                         metadata,
                         end_session_endpoint: current.end_session_endpoint.clone(),
                         iss_parameter_supported: current.iss_parameter_supported,
+                        jwt_keys: std::sync::OnceLock::new(),
                     }));
                 }
                 tracing::info!(idp = %self.idp.id, "JWKS refetched after an unknown key id");
@@ -529,12 +542,32 @@ impl OidcProvider {
         serde_json::from_slice(&bytes).map_err(|e| OidcError::Userinfo(format!("not JSON: {e}")))
     }
 
-    /// The IdP's signing keys as a JWKS document (the cached, rotating set the logins use),
-    /// for verifying tokens an app presents (`idp::subject`).
-    pub fn jwks_json(&self) -> Result<Json, OidcError> {
+    /// The IdP's signing keys (the cached, rotating set the logins use) as
+    /// `jsonwebtoken` keys, for verifying tokens an app presents (`idp::subject`). Built
+    /// once per fetched key set; keys `jsonwebtoken` cannot use are left out.
+    pub fn jwt_keys(&self) -> Result<Arc<Vec<JwtKey>>, OidcError> {
         let d = self.current()?;
-        serde_json::to_value(d.metadata.jwks())
-            .map_err(|e| OidcError::InvalidIdToken(format!("the IdP's JWKS: {e}")))
+        Ok(d.jwt_keys
+            .get_or_init(|| {
+                let set: Option<jsonwebtoken::jwk::JwkSet> =
+                    serde_json::to_value(d.metadata.jwks())
+                        .ok()
+                        .and_then(|v| serde_json::from_value(v).ok());
+                Arc::new(
+                    set.map(|s| s.keys)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|k| {
+                            Some(JwtKey {
+                                kid: k.common.key_id.clone(),
+                                alg: k.common.key_algorithm.map(|a| a.to_string()),
+                                key: jsonwebtoken::DecodingKey::from_jwk(k).ok()?,
+                            })
+                        })
+                        .collect(),
+                )
+            })
+            .clone())
     }
 
     /// Refetches the JWKS after an unknown `kid` (rate limited, single flight; see

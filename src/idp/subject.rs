@@ -14,7 +14,6 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value as Json;
 
@@ -187,28 +186,19 @@ fn find_key(
     kid: Option<&str>,
     alg: Algorithm,
 ) -> Result<Option<DecodingKey>, SubjectError> {
-    let jwks = provider
-        .jwks_json()
-        .map_err(|_| SubjectError::Unavailable)?;
-    let set: JwkSet = serde_json::from_value(jwks).map_err(|_| SubjectError::Unavailable)?;
-    let candidates: Vec<_> = set
-        .keys
+    let keys = provider.jwt_keys().map_err(|_| SubjectError::Unavailable)?;
+    let alg_name = format!("{alg:?}");
+    let candidates: Vec<_> = keys
         .iter()
         .filter(|k| match kid {
-            Some(kid) => k.common.key_id.as_deref() == Some(kid),
+            Some(kid) => k.kid.as_deref() == Some(kid),
             None => true,
         })
-        .filter(|k| {
-            k.common
-                .key_algorithm
-                .is_none_or(|a| a.to_string() == format!("{alg:?}"))
-        })
+        .filter(|k| k.alg.as_deref().is_none_or(|a| a == alg_name))
         .collect();
     // Without a kid, only an unambiguous single key is used.
     if kid.is_none() && candidates.len() != 1 {
         return Ok(None);
     }
-    Ok(candidates
-        .first()
-        .and_then(|k| DecodingKey::from_jwk(k).ok()))
+    Ok(candidates.first().map(|k| k.key.clone()))
 }
