@@ -227,6 +227,36 @@ impl Access {
         self.issuer.issue(authorized, ctx).await
     }
 
+    /// As [`Access::issue_credentials`] for a role named with its account (the AWS SSO
+    /// API's `role_name` + `account_id`): a role of another account is an unknown role
+    /// (refused and audited).
+    pub async fn issue_credentials_in_account(
+        &self,
+        identity: &VerifiedIdentity,
+        role: &str,
+        account_number: &str,
+        path: ClientPath,
+        ctx: &RequestContext,
+    ) -> Result<IssuedCredentials, IssueFailure> {
+        let in_account = self.config.role(role).is_some_and(|r| {
+            self.config
+                .account(&r.account)
+                .is_some_and(|a| a.number.as_str() == account_number)
+        });
+        if !in_account {
+            let refusal = Refusal::UnknownRole(format!(
+                "{}/{}",
+                account_number.chars().take(12).collect::<String>(),
+                role.chars().take(64).collect::<String>()
+            ));
+            self.issuer
+                .audit_refusal(identity, role, path, &refusal, ctx);
+            return Err(IssueFailure::Refused(refusal));
+        }
+        self.issue_credentials(identity, role, None, path, ctx)
+            .await
+    }
+
     /// A console sign-in for one role: issues credentials as [`Access::issue_credentials`]
     /// does (for the requested duration, default the grant's maximum), then trades them at the federation endpoint for a sign-in URL that lands on
     /// the role's configured console destination (never a destination from the request).

@@ -132,6 +132,9 @@ pub struct CliConfig {
     pub refresh_reuse_interval: Duration,
     pub device_code_lifetime: Duration,
     pub device_poll_interval: Duration,
+    /// How long a client registered through the SSO OIDC API (`RegisterClient`) stays
+    /// registered; Identity Center's is 90 days.
+    pub client_registration_lifetime: Duration,
 }
 
 impl CliConfig {

@@ -42,6 +42,8 @@ pub struct RawCli {
     pub refresh_reuse_interval: Option<String>,
     pub device_code_lifetime: Option<String>,
     pub device_poll_interval: Option<String>,
+    /// How long a client registered through the SSO OIDC API stays registered.
+    pub client_registration_lifetime: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -106,6 +106,8 @@ pub struct CredentialsPage<'a> {
 #[template(path = "approve.html")]
 pub struct ApprovePage<'a> {
     pub client_id: &'a str,
+    /// The name a client registered through the SSO OIDC API gave itself.
+    pub client_name: Option<&'a str>,
     pub device_name: &'a str,
     pub client_ip: &'a str,
     pub started: String,

@@ -11,7 +11,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, cors, observe, security_headers};
-use super::routes::{api, assets, device, fallback, health, issuer, login, oauth, roles, saml};
+use super::routes::{
+    api, assets, device, fallback, health, issuer, login, oauth, roles, saml, sso,
+};
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::access::{Access, BuildError, StaticAwsCredentials};
 use crate::config::Config;
@@ -150,6 +152,30 @@ impl Application {
                     web::post().to(api::credentials),
                 )
                 .route("/api/v1/roles/{role}/console", web::post().to(api::console))
+                // The AWS SSO OIDC and portal APIs (unchanged SDKs, `aws sso login`).
+                .route(
+                    "/sso-oidc/client/register",
+                    web::post().to(sso::register_client),
+                )
+                .route(
+                    "/sso-oidc/device_authorization",
+                    web::post().to(sso::start_device_authorization),
+                )
+                .route("/sso-oidc/token", web::post().to(sso::create_token))
+                .route("/sso-oidc/authorize", web::get().to(oauth::authorize))
+                .route(
+                    "/sso-portal/assignment/accounts",
+                    web::get().to(sso::list_accounts),
+                )
+                .route(
+                    "/sso-portal/assignment/roles",
+                    web::get().to(sso::list_account_roles),
+                )
+                .route(
+                    "/sso-portal/federation/credentials",
+                    web::get().to(sso::get_role_credentials),
+                )
+                .route("/sso-portal/logout", web::post().to(sso::logout))
                 .service(get_and_head("/saml/{idp}/metadata", saml::metadata))
                 .route("/saml/{idp}/finish", web::get().to(saml::finish))
                 .service(

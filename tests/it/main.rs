@@ -46,5 +46,7 @@ mod saml_fuzz;
 mod shells;
 /// A single-page app in Chromium exchanging its token across origins (CORS).
 mod spa;
+/// The AWS SSO OIDC and portal APIs with boto3/botocore as the client.
+mod sso;
 /// The store contract, run against both backends.
 mod store;

@@ -102,12 +102,15 @@ pub struct AuthorizeDecision {
 impl Access {
     /// Checks an authorization request. An error here is shown as a page: the redirect
     /// URI is not trusted until this succeeds.
-    pub fn check_authorize(&self, q: &AuthorizeQuery) -> Result<AuthorizeRequest, OAuthError> {
+    pub async fn check_authorize(
+        &self,
+        q: &AuthorizeQuery,
+    ) -> Result<AuthorizeRequest, OAuthError> {
         let client_id = q
             .client_id
             .as_deref()
             .ok_or_else(|| OAuthError::invalid_request("client_id is missing"))?;
-        if !self.config.cli.is_client(client_id) {
+        if !self.is_known_client(client_id).await? {
             return Err(OAuthError::invalid_client(format!(
                 "{:?} is not a registered client",
                 client_id.chars().take(64).collect::<String>()

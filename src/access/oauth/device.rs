@@ -118,12 +118,11 @@ impl Access {
     pub async fn start_device_authorization(
         &self,
         client_id: &str,
+        client_secret: Option<&str>,
         device_name: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<DeviceAuthorization, OAuthError> {
-        if !self.config.cli.is_client(client_id) {
-            return Err(OAuthError::invalid_client("not a registered client"));
-        }
+        self.check_client(client_id, client_secret).await?;
         let cfg = &self.config.cli;
         let lifetime = cfg.device_code_lifetime;
         let device_code = random_token();

@@ -14,6 +14,7 @@
 //! credential request re-evaluates the rules through the access core. State lives in the
 //! store, so any instance (on Redis) serves any step.
 
+pub mod clients;
 pub mod code;
 pub mod device;
 pub mod dpop;

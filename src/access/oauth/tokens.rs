@@ -382,6 +382,34 @@ impl Access {
         Ok(())
     }
 
+    /// Ends the login an access token belongs to (the AWS SSO `Logout`): its family is
+    /// revoked, so its refresh token and every access token of it stop working. `false`
+    /// when the token is not (or no longer) valid.
+    pub async fn end_login(
+        &self,
+        access_token: &str,
+        ctx: &RequestContext,
+    ) -> Result<bool, OAuthError> {
+        if !access_token.starts_with(ACCESS_PREFIX) || access_token.len() > 100 {
+            return Ok(false);
+        }
+        let Some(json) = self
+            .store
+            .get(&access_key(&token_hash(access_token)))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Ok(at) = serde_json::from_str::<AccessRecord>(&json) else {
+            return Ok(false);
+        };
+        let Some(family) = self.family(&at.family).await? else {
+            return Ok(false);
+        };
+        self.revoke_family(&at.family, &family, "logout", ctx).await;
+        Ok(true)
+    }
+
     /// The identity behind a bearer access token, if it is valid, unexpired, and its
     /// login (family) has not ended or been revoked.
     pub async fn bearer(&self, token: &str) -> Result<Option<BearerGrant>, OAuthError> {

@@ -522,6 +522,13 @@ pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
         1,
         60,
     );
+    let registration = bounded(
+        "client_registration_lifetime",
+        raw.client_registration_lifetime.as_deref(),
+        "90d",
+        5,
+        365 * 24 * 3600,
+    );
     Some(CliConfig {
         client_ids,
         access_token_lifetime: access?,
@@ -529,5 +536,6 @@ pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
         refresh_reuse_interval: reuse?,
         device_code_lifetime: device?,
         device_poll_interval: poll?,
+        client_registration_lifetime: registration?,
     })
 }

@@ -116,12 +116,18 @@ pub async fn submit(
         }
         Err(e) => return Err(entry_failed(&req, &e)),
     };
+    let client_name = state
+        .access
+        .registered_client_name(&view.client_id)
+        .await
+        .map_err(|e| store_down(&req, e))?;
     approval_page(
         &req,
         &state,
         &session,
         ApprovalFacts {
             client_id: &view.client_id,
+            client_name: client_name.as_deref(),
             device_name: &view.device_name,
             client_ip: &view.client_ip,
             started: UNIX_EPOCH + Duration::from_secs(view.created),

@@ -13,3 +13,4 @@ pub mod login;
 pub mod oauth;
 pub mod roles;
 pub mod saml;
+pub mod sso;

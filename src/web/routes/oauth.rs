@@ -90,7 +90,7 @@ pub async fn authorize(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = request_id(&req);
-    let request = state.access.check_authorize(&query).map_err(|e| {
+    let request = state.access.check_authorize(&query).await.map_err(|e| {
         tracing::warn!(error = %e, "authorization request refused");
         PageError::new(
             StatusCode::BAD_REQUEST,
@@ -115,12 +115,18 @@ pub async fn authorize(
         .await
         .map_err(|e| store_down(&req, e))?;
     let ctx = request_context(&req, &state);
+    let client_name = state
+        .access
+        .registered_client_name(&request.client_id)
+        .await
+        .map_err(|e| store_down(&req, e))?;
     let mut page = approval_page(
         &req,
         &state,
         &session,
         ApprovalFacts {
             client_id: &request.client_id,
+            client_name: client_name.as_deref(),
             device_name: &request.device_name,
             client_ip: &ctx.client_ip,
             started: std::time::SystemTime::now(),
@@ -146,6 +152,7 @@ pub async fn authorize(
 /// What the approval page says about the login being approved.
 pub struct ApprovalFacts<'a> {
     pub client_id: &'a str,
+    pub client_name: Option<&'a str>,
     pub device_name: &'a str,
     pub client_ip: &'a str,
     pub started: std::time::SystemTime,
@@ -170,6 +177,7 @@ pub fn approval_page(
     render(
         ApprovePage {
             client_id: facts.client_id,
+            client_name: facts.client_name,
             device_name: facts.device_name,
             client_ip: if facts.client_ip.is_empty() {
                 "unknown"
@@ -367,9 +375,10 @@ pub async fn token(
         if client_id.is_empty() {
             return Err(missing("client_id"));
         }
-        if !state.config().cli.is_client(client_id) {
-            return Err(OAuthError::invalid_client("not a registered client"));
-        }
+        state
+            .access
+            .check_client(client_id, form.client_secret.as_deref())
+            .await?;
         match form.grant_type.as_deref() {
             Some("authorization_code") => {
                 state
@@ -441,7 +450,7 @@ pub async fn device_authorization(
     let client_id = form.client_id.as_deref().unwrap_or_default();
     match state
         .access
-        .start_device_authorization(client_id, form.device_name.as_deref(), &ctx)
+        .start_device_authorization(client_id, None, form.device_name.as_deref(), &ctx)
         .await
     {
         Ok(d) => Ok(no_store(HttpResponse::Ok().json(d))),

@@ -1,0 +1,141 @@
+//! Which OAuth clients may log in: the public CLI clients from `[cli]`, and clients that
+//! register themselves through the AWS SSO OIDC API (`RegisterClient`, as the AWS CLI and
+//! SDKs do before `aws sso login`). A registered client gets an id and a secret (stored
+//! only hashed) that expire after `cli.client_registration_lifetime` (90 days by default,
+//! like IAM Identity Center's).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{OAuthError, token_hash};
+use crate::access::session::{now_unix, random_token, tokens_match};
+use crate::access::{Access, RequestContext};
+
+const SSO_CLIENT_PREFIX: &str = "sso-";
+
+#[derive(Serialize, Deserialize)]
+struct RegisteredClient {
+    name: String,
+    secret_hash: String,
+    issued_at: u64,
+    expires_at: u64,
+}
+
+fn client_key(id: &str) -> String {
+    format!("oauth:client:{id}")
+}
+
+/// A freshly registered client (the secret is shown once).
+pub struct Registration {
+    pub client_id: String,
+    pub client_secret: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+impl Access {
+    /// `RegisterClient`: a new public client of the SSO OIDC API. At most a few per IP and
+    /// minute, so registration cannot fill the store.
+    pub async fn register_client(
+        &self,
+        name: &str,
+        ctx: &RequestContext,
+    ) -> Result<Registration, OAuthError> {
+        let window = now_unix() / 60;
+        let n = self
+            .store
+            .incr(
+                &format!("ratelimit:register:{}:{window}", ctx.client_ip),
+                Duration::from_secs(61),
+            )
+            .await?;
+        if n > 30 {
+            return Err(OAuthError::new(
+                "slow_down",
+                "too many client registrations from this address; wait a minute",
+            ));
+        }
+        let client_id = format!("{SSO_CLIENT_PREFIX}{}", random_token());
+        let client_secret = random_token();
+        let now = now_unix();
+        let lifetime = self.config.cli.client_registration_lifetime;
+        let record = RegisteredClient {
+            name: name.chars().take(128).collect(),
+            secret_hash: token_hash(&client_secret),
+            issued_at: now,
+            expires_at: now + lifetime.as_secs(),
+        };
+        let json = serde_json::to_string(&record).map_err(|_| OAuthError::unavailable())?;
+        self.store
+            .put(&client_key(&client_id), &json, lifetime)
+            .await?;
+        Ok(Registration {
+            client_id,
+            client_secret,
+            issued_at: now,
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// Whether `client_id` may log in: a `[cli]` client (public), or a registered client
+    /// presenting its secret. `secret` is checked when the client has one.
+    pub async fn check_client(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+    ) -> Result<(), OAuthError> {
+        if self.config.cli.is_client(client_id) {
+            return Ok(());
+        }
+        if !client_id.starts_with(SSO_CLIENT_PREFIX) || client_id.len() > 100 {
+            return Err(OAuthError::invalid_client("not a registered client"));
+        }
+        let Some(json) = self.store.get(&client_key(client_id)).await? else {
+            return Err(OAuthError::invalid_client(
+                "the client is not registered, or its registration expired",
+            ));
+        };
+        let record: RegisteredClient = serde_json::from_str(&json)
+            .map_err(|_| OAuthError::invalid_client("not a registered client"))?;
+        if record.expires_at <= now_unix() {
+            return Err(OAuthError::invalid_client(
+                "the client's registration expired",
+            ));
+        }
+        match secret {
+            Some(s) if tokens_match(&token_hash(s), &record.secret_hash) => Ok(()),
+            Some(_) => Err(OAuthError::invalid_client("the client secret is wrong")),
+            None => Err(OAuthError::invalid_client("the client secret is missing")),
+        }
+    }
+
+    /// The name a registered client gave itself (`clientName`), for the approval page;
+    /// `None` for `[cli]` clients and unknown ids.
+    pub async fn registered_client_name(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<String>, OAuthError> {
+        if self.config.cli.is_client(client_id) || !client_id.starts_with(SSO_CLIENT_PREFIX) {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .get(&client_key(client_id))
+            .await?
+            .and_then(|json| serde_json::from_str::<RegisteredClient>(&json).ok())
+            .map(|r| r.name))
+    }
+
+    /// As [`Access::check_client`] for steps where the browser (not the client) calls:
+    /// the id must be known, no secret is shown.
+    pub async fn is_known_client(&self, client_id: &str) -> Result<bool, OAuthError> {
+        if self.config.cli.is_client(client_id) {
+            return Ok(true);
+        }
+        if !client_id.starts_with(SSO_CLIENT_PREFIX) || client_id.len() > 100 {
+            return Ok(false);
+        }
+        Ok(self.store.get(&client_key(client_id)).await?.is_some())
+    }
+}
