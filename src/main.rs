@@ -121,6 +121,10 @@ mod client {
         /// Writes an AWS CLI profile per granted role to ~/.aws/config (a marked block;
         /// other profiles are never touched).
         Configure {
+            /// Write AWS SSO profiles (sso-session + services sections) that the AWS SDKs
+            /// and `aws sso login` use without rolegate, instead of credential_process.
+            #[arg(long)]
+            sso: bool,
             /// Show the change instead of writing it.
             #[arg(long)]
             dry_run: bool,
@@ -210,8 +214,8 @@ mod client {
                 let code = commands::exec(&role, duration.as_deref(), &command)?;
                 Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
             }
-            ClientCommand::Configure { dry_run } => {
-                print!("{}", commands::configure(dry_run)?);
+            ClientCommand::Configure { sso, dry_run } => {
+                print!("{}", commands::configure(sso, dry_run)?);
                 Ok(ExitCode::SUCCESS)
             }
             ClientCommand::ConvertCredentials {

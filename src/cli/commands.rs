@@ -3,7 +3,9 @@
 //! Credentials are cached per role (and requested duration) and reused until 5 minutes
 //! before they expire; fetching happens under a per-role file lock, so concurrent
 //! `credential_process` calls fetch once. `configure` writes one AWS CLI profile per
-//! granted role into a marked block of `~/.aws/config`, replacing only that block.
+//! granted role into a marked block of `~/.aws/config`, replacing only that block: by
+//! default `credential_process` profiles; with `--sso`, profiles for the SDKs' own SSO
+//! support against the broker's AWS SSO APIs.
 
 use std::path::PathBuf;
 
@@ -219,9 +221,32 @@ pub fn aws_config_path() -> Result<PathBuf, CliError> {
         .ok_or_else(|| CliError::Login("cannot find the home folder; set AWS_CONFIG_FILE".into()))
 }
 
+/// How the profiles `configure` writes get their credentials.
+pub enum ProfileForm<'a> {
+    /// `credential_process` calling this rolegate executable.
+    CredentialProcess { exe: &'a str },
+    /// The AWS SDKs' own SSO support against the broker's AWS SSO APIs: an `sso-session`
+    /// named [`SSO_SESSION`], a `services` section pointing the `sso-oidc` and `sso`
+    /// clients at the broker, and `sso_account_id`/`sso_role_name` profiles. No rolegate
+    /// binary is needed to use them.
+    Sso { broker: &'a str },
+}
+
+/// The `sso-session` (and `services` section) `configure --sso` writes.
+pub const SSO_SESSION: &str = "rolegate";
+
 /// The managed block: one profile per granted role.
-pub fn profiles_block(roles: &Json, naming: &str, exe: &str) -> String {
+pub fn profiles_block(roles: &Json, naming: &str, form: &ProfileForm<'_>) -> String {
     let mut out = format!("{BEGIN}\n");
+    if let ProfileForm::Sso { broker } = form {
+        let broker = broker.trim_end_matches('/');
+        // sso_region only has to be a valid region name: both endpoints are overridden.
+        // botocore reads the services keys by service id in snake case (sso_oidc).
+        let region = roles["region"].as_str().unwrap_or("us-east-1");
+        out.push_str(&format!(
+            "[sso-session {SSO_SESSION}]\nsso_start_url = {broker}/\nsso_region = {region}\nsso_registration_scopes = sso:account:access\n\n[services {SSO_SESSION}]\nsso_oidc =\n  endpoint_url = {broker}/sso-oidc\nsso =\n  endpoint_url = {broker}/sso-portal\n\n"
+        ));
+    }
     for a in roles["accounts"].as_array().into_iter().flatten() {
         for r in a["roles"].as_array().into_iter().flatten() {
             let role = r["id"].as_str().unwrap_or("");
@@ -229,9 +254,15 @@ pub fn profiles_block(roles: &Json, naming: &str, exe: &str) -> String {
                 .replace("{account}", a["id"].as_str().unwrap_or(""))
                 .replace("{account_number}", a["number"].as_str().unwrap_or(""))
                 .replace("{role}", role);
-            out.push_str(&format!(
-                "[profile {name}]\ncredential_process = \"{exe}\" credentials --role {role} --format credential-process\n"
-            ));
+            match form {
+                ProfileForm::CredentialProcess { exe } => out.push_str(&format!(
+                    "[profile {name}]\ncredential_process = \"{exe}\" credentials --role {role} --format credential-process\n"
+                )),
+                ProfileForm::Sso { .. } => out.push_str(&format!(
+                    "[profile {name}]\nsso_session = {SSO_SESSION}\nsso_account_id = {}\nsso_role_name = {role}\nservices = {SSO_SESSION}\n",
+                    a["number"].as_str().unwrap_or("")
+                )),
+            }
             if let Some(region) = roles["region"].as_str() {
                 out.push_str(&format!("region = {region}\n"));
             }
@@ -285,21 +316,29 @@ fn diff(old: &str, new: &str) -> String {
     out
 }
 
-/// `rolegate configure [--dry-run]`.
-pub fn configure(dry_run: bool) -> Result<String, CliError> {
+/// `rolegate configure [--sso] [--dry-run]`.
+pub fn configure(sso: bool, dry_run: bool) -> Result<String, CliError> {
     let roles = broker::api("GET", "/api/v1/roles", None)?;
     let naming = settings::load_config()?.profile_name;
     let exe = std::env::current_exe()
         .map_err(CliError::io("cannot find the rolegate executable"))?
         .display()
         .to_string();
+    let broker_url = broker::session()?.broker;
+    let form = if sso {
+        ProfileForm::Sso {
+            broker: &broker_url,
+        }
+    } else {
+        ProfileForm::CredentialProcess { exe: &exe }
+    };
     let path = aws_config_path()?;
     let old = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(CliError::io(format!("cannot read {}", path.display()))(e)),
     };
-    let new = replace_block(&old, &profiles_block(&roles, &naming, &exe));
+    let new = replace_block(&old, &profiles_block(&roles, &naming, &form));
     if dry_run {
         return Ok(format!(
             "{} (dry run)\n{}",
@@ -324,12 +363,19 @@ pub fn configure(dry_run: bool) -> Result<String, CliError> {
                 .and_then(|l| l.strip_suffix(']'))
         })
         .collect();
+    let first = profiles.first().copied().unwrap_or("PROFILE");
+    let next = if sso {
+        format!(
+            "Log the AWS SDKs in once with: aws sso login --sso-session {SSO_SESSION} (AWS CLI v2)\nThen: aws --profile {first} sts get-caller-identity\n"
+        )
+    } else {
+        format!("Use them with: aws --profile {first} sts get-caller-identity\n")
+    };
     Ok(format!(
-        "{}: {} profile(s): {}\nUse them with: aws --profile {} sts get-caller-identity\n",
+        "{}: {} profile(s): {}\n{next}",
         path.display(),
         profiles.len(),
         profiles.join(", "),
-        profiles.first().copied().unwrap_or("PROFILE")
     ))
 }
 
@@ -345,7 +391,13 @@ mod tests {
 
     #[test]
     fn configure_replaces_only_its_block_and_is_idempotent() {
-        let block = profiles_block(&roles(), "{account}-{role}", "/usr/bin/rolegate");
+        let block = profiles_block(
+            &roles(),
+            "{account}-{role}",
+            &ProfileForm::CredentialProcess {
+                exe: "/usr/bin/rolegate",
+            },
+        );
         assert!(block.contains("[profile prod-admin]\ncredential_process = \"/usr/bin/rolegate\" credentials --role admin --format credential-process\nregion = eu-west-1\n"));
         let mine = "[default]\nregion = us-east-1\n\n[profile other]\noutput = json\n";
         let once = replace_block(mine, &block);
@@ -355,11 +407,27 @@ mod tests {
         let fewer = profiles_block(
             &json!({ "accounts": [{ "id": "prod", "number": "1", "roles": [{ "id": "ro" }] }] }),
             "{account_number}-{role}",
-            "rg",
+            &ProfileForm::CredentialProcess { exe: "rg" },
         );
         let changed = replace_block(&twice, &fewer);
         assert!(changed.starts_with(mine));
         assert!(changed.contains("[profile 1-ro]") && !changed.contains("prod-admin"));
         assert_eq!(changed.matches(BEGIN).count(), 1);
+    }
+
+    #[test]
+    fn the_sso_form_writes_a_session_a_services_section_and_one_profile_per_role() {
+        let block = profiles_block(
+            &roles(),
+            "{account}-{role}",
+            &ProfileForm::Sso {
+                broker: "https://rg.example.com/",
+            },
+        );
+        assert!(block.contains("[sso-session rolegate]\nsso_start_url = https://rg.example.com/\nsso_region = eu-west-1\n"), "{block}");
+        assert!(block.contains("[services rolegate]\nsso_oidc =\n  endpoint_url = https://rg.example.com/sso-oidc\nsso =\n  endpoint_url = https://rg.example.com/sso-portal\n"), "{block}");
+        assert!(block.contains("[profile prod-ro]\nsso_session = rolegate\nsso_account_id = 111122223333\nsso_role_name = ro\nservices = rolegate\nregion = eu-west-1\n"), "{block}");
+        assert!(!block.contains("credential_process"));
+        assert_eq!(block.matches("[sso-session").count(), 1);
     }
 }

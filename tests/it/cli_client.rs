@@ -224,6 +224,13 @@ async fn a_loopback_login_in_chromium_then_configure_gives_aws_cli_and_boto3_pro
         assert!(config.starts_with("[profile mine]\nregion = eu-west-1\n"), "{config}");
         let (_, _, _) = m.rolegate(&["configure"]);
         assert_eq!(std::fs::read_to_string(m.aws_config()).unwrap(), config, "idempotent");
+        // --sso would swap the credential_process profiles for AWS SSO ones (used by boto3
+        // in the sso tests).
+        let (code, out, err) = m.rolegate(&["configure", "--sso", "--dry-run"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("+sso_start_url = {broker}/")), "{out}");
+        assert!(out.contains("+sso_role_name = prod-admin") && out.contains("-credential_process"), "{out}");
+        assert_eq!(std::fs::read_to_string(m.aws_config()).unwrap(), config, "a dry run writes nothing");
 
         // The AWS CLI through credential_process: the assumed role, then the cache.
         let who = m.aws_caller("prod-prod-admin");

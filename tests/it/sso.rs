@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use crate::cli_login::logged_in_as;
+use crate::cli_login::{api, logged_in_as};
 use crate::helpers::{OidcSetup, SetupOptions, VENV, moto_url, spawn_with};
 
 /// Short lifetimes so expiry happens inside the test; a reuse interval for the races.
@@ -27,12 +27,16 @@ struct Machine {
 }
 
 impl Machine {
-    fn new(broker: &str) -> Self {
+    /// The AWS config exactly as `rolegate configure --sso` writes it for `roles` (the
+    /// broker's `/api/v1/roles` answer): profiles `prod-prod-admin`, `prod-prod-readonly`…
+    fn configured(broker: &str, roles: &Json) -> Self {
         let home = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[profile prod-admin]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = prod-admin\nservices = rolegate\nregion = us-east-1\n\n[profile prod-readonly]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = prod-readonly\nservices = rolegate\nregion = us-east-1\n\n[sso-session corp]\nsso_start_url = {broker}/\nsso_region = us-east-1\n\n[services rolegate]\nsso_oidc =\n  endpoint_url = {broker}/sso-oidc\nsso =\n  endpoint_url = {broker}/sso-portal\n"
+        let block = rolegate::cli::commands::profiles_block(
+            roles,
+            "{account}-{role}",
+            &rolegate::cli::commands::ProfileForm::Sso { broker },
         );
-        std::fs::write(home.path().join("aws-config"), config).unwrap();
+        std::fs::write(home.path().join("aws-config"), block).unwrap();
         Self { home }
     }
 
@@ -54,13 +58,13 @@ impl Machine {
         stdout_of(&out, args)
     }
 
-    /// The SDK's token cache for the `corp` sso-session.
+    /// The SDK's token cache for the `rolegate` sso-session.
     fn token_cache(&self) -> Json {
-        // sha1("corp"): the file name botocore derives from the session name.
+        // sha1("rolegate"): the file name botocore derives from the session name.
         let path = self
             .home
             .path()
-            .join(".aws/sso/cache/ee0bfd2552fbd840c02cc48b6e823320543c450f.json");
+            .join(".aws/sso/cache/c6a7474d9fab04c0f64fafcfcddeab32f29961a5.json");
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 }
@@ -111,6 +115,17 @@ async fn sso_broker(access_token_lifetime: &str, registration: &str) -> OidcSetu
     .await
 }
 
+/// What `/api/v1/roles` says `user` may assume (what `rolegate configure` reads).
+async fn roles_of(s: &OidcSetup, user: &str) -> Json {
+    let login = logged_in_as(s, user, &format!("{user}-pw")).await;
+    let token = login["access_token"].as_str().unwrap();
+    api(s, token, "GET", "/api/v1/roles")
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 fn issuances(s: &OidcSetup) -> Vec<Json> {
     s.audit_records()
         .into_iter()
@@ -122,12 +137,14 @@ const ADMIN_ARN: &str = "arn:aws:sts::111122223333:assumed-role/Admin/alice@exam
 
 #[tokio::test]
 async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_expires() {
-    let s = std::sync::Arc::new(sso_broker("5s", "1h").await);
+    let s = sso_broker("5s", "1h").await;
+    let roles = roles_of(&s, "alice").await;
+    let s = std::sync::Arc::new(s);
     let s2 = s.clone();
     tokio::task::spawn_blocking(move || {
         let s = s2;
         let broker = s.app.address.clone();
-        let m = Machine::new(&broker);
+        let m = Machine::configured(&broker, &roles);
 
         // RegisterClient + StartDeviceAuthorization, then CreateToken polling in the
         // background while a person approves in Chromium.
@@ -139,7 +156,7 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
         let start_file = m.home.path().join("start.json");
         std::fs::write(&start_file, start.to_string()).unwrap();
         let poller = m
-            .command(&["poll", &broker, start_file.to_str().unwrap(), "corp"])
+            .command(&["poll", &broker, start_file.to_str().unwrap(), "rolegate"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -173,7 +190,7 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
 
         // A plain sso_session profile: botocore's token provider refreshes the 5-second
         // token through CreateToken, then GetRoleCredentials, then STS shows the role.
-        let arn = m.run(&["caller", "prod-admin", moto_url()]);
+        let arn = m.run(&["caller", "prod-prod-admin", moto_url()]);
         assert_eq!(arn, ADMIN_ARN);
         let issued = issuances(&s);
         assert_eq!(issued.len(), 1);
@@ -193,7 +210,7 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
             "UnauthorizedException"
         );
         // ... and botocore refreshes by itself and keeps working.
-        let arn = m.run(&["caller", "prod-readonly", moto_url()]);
+        let arn = m.run(&["caller", "prod-prod-readonly", moto_url()]);
         assert_eq!(
             arn,
             "arn:aws:sts::111122223333:assumed-role/ReadOnly/alice@example.com"
@@ -207,7 +224,7 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
         std::thread::sleep(Duration::from_secs(6));
         let racers: Vec<_> = (0..4)
             .map(|_| {
-                m.command(&["caller", "prod-admin", moto_url()])
+                m.command(&["caller", "prod-prod-admin", moto_url()])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -223,7 +240,7 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
         // ... and the session survives: after the reuse interval, the cached successor
         // still refreshes.
         std::thread::sleep(Duration::from_secs(6));
-        assert_eq!(m.run(&["caller", "prod-admin", moto_url()]), ADMIN_ARN);
+        assert_eq!(m.run(&["caller", "prod-prod-admin", moto_url()]), ADMIN_ARN);
         assert!(
             !s.audit_records()
                 .iter()
@@ -271,12 +288,17 @@ async fn the_portal_lists_what_the_rules_grant_with_paging_and_refuses_hostile_c
     let bob_access = bob["access_token"].as_str().unwrap().to_owned();
     let alice_refresh = alice["refresh_token"].as_str().unwrap().to_owned();
     let broker = s.app.address.clone();
+    let roles = api(&s, &alice_access, "GET", "/api/v1/roles")
+        .await
+        .json::<Json>()
+        .await
+        .unwrap();
     let audit_before = s.audit_records().len();
     let s = std::sync::Arc::new(s);
     let s2 = s.clone();
     tokio::task::spawn_blocking(move || {
         let s = s2;
-        let m = Machine::new(&broker);
+        let m = Machine::configured(&broker, &roles);
         // One item per page: every account and role is still found, across pages.
         let listed: Json =
             serde_json::from_str(&m.run(&["list", &broker, &alice_access, "1"])).unwrap();
