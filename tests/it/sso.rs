@@ -79,19 +79,23 @@ fn stdout_of(out: &Output, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn approve_in_chromium(url: &str) -> Json {
+/// A person signs in as alice in real Chromium and approves; for the authorization-code
+/// grant, `done` is the loopback redirect the browser must end at.
+fn approve_in_chromium(url: &str, shot: &str, done: Option<&str>) -> Json {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let out = Command::new("node")
-        .arg("approve.mjs")
+    let mut cmd = Command::new("node");
+    cmd.arg("approve.mjs")
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/browser"))
         .env("ARTIFACTS", &artifacts)
         .env("START_URL", url)
         .env("LOGIN_USER", "alice")
         .env("LOGIN_PASSWORD", "alice-pw")
-        .env("SHOT", "sso-device-approval")
-        .output()
-        .unwrap();
+        .env("SHOT", shot);
+    if let Some(prefix) = done {
+        cmd.env("DONE_URL_PREFIX", prefix);
+    }
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Json = stdout
         .lines()
@@ -166,7 +170,7 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
             url.starts_with(&format!("{broker}/device?user_code=")),
             "{url}"
         );
-        let report = approve_in_chromium(url);
+        let report = approve_in_chromium(url, "sso-device-approval", None);
         assert_eq!(report["prefilled"], start["userCode"]);
         let text = report["approval_text"].as_str().unwrap();
         assert!(
@@ -458,4 +462,108 @@ async fn the_portal_lists_what_the_rules_grant_with_paging_and_refuses_hostile_c
     })
     .await
     .unwrap();
+}
+
+/// One HTTP request on a loopback port (the SDK's redirect listener): its request line.
+fn one_redirect(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stream.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let body = "Logged in";
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        line
+    })
+}
+
+#[tokio::test]
+async fn the_authorization_code_grant_with_pkce_and_a_registered_loopback_redirect() {
+    let s = sso_broker("10m", "1h").await;
+    let roles = roles_of(&s, "alice").await;
+    let (verifier, challenge) = crate::cli_login::pkce();
+    let broker = s.app.address.clone();
+    let s = std::sync::Arc::new(s);
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let s = s2;
+        let m = Machine::configured(&broker, &roles);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let redirect = format!(
+            "http://127.0.0.1:{}/oauth/callback",
+            listener.local_addr().unwrap().port()
+        );
+        // Registration refuses a redirect that is not loopback.
+        let refused = m
+            .command(&["register-code", &broker, "https://evil.example/cb"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("InvalidRedirectUriException"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        let reg: Json = serde_json::from_str(&m.run(&["register-code", &broker, &redirect])).unwrap();
+        assert_eq!(reg["authorizationEndpoint"], format!("{broker}/sso-oidc/authorize"));
+        let reg_file = m.home.path().join("reg.json");
+        std::fs::write(&reg_file, reg.to_string()).unwrap();
+        let client_id = reg["clientId"].as_str().unwrap();
+        let authorize = |redirect: &str| {
+            format!(
+                "{broker}/sso-oidc/authorize?response_type=code&client_id={client_id}&redirect_uri={}&state=st4te&code_challenge_method=S256&code_challenge={challenge}&scopes=sso%3Aaccount%3Aaccess",
+                url_encode(redirect)
+            )
+        };
+        // Another loopback port than the registered one: refused before any sign-in.
+        let other = reqwest::blocking::get(authorize("http://127.0.0.1:1/oauth/callback")).unwrap();
+        assert_eq!(other.status(), 400);
+        assert!(other.text().unwrap().contains("not one the client registered"));
+
+        let got = one_redirect(listener);
+        let report = approve_in_chromium(&authorize(&redirect), "sso-code-approval", Some(&redirect));
+        assert!(report["approval_text"].as_str().unwrap().contains("aws-cli-like"), "{report:#}");
+        let line = got.join().unwrap();
+        let query = line.split_whitespace().nth(1).unwrap().split_once('?').unwrap().1.to_owned();
+        let param = |k: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k} in {query}"))
+                .to_owned()
+        };
+        assert_eq!(param("state"), "st4te");
+        let code = param("code");
+        let token = |verifier: &str| -> Json {
+            serde_json::from_str(&m.run(&[
+                "code-token",
+                &broker,
+                reg_file.to_str().unwrap(),
+                &code,
+                &redirect,
+                verifier,
+            ]))
+            .unwrap()
+        };
+        let t = token(&verifier);
+        let access = t["accessToken"].as_str().unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(
+            m.run(&["call", "credentials", &broker, access, "prod-admin", "111122223333"]),
+            "ok"
+        );
+        assert_eq!(token(&verifier)["error"], "InvalidGrantException", "a code is single-use");
+        assert_eq!(issuances(&s).len(), 1);
+    })
+    .await
+    .unwrap();
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::code::loopback_redirect;
 use super::{OAuthError, token_hash};
 use crate::access::session::{now_unix, random_token, tokens_match};
 use crate::access::{Access, RequestContext};
@@ -18,6 +19,9 @@ const SSO_CLIENT_PREFIX: &str = "sso-";
 struct RegisteredClient {
     name: String,
     secret_hash: String,
+    /// Loopback redirect URIs for the authorization-code grant (exact match).
+    #[serde(default)]
+    redirect_uris: Vec<String>,
     issued_at: u64,
     expires_at: u64,
 }
@@ -40,8 +44,27 @@ impl Access {
     pub async fn register_client(
         &self,
         name: &str,
+        redirect_uris: &[String],
         ctx: &RequestContext,
     ) -> Result<Registration, OAuthError> {
+        if redirect_uris.len() > 10 {
+            return Err(OAuthError::new(
+                "invalid_redirect_uri",
+                "at most 10 redirect URIs",
+            ));
+        }
+        if let Some(bad) = redirect_uris
+            .iter()
+            .find(|u| loopback_redirect(u).is_none())
+        {
+            return Err(OAuthError::new(
+                "invalid_redirect_uri",
+                format!(
+                    "{:?} is not a loopback redirect URI (http://127.0.0.1:PORT/… or http://[::1]:PORT/…)",
+                    bad.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
         let window = now_unix() / 60;
         let n = self
             .store
@@ -63,6 +86,7 @@ impl Access {
         let record = RegisteredClient {
             name: name.chars().take(128).collect(),
             secret_hash: token_hash(&client_secret),
+            redirect_uris: redirect_uris.to_vec(),
             issued_at: now,
             expires_at: now + lifetime.as_secs(),
         };
@@ -108,6 +132,25 @@ impl Access {
             Some(_) => Err(OAuthError::invalid_client("the client secret is wrong")),
             None => Err(OAuthError::invalid_client("the client secret is missing")),
         }
+    }
+
+    /// Whether `redirect_uri` (already checked to be loopback) may receive codes for
+    /// `client_id`: any loopback port for `[cli]` clients (RFC 8252), exactly a registered
+    /// URI for clients registered through the SSO OIDC API.
+    pub async fn redirect_allowed(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+    ) -> Result<bool, OAuthError> {
+        if self.config.cli.is_client(client_id) {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .get(&client_key(client_id))
+            .await?
+            .and_then(|json| serde_json::from_str::<RegisteredClient>(&json).ok())
+            .is_some_and(|r| r.redirect_uris.iter().any(|u| u == redirect_uri)))
     }
 
     /// The name a registered client gave itself (`clientName`), for the approval page;

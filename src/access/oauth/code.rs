@@ -125,6 +125,11 @@ impl Access {
                 "redirect_uri must be http://127.0.0.1:PORT/… or http://[::1]:PORT/… (a loopback address)",
             ));
         }
+        if !self.redirect_allowed(client_id, redirect_uri).await? {
+            return Err(OAuthError::invalid_request(
+                "redirect_uri is not one the client registered",
+            ));
+        }
         if q.response_type.as_deref() != Some("code") {
             return Err(OAuthError::new(
                 "unsupported_response_type",

@@ -52,6 +52,7 @@ fn oidc_error(req: &HttpRequest, e: &OAuthError) -> HttpResponse {
         "invalid_grant" => (StatusCode::BAD_REQUEST, "InvalidGrantException"),
         "invalid_client" => (StatusCode::UNAUTHORIZED, "InvalidClientException"),
         "unsupported_grant_type" => (StatusCode::BAD_REQUEST, "UnsupportedGrantTypeException"),
+        "invalid_redirect_uri" => (StatusCode::BAD_REQUEST, "InvalidRedirectUriException"),
         "temporarily_unavailable" => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerException"),
         _ => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
     };
@@ -69,6 +70,8 @@ fn ok(value: serde_json::Value) -> HttpResponse {
 pub struct RegisterClientBody {
     client_name: Option<String>,
     client_type: Option<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 /// `POST /sso-oidc/client/register`.
@@ -89,7 +92,11 @@ pub async fn register_client(
     let ctx = request_context(&req, &state);
     match state
         .access
-        .register_client(body.client_name.as_deref().unwrap_or("client"), &ctx)
+        .register_client(
+            body.client_name.as_deref().unwrap_or("client"),
+            &body.redirect_uris,
+            &ctx,
+        )
         .await
     {
         Ok(r) => {

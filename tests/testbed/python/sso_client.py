@@ -4,6 +4,8 @@ usage:
   sso_client.py start BROKER                      -> RegisterClient + StartDeviceAuthorization (JSON)
   sso_client.py poll BROKER START.json SESSION    -> CreateToken polling; writes the SDK's token cache
                                                      (~/.aws/sso/cache/<sha1(SESSION)>.json)
+  sso_client.py register-code BROKER REDIRECT     -> RegisterClient for the authorization-code grant (JSON)
+  sso_client.py code-token BROKER REG.json CODE REDIRECT VERIFIER -> CreateToken (authorization_code)
   sso_client.py caller PROFILE STS_ENDPOINT       -> sts get-caller-identity through the SSO profile
   sso_client.py list BROKER TOKEN MAX             -> ListAccounts / ListAccountRoles, paging
   sso_client.py call OP BROKER TOKEN [ARGS...]    -> one raw SSO API call; prints "ok" or the error code
@@ -84,6 +86,23 @@ def poll(broker, start_file, session_name):
     print(json.dumps({"ok": True, "pending": pending, "slowdowns": slowdowns, "accessToken": t["accessToken"]}))
 
 
+def register_code(broker, redirect):
+    reg = oidc(broker).register_client(
+        clientName="aws-cli-like", clientType="public", scopes=["sso:account:access"],
+        grantTypes=["authorization_code", "refresh_token"], redirectUris=[redirect], issuerUrl=f"{broker}/")
+    print(json.dumps({k: reg[k] for k in ("clientId", "clientSecret", "authorizationEndpoint", "tokenEndpoint")}))
+
+
+def code_token(broker, reg_file, code, redirect, verifier):
+    s = json.load(open(reg_file))
+    try:
+        t = oidc(broker).create_token(clientId=s["clientId"], clientSecret=s["clientSecret"], grantType="authorization_code",
+                                      code=code, redirectUri=redirect, codeVerifier=verifier)
+        print(json.dumps({"accessToken": t["accessToken"], "refreshToken": t["refreshToken"], "expiresIn": t["expiresIn"]}))
+    except botocore.exceptions.ClientError as e:
+        print(json.dumps({"error": e.response["Error"]["Code"]}))
+
+
 def caller(profile, sts_endpoint):
     session = boto3.Session(profile_name=profile)
     arn = session.client("sts", endpoint_url=sts_endpoint).get_caller_identity()["Arn"]
@@ -131,4 +150,5 @@ def call(op, broker, token, *args):
 
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
-    {"start": start, "poll": poll, "caller": caller, "list": list_all, "call": call}[cmd](*rest)
+    {"start": start, "poll": poll, "caller": caller, "list": list_all, "call": call,
+     "register-code": register_code, "code-token": code_token}[cmd](*rest)
