@@ -241,10 +241,11 @@ pub fn profiles_block(roles: &Json, naming: &str, form: &ProfileForm<'_>) -> Str
     if let ProfileForm::Sso { broker } = form {
         let broker = broker.trim_end_matches('/');
         // sso_region only has to be a valid region name: both endpoints are overridden.
-        // botocore reads the services keys by service id in snake case (sso_oidc).
+        // The SDKs disagree on the services key of the "SSO OIDC" service: botocore (boto3,
+        // AWS CLI) reads `sso_oidc`, the Rust SDK `sso-oidc`; each ignores the other.
         let region = roles["region"].as_str().unwrap_or("us-east-1");
         out.push_str(&format!(
-            "[sso-session {SSO_SESSION}]\nsso_start_url = {broker}/\nsso_region = {region}\nsso_registration_scopes = sso:account:access\n\n[services {SSO_SESSION}]\nsso_oidc =\n  endpoint_url = {broker}/sso-oidc\nsso =\n  endpoint_url = {broker}/sso-portal\n\n"
+            "[sso-session {SSO_SESSION}]\nsso_start_url = {broker}/\nsso_region = {region}\nsso_registration_scopes = sso:account:access\n\n[services {SSO_SESSION}]\nsso_oidc =\n  endpoint_url = {broker}/sso-oidc\nsso-oidc =\n  endpoint_url = {broker}/sso-oidc\nsso =\n  endpoint_url = {broker}/sso-portal\n\n"
         ));
     }
     for a in roles["accounts"].as_array().into_iter().flatten() {
@@ -425,7 +426,7 @@ mod tests {
             },
         );
         assert!(block.contains("[sso-session rolegate]\nsso_start_url = https://rg.example.com/\nsso_region = eu-west-1\n"), "{block}");
-        assert!(block.contains("[services rolegate]\nsso_oidc =\n  endpoint_url = https://rg.example.com/sso-oidc\nsso =\n  endpoint_url = https://rg.example.com/sso-portal\n"), "{block}");
+        assert!(block.contains("[services rolegate]\nsso_oidc =\n  endpoint_url = https://rg.example.com/sso-oidc\nsso-oidc =\n  endpoint_url = https://rg.example.com/sso-oidc\nsso =\n  endpoint_url = https://rg.example.com/sso-portal\n"), "{block}");
         assert!(block.contains("[profile prod-ro]\nsso_session = rolegate\nsso_account_id = 111122223333\nsso_role_name = ro\nservices = rolegate\nregion = eu-west-1\n"), "{block}");
         assert!(!block.contains("credential_process"));
         assert_eq!(block.matches("[sso-session").count(), 1);

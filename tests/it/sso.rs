@@ -43,13 +43,47 @@ impl Machine {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(format!("{VENV}/bin/python"));
         cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/python/sso_client.py"))
-            .args(args)
-            .env_clear()
+            .args(args);
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// The AWS SDK for Rust on this machine: this test binary again, running only
+    /// [`rust_sdk_child`] with the machine's HOME and AWS config. The assumed-role ARN.
+    fn rust_sdk_caller(&self, profile: &str) -> String {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "sso::rust_sdk_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        self.env(&mut cmd);
+        let out = cmd
+            .env("ROLEGATE_SSO_CHILD_PROFILE", profile)
+            .env("ROLEGATE_SSO_CHILD_STS", moto_url())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .find_map(|l| l.split_once("ARN=").map(|(_, arn)| arn.trim()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the Rust SDK got no credentials:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_owned()
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env_clear()
             .env("PATH", format!("{VENV}/bin:/usr/bin:/bin"))
             .env("HOME", self.home.path())
             .env("AWS_CONFIG_FILE", self.home.path().join("aws-config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join("none"));
-        cmd
     }
 
     /// Runs the client; its stdout, trimmed (panics with stderr on failure).
@@ -199,6 +233,17 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
         let issued = issuances(&s);
         assert_eq!(issued.len(), 1);
         assert_eq!(issued[0]["client_path"], "cli", "{:#}", issued[0]);
+
+        // The AWS SDK for Rust (aws-config's SSO support) from the same cached token: it
+        // refreshes the short-lived token through CreateToken and gets role credentials.
+        let before = m.token_cache()["accessToken"].clone();
+        assert_eq!(m.rust_sdk_caller("prod-prod-admin"), ADMIN_ARN);
+        assert_eq!(issuances(&s).len(), 2);
+        assert_ne!(
+            m.token_cache()["accessToken"],
+            before,
+            "the Rust SDK refreshed and cached"
+        );
 
         // The original access token expires: the API refuses it...
         std::thread::sleep(Duration::from_secs(6));
@@ -566,4 +611,31 @@ async fn the_authorization_code_grant_with_pkce_and_a_registered_loopback_redire
 
 fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Not a test by itself: the AWS SDK for Rust as a separate process on a [`Machine`] (its
+/// HOME and AWS config come from the environment, which only a new process can set).
+/// Run by [`Machine::rust_sdk_caller`]; skipped when not started that way.
+#[tokio::test]
+#[ignore = "run as a child process by the sso tests"]
+async fn rust_sdk_child() {
+    let (Ok(profile), Ok(sts_endpoint)) = (
+        std::env::var("ROLEGATE_SSO_CHILD_PROFILE"),
+        std::env::var("ROLEGATE_SSO_CHILD_STS"),
+    ) else {
+        return;
+    };
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .profile_name(&profile)
+        .load()
+        .await;
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&config)
+            .endpoint_url(sts_endpoint)
+            .build(),
+    );
+    match sts.get_caller_identity().send().await {
+        Ok(who) => println!("ARN={}", who.arn().unwrap_or_default()),
+        Err(e) => panic!("{}", aws_sdk_sts::error::DisplayErrorContext(e)),
+    }
 }
