@@ -135,6 +135,9 @@ pub struct CliConfig {
     /// How long a client registered through the SSO OIDC API (`RegisterClient`) stays
     /// registered; Identity Center's is 90 days.
     pub client_registration_lifetime: Duration,
+    /// Bearer-token requests (the CLI's JSON API, the SSO portal API) per person and
+    /// minute; over it, 429 with Retry-After.
+    pub requests_per_minute: u64,
 }
 
 impl CliConfig {

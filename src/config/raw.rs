@@ -44,6 +44,8 @@ pub struct RawCli {
     pub device_poll_interval: Option<String>,
     /// How long a client registered through the SSO OIDC API stays registered.
     pub client_registration_lifetime: Option<String>,
+    /// Bearer-token requests (CLI API, SSO portal) per person and minute.
+    pub requests_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -639,3 +639,66 @@ async fn rust_sdk_child() {
         Err(e) => panic!("{}", aws_sdk_sts::error::DisplayErrorContext(e)),
     }
 }
+
+#[tokio::test]
+async fn bearer_requests_are_rate_limited_per_person_with_the_services_error() {
+    let s = spawn_with(SetupOptions {
+        extra: format!("{}requests_per_minute = 4\n", sso_config("10m", "1h")),
+        ..SetupOptions::default()
+    })
+    .await;
+    let bob = logged_in_as(&s, "bob", "bob-pw").await;
+    let token = bob["access_token"].as_str().unwrap();
+    let list = || async {
+        reqwest::Client::new()
+            .get(format!("{}/sso-portal/assignment/accounts", s.app.address))
+            .header("x-amz-sso_bearer_token", token)
+            .send()
+            .await
+            .unwrap()
+    };
+    // Stay inside one minute window: the limit counts per calendar minute.
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if second > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - second)).await;
+    }
+    for _ in 0..4 {
+        assert_eq!(list().await.status(), 200);
+    }
+    let res = list().await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        res.headers()["x-amzn-ErrorType"],
+        "TooManyRequestsException"
+    );
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // The same person through the CLI's API (another token, same person): also limited.
+    let again = logged_in_as(&s, "bob", "bob-pw").await;
+    let res = api(
+        &s,
+        again["access_token"].as_str().unwrap(),
+        "GET",
+        "/api/v1/me",
+    )
+    .await;
+    assert_eq!(res.status(), 429);
+    // Another person is not.
+    let alice = logged_in_as(&s, "alice", "alice-pw").await;
+    let res = api(
+        &s,
+        alice["access_token"].as_str().unwrap(),
+        "GET",
+        "/api/v1/me",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+}

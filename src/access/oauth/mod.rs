@@ -53,6 +53,15 @@ impl OAuthError {
         }
     }
 
+    /// A rate limit with its own message.
+    pub fn too_many(description: impl Into<String>, secs: u64) -> Self {
+        Self {
+            code: "rate_limited",
+            description: description.into(),
+            retry_after: Some(secs),
+        }
+    }
+
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new("invalid_request", d)
     }

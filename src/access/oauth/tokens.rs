@@ -434,6 +434,31 @@ impl Access {
             .clone()
             .into_identity()
             .map_err(|_| OAuthError::unavailable())?;
+        // Per person (all their logins), per minute: a cap for a stolen token in a loop
+        // or a runaway script, far above what tools refreshing credentials need.
+        let claims = identity.claims();
+        let now = now_unix();
+        let calls = self
+            .store
+            .incr(
+                &format!(
+                    "ratelimit:bearer:{}:{}",
+                    token_hash(&format!("{}\n{}", claims.idp, claims.subject)),
+                    now / 60
+                ),
+                Duration::from_secs(61),
+            )
+            .await?;
+        if calls > self.config.cli.requests_per_minute {
+            return Err(OAuthError::too_many(
+                format!(
+                    "more than {} requests this minute for this person; try again in {} s",
+                    self.config.cli.requests_per_minute,
+                    60 - now % 60
+                ),
+                60 - now % 60,
+            ));
+        }
         Ok(Some(BearerGrant {
             identity,
             client_id: family.approval.client_id,

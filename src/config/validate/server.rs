@@ -529,6 +529,13 @@ pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
         5,
         365 * 24 * 3600,
     );
+    let requests_per_minute = raw.requests_per_minute.unwrap_or(600);
+    if !(1..=1_000_000).contains(&requests_per_minute) {
+        errs.push(
+            "cli.requests_per_minute".to_owned(),
+            "must be between 1 and 1000000".to_owned(),
+        );
+    }
     Some(CliConfig {
         client_ids,
         access_token_lifetime: access?,
@@ -537,5 +544,6 @@ pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
         device_code_lifetime: device?,
         device_poll_interval: poll?,
         client_registration_lifetime: registration?,
+        requests_per_minute,
     })
 }

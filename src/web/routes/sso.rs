@@ -250,6 +250,20 @@ async fn portal_grant(req: &HttpRequest, state: &AppState) -> Result<BearerGrant
         Ok(_) => Err(unauthorized(
             "the session token is invalid, expired or revoked",
         )),
+        Err(e) if e.retry_after.is_some() => {
+            let mut res = aws_error(
+                req,
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                e.code,
+                &e.description,
+            );
+            if let Ok(v) = e.retry_after.unwrap_or(60).to_string().parse() {
+                res.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            Err(res)
+        }
         Err(e) => Err(oidc_error(req, &e)),
     }
 }
