@@ -148,6 +148,27 @@ impl CredentialIssuer {
             policy: grant.session_policy.as_ref(),
             web_identity_subject: &subject,
         };
+        // The attempt is audited before STS is called: once the call leaves, AWS may mint
+        // credentials even if this process dies or is drained before the answer, and
+        // such credentials must still have a record. No record, no call.
+        let attempt_id = &super::session::random_token()[..22];
+        let attempt = json!({
+            "event": "issuance_attempt",
+            "attempt_id": attempt_id,
+            "idp": identity.idp.as_str(),
+            "subject": identity.subject,
+            "role": role.id.as_str(),
+            "role_arn": grant.arn.as_str(),
+            "session_name": grant.session_name.as_str(),
+            "duration_seconds": authorized.duration().as_secs(),
+            "sts_mode": mode.as_str(),
+            "client_path": path.as_str(),
+        });
+        if let Err(e) = self.audit.record(ctx, attempt) {
+            tracing::error!(error = %e, "audit write failed; not calling STS");
+            self.count(role.id.as_str(), mode, path, "failure");
+            return Err(IssueFailure::AuditUnavailable);
+        }
         let started = Instant::now();
         let result = self.sts.call(&request).await;
         self.metrics
@@ -172,6 +193,7 @@ impl CredentialIssuer {
         };
         let record = json!({
             "event": "issuance",
+            "attempt_id": attempt_id,
             "idp": identity.idp.as_str(),
             "subject": identity.subject,
             "display_name": identity.username,

@@ -341,3 +341,14 @@ scope = ["email"]
     let all = format!("{errs:?}");
     assert!(!all.contains("Raw"), "{all}");
 }
+
+#[test]
+fn a_drain_shorter_than_the_sts_deadline_is_refused() {
+    let errs = errors(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nshutdown_timeout = \"5s\"\n\n[aws]\nsts_timeout = \"10s\"\n",
+        vec![],
+    );
+    let e = find(&errs, "server.shutdown_timeout");
+    assert_eq!(e.line, Some(3), "{errs:#?}");
+    assert!(e.reason.contains("at least aws.sts_timeout (10s)"), "{}", e.reason);
+}

@@ -665,3 +665,81 @@ async fn broker_credentials_from_a_role_session_are_capped_at_one_hour_and_skip_
         "no SessionDuration for chained credentials: {last}"
     );
 }
+
+/// An issuance is audited as an attempt before STS is called: if the broker never hears
+/// back (killed, drained, or STS hangs), AWS may still have minted credentials, and the
+/// record of that attempt already exists.
+#[tokio::test]
+async fn the_attempt_is_audited_before_sts_is_called() {
+    // An "STS" that accepts connections and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://{}", hung.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming() {
+            held.push(c);
+        }
+    });
+    let s = spawn_with(SetupOptions {
+        extra: crate::cli_login::CLI_CONFIG.into(),
+        sts_endpoint: Some(sts),
+        ..SetupOptions::default()
+    })
+    .await;
+    let login = crate::cli_login::logged_in_as(&s, "alice", "alice-pw").await;
+    let token = login["access_token"].as_str().unwrap();
+    let res = Client::new()
+        .post(format!(
+            "{}/api/v1/roles/prod-admin/credentials",
+            s.app.address
+        ))
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(res.is_err(), "STS never answers: {res:?}");
+    let records = s.audit_records();
+    let attempt = records
+        .iter()
+        .find(|r| r["event"] == "issuance_attempt")
+        .unwrap_or_else(|| panic!("no attempt record: {records:#?}"));
+    assert_eq!(attempt["role"], "prod-admin");
+    assert!(attempt["subject"].as_str().is_some());
+    assert_eq!(attempt["client_path"], "cli");
+    assert!(
+        !records.iter().any(|r| r["event"] == "issuance"),
+        "no outcome yet"
+    );
+}
+
+#[tokio::test]
+async fn the_outcome_record_names_its_attempt() {
+    let s = spawn_with(SetupOptions {
+        extra: crate::cli_login::CLI_CONFIG.into(),
+        ..SetupOptions::default()
+    })
+    .await;
+    let login = crate::cli_login::logged_in_as(&s, "alice", "alice-pw").await;
+    let res = crate::cli_login::api(
+        &s,
+        login["access_token"].as_str().unwrap(),
+        "POST",
+        "/api/v1/roles/prod-admin/credentials",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let records = s.audit_records();
+    let at = |event: &str| {
+        records
+            .iter()
+            .position(|r| r["event"] == event)
+            .unwrap_or_else(|| panic!("no {event}: {records:#?}"))
+    };
+    let (attempt, outcome) = (at("issuance_attempt"), at("issuance"));
+    assert!(attempt < outcome);
+    assert_eq!(
+        records[attempt]["attempt_id"],
+        records[outcome]["attempt_id"]
+    );
+    assert_eq!(records[attempt]["attempt_id"].as_str().unwrap().len(), 22);
+}

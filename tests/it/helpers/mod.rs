@@ -219,6 +219,13 @@ pub fn config_from(session: &str, extra: &str) -> Config {
 
 /// As [`config_from`], with the body of `[aws]`.
 pub fn config_with_aws(session: &str, aws: &str, extra: &str) -> Config {
+    // A short drain for quick stops; the STS deadline may not exceed it.
+    let sts_default = if aws.contains("sts_timeout") {
+        ""
+    } else {
+        "sts_timeout = \"5s\"\n"
+    };
+    let aws = format!("{sts_default}{aws}");
     let text = format!(
         r#"
 [server]
