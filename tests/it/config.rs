@@ -350,5 +350,9 @@ fn a_drain_shorter_than_the_sts_deadline_is_refused() {
     );
     let e = find(&errs, "server.shutdown_timeout");
     assert_eq!(e.line, Some(3), "{errs:#?}");
-    assert!(e.reason.contains("at least aws.sts_timeout (10s)"), "{}", e.reason);
+    assert!(
+        e.reason.contains("at least aws.sts_timeout (10s)"),
+        "{}",
+        e.reason
+    );
 }

@@ -102,16 +102,16 @@ pub(super) fn from_str(
     let aws = convert_aws(raw_aws, &mut errs);
     // An issuance in flight when the drain deadline hits has already called STS: the
     // drain must outlast the STS deadline so its outcome is always audited.
-    if let (Some(server), Some(aws)) = (&server, &aws) {
-        if server.shutdown_timeout < aws.sts_timeout {
-            errs.push(
-                "server.shutdown_timeout",
-                format!(
-                    "must be at least aws.sts_timeout ({}): an issuance in flight at shutdown must finish and be audited",
-                    humantime::format_duration(aws.sts_timeout)
-                ),
-            );
-        }
+    if let (Some(server), Some(aws)) = (&server, &aws)
+        && server.shutdown_timeout < aws.sts_timeout
+    {
+        errs.push(
+            "server.shutdown_timeout",
+            format!(
+                "must be at least aws.sts_timeout ({}): an issuance in flight at shutdown must finish and be audited",
+                humantime::format_duration(aws.sts_timeout)
+            ),
+        );
     }
 
     // Ids declared by entries, even entries that failed to parse, so that one broken
