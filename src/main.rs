@@ -428,7 +428,13 @@ mod server {
             let server = tokio::spawn(app.run_until_stopped());
             let signal = wait_for_signal().await;
             tracing::info!(signal, "shutting down: draining in-flight requests");
-            handle.shutdown().await;
+            // SIGTERM is the orchestrator's rolling stop; Ctrl-C is a person who wants
+            // the process gone now.
+            if signal == "SIGTERM" {
+                handle.shutdown_after_pre_stop().await;
+            } else {
+                handle.shutdown().await;
+            }
             server
                 .await
                 .context("server task failed")?

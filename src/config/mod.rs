@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub log_level: String,
     /// How long in-flight requests may run after SIGTERM before they are cut.
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long `/readyz` answers 503 while requests are still served, so
+    /// a load balancer takes the instance out before its listener closes.
+    pub pre_stop_delay: Duration,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     pub workers: Option<usize>,

@@ -17,6 +17,7 @@ pub struct RawServer {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub pre_stop_delay: Option<String>,
     pub body_limit: Option<u64>,
     pub workers: Option<u64>,
 }

@@ -53,12 +53,29 @@ pub struct Application {
 pub struct ShutdownHandle {
     server: ServerHandle,
     shutting_down: Arc<AtomicBool>,
+    pre_stop_delay: std::time::Duration,
 }
 
 impl ShutdownHandle {
+    /// Stops now: readiness fails, the listener closes, in-flight requests drain.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
         self.server.stop(true).await;
+    }
+
+    /// A rolling stop (SIGTERM): readiness fails at once while requests are still
+    /// accepted for `server.pre_stop_delay`, so the load balancer's health checks take
+    /// the instance out before the listener closes; then [`ShutdownHandle::shutdown`].
+    pub async fn shutdown_after_pre_stop(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        if !self.pre_stop_delay.is_zero() {
+            tracing::info!(
+                pre_stop_delay = %humantime::format_duration(self.pre_stop_delay),
+                "readiness now fails; still serving until the pre-stop delay ends"
+            );
+            tokio::time::sleep(self.pre_stop_delay).await;
+        }
+        self.shutdown().await;
     }
 }
 
@@ -81,6 +98,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let body_limit = config.server.body_limit;
         let shutdown_timeout = config.server.shutdown_timeout.as_secs().max(1);
+        let pre_stop_delay = config.server.pre_stop_delay;
         let workers = config.server.workers;
         let https = config.server.is_https();
         let access =
@@ -218,6 +236,7 @@ impl Application {
         let shutdown = ShutdownHandle {
             server: server.handle(),
             shutting_down,
+            pre_stop_delay,
         };
         Ok(Self {
             local_addr,

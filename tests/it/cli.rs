@@ -185,12 +185,20 @@ async fn serve(env: &[(&str, &str)]) -> Served {
 impl Served {
     /// Sends SIGTERM, waits for the exit, and returns its status and everything the
     /// broker wrote to stderr.
-    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+    async fn stop(self) -> (std::process::ExitStatus, String) {
+        self.terminate();
+        self.wait().await
+    }
+
+    fn terminate(&self) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
+    }
+
+    async fn wait(mut self) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + Duration::from_secs(15);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -232,6 +240,36 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
         stderr.contains("SIGTERM") && stderr.contains("rolegate stopped"),
         "{stderr}"
     );
+}
+
+/// A rolling stop: after SIGTERM, `/readyz` answers 503 at once while the broker keeps
+/// serving for `pre_stop_delay` (the load balancer's health checks see it leave before the
+/// listener closes), then it drains and exits 0.
+#[tokio::test]
+async fn sigterm_fails_readiness_first_and_keeps_serving_for_the_pre_stop_delay() {
+    let served = serve(&[("ROLEGATE_SERVER__PRE_STOP_DELAY", "2s")]).await;
+    let base = served.base.clone();
+    let started = Instant::now();
+    served.terminate();
+    // Give the signal a moment to land, well inside the 2 s window.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["shutting_down"], true, "{body}");
+    let page = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(
+        page.status(),
+        200,
+        "still serving inside the pre-stop window"
+    );
+    let (status, stderr) = served.wait().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "stopped before the window ended"
+    );
+    assert!(stderr.contains("pre-stop delay"), "{stderr}");
 }
 
 /// A person quoting the request id from an error page finds the log lines of that

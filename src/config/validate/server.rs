@@ -97,6 +97,15 @@ pub(super) fn convert_server(raw: RawServer, errs: &mut Errors) -> Option<Server
         raw.shutdown_timeout.as_deref(),
         "30s",
     );
+    let pre_stop_delay = duration(
+        errs,
+        "server.pre_stop_delay",
+        raw.pre_stop_delay.as_deref(),
+        "0s",
+    );
+    if pre_stop_delay.is_some_and(|d| d > Duration::from_secs(120)) {
+        errs.push("server.pre_stop_delay", "must be at most 2m");
+    }
     let body_limit = raw.body_limit.unwrap_or(64 * 1024);
     if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
         errs.push(
@@ -115,6 +124,7 @@ pub(super) fn convert_server(raw: RawServer, errs: &mut Errors) -> Option<Server
         log_format: log_format?,
         log_level,
         shutdown_timeout: shutdown_timeout?,
+        pre_stop_delay: pre_stop_delay?,
         body_limit: body_limit as usize,
         workers,
     })
