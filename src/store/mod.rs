@@ -16,6 +16,7 @@
 
 mod flow;
 mod memory;
+mod outage;
 mod redis;
 
 use std::time::Duration;

@@ -5,17 +5,20 @@
 //! fail closed in about a second, not hang. Errors never include the URL, which may hold a
 //! password.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::outage::OutageLog;
 use super::{StoreError, ttl_millis};
 
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    outage: Arc<OutageLog>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -36,6 +39,7 @@ impl RedisStore {
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
+            outage: Arc::new(OutageLog::default()),
         })
     }
 
@@ -45,7 +49,18 @@ impl RedisStore {
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        cmd.query_async(&mut conn).await.map_err(unavailable)
+        let result = cmd.query_async(&mut conn).await.map_err(unavailable);
+        self.observe(result)
+    }
+
+    /// Feeds the outage log (one story per outage, not a line per failed call).
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => self.outage.success(),
+            Err(e @ StoreError::Unavailable(_)) => self.outage.failure(e),
+            Err(_) => {}
+        }
+        result
     }
 
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -100,7 +115,7 @@ impl RedisStore {
             .arg("NX")
             .ignore();
         let mut conn = self.conn.clone();
-        let (n,): (u64,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let (n,): (u64,) = self.observe(pipe.query_async(&mut conn).await.map_err(unavailable))?;
         Ok(n)
     }
 

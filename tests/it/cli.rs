@@ -272,6 +272,60 @@ async fn sigterm_fails_readiness_first_and_keeps_serving_for_the_pre_stop_delay(
     assert!(stderr.contains("pre-stop delay"), "{stderr}");
 }
 
+/// A Redis outage is one story in the log, not a line per refused request: one ERROR
+/// when it starts, then (after Redis comes back on its own, no restart) one line with the
+/// totals.
+#[tokio::test]
+async fn a_redis_outage_is_logged_once_and_its_end_with_the_count() {
+    let port = crate::helpers::free_port();
+    let served = serve(&[
+        ("ROLEGATE_SESSION__STORE", "redis"),
+        (
+            "ROLEGATE_SESSION__REDIS_URL",
+            &format!("redis://127.0.0.1:{port}/"),
+        ),
+    ])
+    .await;
+    let base = served.base.clone();
+    for _ in 0..40 {
+        let res = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        assert_eq!(res.status(), 503);
+    }
+    let _redis =
+        crate::helpers::RedisServer::start_on(port).expect("redis-server on the broker's port");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not reconnect by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, stderr) = served.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let outage_lines = stderr
+        .lines()
+        .filter(|l| l.contains("state store unavailable"))
+        .count();
+    assert_eq!(outage_lines, 1, "{stderr}");
+    let end = stderr
+        .lines()
+        .find(|l| l.contains("state store available again"))
+        .unwrap_or_else(|| panic!("no end of outage line:\n{stderr}"));
+    let failed: u64 = end
+        .split("failed_calls=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{end}"));
+    assert!(failed >= 40, "{end}");
+}
+
 /// A person quoting the request id from an error page finds the log lines of that
 /// request: every line written while handling it carries the id, in both log formats,
 /// and the text format has no colour codes when stderr is not a terminal.

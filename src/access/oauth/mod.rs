@@ -89,7 +89,8 @@ impl OAuthError {
 
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "state store unavailable");
+        // Logged once per outage by the store.
+        tracing::debug!(error = %e, "refused: state store unavailable");
         Self::unavailable()
     }
 }

@@ -39,7 +39,9 @@ pub fn see_other(location: &str) -> HttpResponse {
 }
 
 pub fn store_down(req: &HttpRequest, e: impl std::fmt::Display) -> PageError {
-    tracing::error!(error = %e, "state store unavailable");
+    // The store logs the outage once (store::outage); a line per refused request here
+    // would flood the log while it lasts.
+    tracing::debug!(error = %e, "refused: state store unavailable");
     PageError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "Sign-in is unavailable",

@@ -22,7 +22,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let shutting_down = state.shutting_down.load(Ordering::Relaxed);
     let r = state.access.readiness().await;
     if let Some(problem) = &r.store_problem {
-        tracing::warn!(error = %problem, "readiness: state store unavailable");
+        // The store logs the outage once; health checks every few seconds would repeat it.
+        tracing::debug!(error = %problem, "readiness: state store unavailable");
     }
     // An IdP whose discovery has not succeeded cannot sign anyone in; the broker is still
     // ready for the others, so this is reported but does not fail readiness.

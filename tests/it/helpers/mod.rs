@@ -149,7 +149,16 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start() -> Self {
         for _ in 0..5 {
-            let port = free_port();
+            if let Some(server) = Self::start_on(free_port()) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start; is it installed? (tests/run.sh installs it)");
+    }
+
+    /// A redis-server on `port` (e.g. one a broker already points at), if it comes up.
+    pub fn start_on(port: u16) -> Option<Self> {
+        {
             let child = spawn_watched(
                 &format!(
                     "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning"
@@ -159,14 +168,14 @@ impl RedisServer {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if redis_answers(port) {
-                    return Self { port, child };
+                    return Some(Self { port, child });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
             let mut child = child;
             let _ = child.kill();
         }
-        panic!("redis-server did not start; is it installed? (tests/run.sh installs it)");
+        None
     }
 
     pub fn url(&self) -> String {
