@@ -418,6 +418,7 @@ mod server {
             let store = match &config.session.store {
                 StoreConfig::Memory => "memory",
                 StoreConfig::Redis { .. } => "redis",
+                StoreConfig::RedisCluster { .. } => "redis-cluster",
             };
             let public_url = config.server.public_url.to_string();
             let app = web::Application::build(config)
@@ -468,6 +469,9 @@ mod server {
         let store = match &c.session.store {
             StoreConfig::Memory => "memory (single instance; sessions lost on restart)".to_owned(),
             StoreConfig::Redis { .. } => format!("redis (key prefix {:?})", c.session.key_prefix),
+            StoreConfig::RedisCluster { .. } => {
+                format!("redis-cluster (key prefix {:?})", c.session.key_prefix)
+            }
         };
         let _ = writeln!(
             out,

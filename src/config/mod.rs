@@ -108,6 +108,8 @@ pub enum StoreConfig {
     Memory,
     /// Redis (`redis://` or `rediss://`); the URL may carry a password, so it is secret.
     Redis { url: SecretString },
+    /// A Redis Cluster: `url` is any one node (a seed; the others are discovered).
+    RedisCluster { url: SecretString },
 }
 
 #[derive(Debug, Clone)]

@@ -71,6 +71,9 @@ impl Store {
                 memory::DEFAULT_MAX_ENTRIES,
             ))),
             StoreConfig::Redis { url } => Ok(Self::Redis(RedisStore::new(url, &cfg.key_prefix)?)),
+            StoreConfig::RedisCluster { url } => {
+                Ok(Self::Redis(RedisStore::cluster(url, &cfg.key_prefix)?))
+            }
         }
     }
 

@@ -1,6 +1,11 @@
-//! The Redis backend (Redis 7+), shared by every broker instance.
+//! The Redis backend (Redis 7+), shared by every broker instance: one server (or a
+//! replica set behind a stable address), or a Redis Cluster.
 //!
-//! One lazily connecting `ConnectionManager` (it multiplexes and reconnects by itself).
+//! Single server: one lazily connecting `ConnectionManager` (it multiplexes and reconnects
+//! by itself). Cluster: the `redis` crate's async cluster connection, created on first
+//! use (so the broker starts, not ready, while the cluster is down) and following slot
+//! moves and failovers by itself. Every operation touches exactly one key, so nothing
+//! crosses slots: the counter's increment and expiry are one Lua script on one key.
 //! Timeouts are short and retries few on purpose: a login waiting on a dead Redis should
 //! fail closed in about a second, not hang. Errors never include the URL, which may hold a
 //! password.
@@ -9,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::outage::OutageLog;
@@ -16,10 +23,41 @@ use super::{StoreError, ttl_millis};
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: String,
     outage: Arc<OutageLog>,
 }
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(Arc<LazyCluster>),
+}
+
+/// A cluster connection made on first use; a failed attempt is retried by the next call.
+struct LazyCluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> Result<ClusterConnection, StoreError> {
+        let conn = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.conn
+                .get_or_try_init(|| async { self.client.get_async_connection().await }),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("no Redis Cluster node answered in time".into()))?
+        .map_err(unavailable)?;
+        Ok(conn.clone())
+    }
+}
+
+/// `INCR` and the window's expiry in one step on one key (cluster-safe, unlike MULTI
+/// across a cluster connection); `NX` keeps the window fixed from the first increment.
+const INCR_WITH_WINDOW: &str =
+    "local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1], 'NX') return n";
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     // `RedisError`'s text names the failing operation and kind, not the URL.
@@ -37,10 +75,39 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
         Ok(Self {
-            conn,
+            conn: Connection::Single(conn),
             prefix: prefix.to_owned(),
             outage: Arc::new(OutageLog::default()),
         })
+    }
+
+    /// A Redis Cluster reached through `seed` (any node: the others are discovered).
+    pub fn cluster(seed: &SecretString, prefix: &str) -> Result<Self, StoreError> {
+        let client = ClusterClientBuilder::new(vec![seed.expose_secret()])
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(2))
+            .retries(2)
+            .max_retry_wait(200)
+            .build()
+            .map_err(|_| StoreError::Unavailable("the Redis Cluster URL is not valid".into()))?;
+        Ok(Self {
+            conn: Connection::Cluster(Arc::new(LazyCluster {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+            })),
+            prefix: prefix.to_owned(),
+            outage: Arc::new(OutageLog::default()),
+        })
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        match &self.conn {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await.map_err(unavailable),
+            Connection::Cluster(lazy) => {
+                let mut c = lazy.get().await?;
+                cmd.query_async(&mut c).await.map_err(unavailable)
+            }
+        }
     }
 
     fn key(&self, k: &str) -> String {
@@ -48,8 +115,7 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        let result = cmd.query_async(&mut conn).await.map_err(unavailable);
+        let result = self.query(cmd).await;
         self.observe(result)
     }
 
@@ -102,21 +168,12 @@ impl RedisStore {
     }
 
     pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        let key = self.key(key);
-        let mut pipe = redis::pipe();
-        // MULTI/EXEC: the counter and its expiry are set together; `NX` keeps the window
-        // fixed from the first increment (Redis 7 syntax).
-        pipe.atomic()
-            .cmd("INCR")
-            .arg(&key)
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ttl_millis(ttl))
-            .arg("NX")
-            .ignore();
-        let mut conn = self.conn.clone();
-        let (n,): (u64,) = self.observe(pipe.query_async(&mut conn).await.map_err(unavailable))?;
-        Ok(n)
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(INCR_WITH_WINDOW)
+            .arg(1)
+            .arg(self.key(key))
+            .arg(ttl_millis(ttl));
+        self.run(&cmd).await
     }
 
     pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {

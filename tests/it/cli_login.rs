@@ -439,13 +439,18 @@ async fn device_poll(s: &OidcSetup, device_code: &str, client: &str) -> Response
 
 /// The person enters `code` at /device and clicks Approve (or Deny).
 pub async fn approve_device(s: &OidcSetup, b: &Client, code: &str, decision: &str) -> Response {
-    let html = crate::helpers::page(b, format!("{}/device?user_code={code}", s.app.address)).await;
+    approve_device_at(&s.app.address, b, code, decision).await
+}
+
+/// As [`approve_device`], at the broker instance at `base` (several instances).
+pub async fn approve_device_at(base: &str, b: &Client, code: &str, decision: &str) -> Response {
+    let html = crate::helpers::page(b, format!("{base}/device?user_code={code}")).await;
     assert!(
         html.contains(&format!("value=\"{code}\"")),
         "pre-filled: {html}"
     );
     let res = b
-        .post(format!("{}/device", s.app.address))
+        .post(format!("{base}/device"))
         .form(&[("csrf", field(&html, "csrf")), ("user_code", code)])
         .send()
         .await
@@ -456,7 +461,7 @@ pub async fn approve_device(s: &OidcSetup, b: &Client, code: &str, decision: &st
         html.contains("build-box") && html.contains("Only approve if you started"),
         "{html}"
     );
-    b.post(format!("{}/device/approve", s.app.address))
+    b.post(format!("{base}/device/approve"))
         .form(&[
             ("csrf", field(&html, "csrf")),
             ("user_code", code),

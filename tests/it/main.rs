@@ -42,6 +42,8 @@ mod saml_attacks;
 mod saml_fixtures;
 /// A mutation fuzzer over the SAML pre-parse and verification.
 mod saml_fuzz;
+/// Several instances on one Redis Cluster: every hop of a flow on another instance.
+mod scale;
 /// The shell credential forms evaluated by real shells, then the real AWS CLI.
 mod shells;
 /// A single-page app in Chromium exchanging its token across origins (CORS).

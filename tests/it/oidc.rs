@@ -43,11 +43,19 @@ pub async fn sign_in_from(
     user: &str,
     password: &str,
 ) -> String {
-    let res = client
-        .get(format!("{}{login}", s.app.address))
-        .send()
-        .await
-        .unwrap();
+    sign_in_at(s, &s.app.address, client, login, user, password).await
+}
+
+/// As [`sign_in_from`], starting at the broker instance at `base` (several instances).
+pub async fn sign_in_at(
+    s: &OidcSetup,
+    base: &str,
+    client: &Client,
+    login: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let res = client.get(format!("{base}{login}")).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let auth = location(&res);
     assert!(auth.starts_with(&s.op.issuer()), "{auth}");

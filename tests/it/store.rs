@@ -23,6 +23,17 @@ fn redis() -> Store {
     )
 }
 
+/// A real 6-node Redis Cluster: keys of one test spread over all three masters' slots.
+fn cluster() -> Store {
+    Store::Redis(
+        RedisStore::cluster(
+            &SecretString::from(crate::helpers::shared_cluster().seed()),
+            &unique_prefix("cluster"),
+        )
+        .unwrap(),
+    )
+}
+
 const TTL: Duration = Duration::from_secs(60);
 
 async fn put_get_delete(s: Store) {
@@ -149,6 +160,9 @@ macro_rules! contract {
         }
         mod redis_backend {
             $( #[tokio::test] async fn $name() { super::$name(super::redis()).await } )*
+        }
+        mod redis_cluster_backend {
+            $( #[tokio::test] async fn $name() { super::$name(super::cluster()).await } )*
         }
     };
 }

@@ -187,10 +187,13 @@ pub(super) fn convert_session(
     });
     let store = match store_kind.as_str() {
         "memory" => Some(StoreConfig::Memory),
-        "redis" => {
+        "redis" | "redis-cluster" => {
             let url = match &raw.redis_url {
                 None => {
-                    errs.push("session.redis_url", "store = \"redis\" needs redis_url");
+                    errs.push(
+                        "session.redis_url",
+                        format!("store = {store_kind:?} needs redis_url"),
+                    );
                     None
                 }
                 // A URL without a password is not a secret and may be written inline; one
@@ -210,8 +213,14 @@ pub(super) fn convert_session(
             url.and_then(|u| {
                 use secrecy::ExposeSecret;
                 match Url::parse(u.expose_secret()) {
-                    Ok(p) if p.scheme() == "redis" || p.scheme() == "rediss" => {
+                    Ok(p)
+                        if (p.scheme() == "redis" || p.scheme() == "rediss")
+                            && store_kind == "redis" =>
+                    {
                         Some(StoreConfig::Redis { url: u })
+                    }
+                    Ok(p) if p.scheme() == "redis" || p.scheme() == "rediss" => {
+                        Some(StoreConfig::RedisCluster { url: u })
                     }
                     // The URL may hold a password: describe the problem without echoing it.
                     _ => {
@@ -224,7 +233,7 @@ pub(super) fn convert_session(
         other => {
             errs.push(
                 "session.store",
-                format!("{other:?} is not \"redis\" or \"memory\""),
+                format!("{other:?} is not \"memory\", \"redis\" or \"redis-cluster\""),
             );
             None
         }

@@ -12,8 +12,10 @@ use rolegate::config::{self, Config};
 use rolegate::web::Application;
 
 mod idps;
+mod redis_cluster;
 
 pub use idps::{OidcProvider, SamlIdp};
+pub use redis_cluster::shared_cluster;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -507,6 +509,16 @@ grant = ["dev-admin"]
         rolegate::web::BuildOptions {
             aws_credentials: Some(self.opts.credentials.clone()),
         }
+    }
+
+    /// Another broker instance with the same configuration (same public URL, same store),
+    /// listening on its own port: what a load balancer would spread requests over.
+    pub async fn spawn_another_instance(&self) -> TestApp {
+        let mut config = self.config();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let app = spawn_app_with(config, self.build_options()).await;
+        wait_for_discovery(&app).await;
+        app
     }
 
     /// Stops the broker and starts a new one with the same configuration and port.

@@ -1,0 +1,189 @@
+//! Several broker instances sharing one Redis Cluster (3 masters, 3 replicas): every hop
+//! of every flow may land on a different instance, as behind a round-robin load balancer
+//! without stickiness.
+
+use reqwest::Client;
+use serde_json::Value as Json;
+
+use crate::cli_login::{CLI_CONFIG, approve_device_at};
+use crate::helpers::{SetupOptions, shared_cluster, spawn_with, unique_prefix};
+use crate::oidc::sign_in_at;
+
+#[tokio::test]
+async fn three_instances_on_redis_cluster_serve_each_hop_of_sign_in_device_login_and_tokens() {
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+            shared_cluster().seed(),
+            unique_prefix("scale")
+        ),
+        extra: CLI_CONFIG.into(),
+        ..SetupOptions::default()
+    })
+    .await;
+    let a = s.app.address.clone();
+    let b = s.spawn_another_instance().await.address;
+    let c = s.spawn_another_instance().await.address;
+    let ready: Json = reqwest::get(format!("{b}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+
+    // OIDC sign-in: started on B, the IdP's callback delivered to C, the session used on
+    // A and B. (Cookies are per host, not per port: one browser for all three.)
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar.clone())
+        .build()
+        .unwrap();
+    let callback = sign_in_at(&s, &b, &browser, "/login/corp", "alice", "alice-pw").await;
+    let on_c = callback.replace(&a, &c);
+    let res = browser.get(&on_c).send().await.unwrap();
+    assert_eq!(res.status(), 303, "callback on another instance");
+    for base in [&a, &b, &c] {
+        let html = browser
+            .get(format!("{base}/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("action=\"/logout\""), "signed in on {base}");
+    }
+
+    // Device login: started on A, approved on B, redeemed on C.
+    let d: Json = Client::new()
+        .post(format!("{a}/oauth/device_authorization"))
+        .form(&[("client_id", "rolegate-cli"), ("device_name", "build-box")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = d["user_code"].as_str().unwrap();
+    let res = approve_device_at(&b, &browser, code, "approve").await;
+    assert_eq!(res.status(), 200);
+    let token = |base: String, form: Vec<(&'static str, String)>| async move {
+        Client::new()
+            .post(format!("{base}/oauth/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    };
+    let res = token(
+        c.clone(),
+        vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:device_code".into(),
+            ),
+            ("device_code", d["device_code"].as_str().unwrap().into()),
+            ("client_id", "rolegate-cli".into()),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let tokens: Json = res.json().await.unwrap();
+    // Redeemed once: a second poll, on another instance, is refused.
+    let again = token(
+        a.clone(),
+        vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:device_code".into(),
+            ),
+            ("device_code", d["device_code"].as_str().unwrap().into()),
+            ("client_id", "rolegate-cli".into()),
+        ],
+    )
+    .await;
+    assert_eq!(again.status(), 400);
+
+    // The access token works on every instance; the refresh token rotates on one, and the
+    // rotated token reused elsewhere after the interval revokes the login everywhere.
+    let access = tokens["access_token"].as_str().unwrap();
+    for base in [&a, &b, &c] {
+        let res = Client::new()
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{base}");
+    }
+    let refresh = |base: String, rt: String| {
+        token(
+            base,
+            vec![
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", rt),
+                ("client_id", "rolegate-cli".into()),
+            ],
+        )
+    };
+    let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let rotated: Json = refresh(b.clone(), rt.clone()).await.json().await.unwrap();
+    let new_access = rotated["access_token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        refresh(c.clone(), rt).await.status(),
+        400,
+        "reuse after the interval"
+    );
+    let res = Client::new()
+        .get(format!("{a}/api/v1/me"))
+        .bearer_auth(&new_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        401,
+        "the whole login is revoked, on every instance"
+    );
+
+    // Signing out on C ends the browser session on A: the old cookie, replayed there,
+    // is not a session any more.
+    use reqwest::cookie::CookieStore as _;
+    let cookie = jar.cookies(&a.parse().unwrap()).expect("session cookie");
+    let html = browser
+        .get(format!("{c}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let res = browser
+        .post(format!("{c}/logout"))
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("signed out"));
+    let res = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{a}/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "signed out everywhere");
+}
