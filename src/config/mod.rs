@@ -107,9 +107,15 @@ pub enum StoreConfig {
     /// The embedded in-memory store: one instance only, state lost on restart.
     Memory,
     /// Redis (`redis://` or `rediss://`); the URL may carry a password, so it is secret.
-    Redis { url: SecretString },
+    Redis {
+        url: SecretString,
+        tls_ca: Option<Vec<u8>>,
+    },
     /// A Redis Cluster: `url` is any one node (a seed; the others are discovered).
-    RedisCluster { url: SecretString },
+    RedisCluster {
+        url: SecretString,
+        tls_ca: Option<Vec<u8>>,
+    },
 }
 
 #[derive(Debug, Clone)]

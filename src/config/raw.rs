@@ -27,6 +27,9 @@ pub struct RawServer {
 pub struct RawSession {
     pub store: Option<String>,
     pub redis_url: Option<RawSecret>,
+    /// PEM file of the CA that signed the Redis server's certificate (rediss://), when it
+    /// is not a public one.
+    pub redis_ca_file: Option<String>,
     pub key_prefix: Option<String>,
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,

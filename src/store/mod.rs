@@ -70,10 +70,14 @@ impl Store {
                 &cfg.key_prefix,
                 memory::DEFAULT_MAX_ENTRIES,
             ))),
-            StoreConfig::Redis { url } => Ok(Self::Redis(RedisStore::new(url, &cfg.key_prefix)?)),
-            StoreConfig::RedisCluster { url } => {
-                Ok(Self::Redis(RedisStore::cluster(url, &cfg.key_prefix)?))
-            }
+            StoreConfig::Redis { url, tls_ca } => Ok(Self::Redis(RedisStore::connect(
+                url,
+                &cfg.key_prefix,
+                tls_ca.as_deref(),
+            )?)),
+            StoreConfig::RedisCluster { url, tls_ca } => Ok(Self::Redis(
+                RedisStore::connect_cluster(url, &cfg.key_prefix, tls_ca.as_deref())?,
+            )),
         }
     }
 

@@ -59,6 +59,22 @@ impl LazyCluster {
 const INCR_WITH_WINDOW: &str =
     "local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1], 'NX') return n";
 
+fn certificates(ca_pem: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca_pem.to_vec()),
+    }
+}
+
+/// The process links two rustls crypto providers (from the AWS SDK and reqwest); the Redis
+/// client builds its TLS config with the process default, so one is chosen here.
+fn choose_tls_provider(url: &SecretString) {
+    if url.expose_secret().starts_with("rediss:") {
+        // Err means a default is already installed, which is all that is needed.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
+
 fn unavailable(e: redis::RedisError) -> StoreError {
     // `RedisError`'s text names the failing operation and kind, not the URL.
     StoreError::Unavailable(e.to_string())
@@ -66,8 +82,23 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 impl RedisStore {
     pub fn new(url: &SecretString, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url.expose_secret())
-            .map_err(|_| StoreError::Unavailable("the Redis URL is not valid".into()))?;
+        Self::connect(url, prefix, None)
+    }
+
+    /// One server; `tls_ca` (PEM) is the CA a `rediss://` server's certificate must chain
+    /// to, instead of the system's roots.
+    pub fn connect(
+        url: &SecretString,
+        prefix: &str,
+        tls_ca: Option<&[u8]>,
+    ) -> Result<Self, StoreError> {
+        let invalid = |_| StoreError::Unavailable("the Redis URL is not valid".into());
+        choose_tls_provider(url);
+        let client = match tls_ca {
+            None => redis::Client::open(url.expose_secret()).map_err(invalid)?,
+            Some(ca) => redis::Client::build_with_tls(url.expose_secret(), certificates(ca))
+                .map_err(invalid)?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -83,7 +114,20 @@ impl RedisStore {
 
     /// A Redis Cluster reached through `seed` (any node: the others are discovered).
     pub fn cluster(seed: &SecretString, prefix: &str) -> Result<Self, StoreError> {
-        let client = ClusterClientBuilder::new(vec![seed.expose_secret()])
+        Self::connect_cluster(seed, prefix, None)
+    }
+
+    pub fn connect_cluster(
+        seed: &SecretString,
+        prefix: &str,
+        tls_ca: Option<&[u8]>,
+    ) -> Result<Self, StoreError> {
+        choose_tls_provider(seed);
+        let mut builder = ClusterClientBuilder::new(vec![seed.expose_secret()]);
+        if let Some(ca) = tls_ca {
+            builder = builder.certs(certificates(ca));
+        }
+        let client = builder
             .connection_timeout(Duration::from_secs(1))
             .response_timeout(Duration::from_secs(2))
             .retries(2)

@@ -187,3 +187,153 @@ async fn three_instances_on_redis_cluster_serve_each_hop_of_sign_in_device_login
         .unwrap();
     assert_eq!(res.status(), 303, "signed out everywhere");
 }
+
+/// A throwaway CA and a server certificate for 127.0.0.1 (openssl CLI), in `dir`.
+fn make_tls_files(dir: &std::path::Path, name: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN={name} test CA"),
+        "-keyout",
+        &format!("{name}-ca.key"),
+        "-out",
+        &format!("{name}-ca.crt"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &format!("{name}-server.key"),
+        "-out",
+        &format!("{name}-server.csr"),
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &format!("{name}-server.csr"),
+        "-CA",
+        &format!("{name}-ca.crt"),
+        "-CAkey",
+        &format!("{name}-ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        &format!("{name}-server.crt"),
+    ]);
+}
+
+/// Redis over TLS (`rediss://`, a CA the test makes) with an ACL user whose password
+/// comes from a `{ file }`: ready when all three are right, not ready (fail closed) with
+/// another CA or a wrong password.
+#[tokio::test]
+async fn redis_over_tls_with_an_acl_user_and_fail_closed_on_a_wrong_ca_or_password() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tls_files(dir.path(), "good");
+    make_tls_files(dir.path(), "other");
+    let port = crate::helpers::free_port();
+    let d = dir.path().display();
+    let mut server = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &format!("{d}/good-server.crt"),
+            "--tls-key-file",
+            &format!("{d}/good-server.key"),
+            "--tls-ca-cert-file",
+            &format!("{d}/good-ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "rolegate",
+            "on",
+            ">s3cret-pw",
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TLS redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ready = |password: &str, ca: &str| {
+        let url_file = dir.path().join(format!("url-{password}-{ca}"));
+        std::fs::write(
+            &url_file,
+            format!("rediss://rolegate:{password}@127.0.0.1:{port}/"),
+        )
+        .unwrap();
+        let session = format!(
+            "store = \"redis\"\nredis_url = {{ file = \"{}\" }}\nredis_ca_file = \"{d}/{ca}-ca.crt\"\nkey_prefix = \"{}\"",
+            url_file.display(),
+            unique_prefix("tls")
+        );
+        async move {
+            let app = crate::helpers::spawn_app(crate::helpers::config_from(&session, "")).await;
+            let res = app.get("/readyz").await;
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap();
+            assert!(
+                !body.contains("s3cret") && !body.contains("wrong-pw"),
+                "{body}"
+            );
+            app.stop().await;
+            status
+        }
+    };
+    assert_eq!(ready("s3cret-pw", "good").await, 200, "TLS + ACL user");
+    assert_eq!(
+        ready("s3cret-pw", "other").await,
+        503,
+        "a certificate from another CA"
+    );
+    assert_eq!(ready("wrong-pw", "good").await, 503, "a wrong password");
+    let _ = server.kill();
+    let _ = server.wait();
+}

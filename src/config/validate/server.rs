@@ -210,17 +210,49 @@ pub(super) fn convert_session(
                 Some(RawSecret::Inline(s)) => Some(SecretString::from(s.clone())),
                 Some(RawSecret::Ref(r)) => resolve_secret("session.redis_url", r, base_dir, errs),
             };
+            let tls_ca = raw.redis_ca_file.as_ref().and_then(|f| {
+                let path = base_dir.join(f);
+                match std::fs::read(&path) {
+                    Ok(pem)
+                        if String::from_utf8_lossy(&pem)
+                            .contains("-----BEGIN CERTIFICATE-----") =>
+                    {
+                        Some(pem)
+                    }
+                    Ok(_) => {
+                        errs.push(
+                            "session.redis_ca_file",
+                            format!("{} holds no PEM certificate", path.display()),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        errs.push(
+                            "session.redis_ca_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            });
             url.and_then(|u| {
                 use secrecy::ExposeSecret;
                 match Url::parse(u.expose_secret()) {
+                    Ok(p) if tls_ca.is_some() && p.scheme() != "rediss" => {
+                        errs.push(
+                            "session.redis_ca_file",
+                            "is only used with a rediss:// URL (TLS)",
+                        );
+                        None
+                    }
                     Ok(p)
                         if (p.scheme() == "redis" || p.scheme() == "rediss")
                             && store_kind == "redis" =>
                     {
-                        Some(StoreConfig::Redis { url: u })
+                        Some(StoreConfig::Redis { url: u, tls_ca })
                     }
                     Ok(p) if p.scheme() == "redis" || p.scheme() == "rediss" => {
-                        Some(StoreConfig::RedisCluster { url: u })
+                        Some(StoreConfig::RedisCluster { url: u, tls_ca })
                     }
                     // The URL may hold a password: describe the problem without echoing it.
                     _ => {
