@@ -356,3 +356,31 @@ fn a_drain_shorter_than_the_sts_deadline_is_refused() {
         e.reason
     );
 }
+
+/// The configuration shipped in the Kubernetes ConfigMap is valid as written, with its
+/// secret files where the Deployment mounts them (here: a temporary folder).
+#[test]
+fn the_kubernetes_configmap_holds_a_valid_config() {
+    let yaml = std::fs::read_to_string("deploy/kubernetes/base/configmap.yaml").unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(
+        secrets.path().join("redis-url"),
+        "rediss://rolegate:pw@redis.example.com:6379/",
+    )
+    .unwrap();
+    std::fs::write(secrets.path().join("oidc-client-secret"), "s").unwrap();
+    let toml: String = yaml
+        .split("rolegate.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect::<String>()
+        .replace(
+            "/etc/rolegate-secrets",
+            &secrets.path().display().to_string(),
+        );
+    if let Err(e) = config::from_str(&toml, Path::new("configmap.toml"), Vec::new()) {
+        panic!("deploy/kubernetes/base/configmap.yaml:\n{e}");
+    }
+}
