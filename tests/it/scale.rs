@@ -337,3 +337,65 @@ async fn redis_over_tls_with_an_acl_user_and_fail_closed_on_a_wrong_ca_or_passwo
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A Redis Cluster master dies under load: requests whose keys lived on it get 503 (fail
+/// closed) for the switch-over only; once its replica is promoted every request succeeds
+/// again without restarting the broker, and a browser session signed in before is still
+/// signed in (nobody logged out).
+#[tokio::test]
+async fn a_cluster_master_failover_means_503s_for_the_switch_over_only() {
+    let cluster = crate::helpers::RedisCluster::start();
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+            cluster.seed(),
+            unique_prefix("failover")
+        ),
+        extra: CLI_CONFIG.into(),
+        ..SetupOptions::default()
+    })
+    .await;
+    let (browser, _) = crate::oidc::signed_in_as_alice(&s).await;
+    // Each device authorization writes new keys, spread over all slots.
+    let start = || async {
+        Client::new()
+            .post(format!("{}/oauth/device_authorization", s.app.address))
+            .form(&[("client_id", "rolegate-cli"), ("device_name", "load")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for _ in 0..20 {
+        assert_eq!(start().await, 200);
+    }
+    let port = cluster.stop_a_master();
+    let killed = std::time::Instant::now();
+    let (mut refused, mut other) = (0, Vec::new());
+    let mut ok_in_a_row = 0;
+    while ok_in_a_row < 30 {
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(30),
+            "no recovery 30 s after master {port} stopped ({refused} refused)"
+        );
+        match start().await {
+            200 => ok_in_a_row += 1,
+            503 => {
+                refused += 1;
+                ok_in_a_row = 0;
+            }
+            code => other.push(code),
+        }
+    }
+    eprintln!(
+        "failover of master {port}: {refused} requests refused, recovered {:.1} s after the stop",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(other.is_empty(), "only 200 or 503: {other:?}");
+    assert!(refused > 0, "the stopped master held some of the keys");
+    assert!(
+        crate::oidc::is_signed_in(&s, &browser).await,
+        "still signed in after the failover"
+    );
+}

@@ -14,7 +14,8 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    fn start() -> Self {
+    /// A cluster of its own (for a test that breaks it); its nodes die with the test binary.
+    pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
         for p in &ports {
@@ -49,6 +50,39 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         Self { ports, _dir: dir }
+    }
+
+    /// Stops one master (not the seed node) as a crash would look to the cluster: its
+    /// replica is promoted after the node timeout (2 s). Returns its port.
+    pub fn stop_a_master(&self) -> u16 {
+        let nodes = Command::new("redis-cli")
+            .args(["-p", &self.ports[0].to_string(), "cluster", "nodes"])
+            .output()
+            .unwrap();
+        let port = String::from_utf8_lossy(&nodes.stdout)
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|f| f.contains("master"))
+            })
+            .filter_map(|l| {
+                let addr = l.split_whitespace().nth(1)?;
+                addr.split('@')
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            })
+            .find(|p| *p != self.ports[0])
+            .expect("a master other than the seed");
+        let _ = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "shutdown", "nosave"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        port
     }
 
     /// A seed URL: one node; the client discovers the rest.
