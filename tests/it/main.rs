@@ -4,6 +4,8 @@
 
 mod helpers;
 
+/// Three instances behind HAProxy: a rolling restart under load loses no request.
+mod balancer;
 /// The login page in real headless Chromium.
 mod browser;
 /// `rolegate check-config`, `explain` and `serve` as a user runs them.

@@ -32,6 +32,8 @@ if wants redis; then
   need=()
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+  # The load balancer in front of several broker instances (tests/it/scale.rs).
+  command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
   if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
   echo "testbed: redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p') ready"
 fi

@@ -304,6 +304,14 @@ impl TestApp {
             s.shutdown().await;
         }
     }
+
+    /// Stops as on SIGTERM: readiness fails, requests are served for the pre-stop delay,
+    /// then the listener closes and in-flight requests drain.
+    pub async fn stop_rolling(&self) {
+        if let Some(s) = &self.shutdown {
+            s.shutdown_after_pre_stop().await;
+        }
+    }
 }
 
 /// Starts the real application on a random port with `config`.
@@ -514,8 +522,14 @@ grant = ["dev-admin"]
     /// Another broker instance with the same configuration (same public URL, same store),
     /// listening on its own port: what a load balancer would spread requests over.
     pub async fn spawn_another_instance(&self) -> TestApp {
+        self.spawn_instance_on(0, Duration::ZERO).await
+    }
+
+    /// As [`OidcSetup::spawn_another_instance`], on `port` (0: any), with a pre-stop delay.
+    pub async fn spawn_instance_on(&self, port: u16, pre_stop_delay: Duration) -> TestApp {
         let mut config = self.config();
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        config.server.pre_stop_delay = pre_stop_delay;
         let app = spawn_app_with(config, self.build_options()).await;
         wait_for_discovery(&app).await;
         app
