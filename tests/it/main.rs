@@ -52,5 +52,7 @@ mod shells;
 mod spa;
 /// The AWS SSO OIDC and portal APIs with boto3/botocore as the client.
 mod sso;
+/// The SSO OIDC authorization-code grant and the bearer rate limit.
+mod sso_code;
 /// The store contract, run against both backends.
 mod store;

@@ -15,21 +15,21 @@ use crate::cli_login::{api, logged_in_as};
 use crate::helpers::{OidcSetup, SetupOptions, VENV, moto_url, spawn_with};
 
 /// Short lifetimes so expiry happens inside the test; a reuse interval for the races.
-fn sso_config(access_token_lifetime: &str, registration: &str) -> String {
+pub(crate) fn sso_config(access_token_lifetime: &str, registration: &str) -> String {
     format!(
         "\n[cli]\nclient_ids = [\"rolegate-cli\"]\naccess_token_lifetime = \"{access_token_lifetime}\"\nrefresh_reuse_interval = \"3s\"\ndevice_code_lifetime = \"90s\"\ndevice_poll_interval = \"1s\"\nclient_registration_lifetime = \"{registration}\"\n"
     )
 }
 
 /// A machine with boto3 and no rolegate binary: its own HOME and AWS config.
-struct Machine {
-    home: tempfile::TempDir,
+pub(crate) struct Machine {
+    pub(crate) home: tempfile::TempDir,
 }
 
 impl Machine {
     /// The AWS config exactly as `rolegate configure --sso` writes it for `roles` (the
     /// broker's `/api/v1/roles` answer): profiles `prod-prod-admin`, `prod-prod-readonly`…
-    fn configured(broker: &str, roles: &Json) -> Self {
+    pub(crate) fn configured(broker: &str, roles: &Json) -> Self {
         let home = tempfile::tempdir().unwrap();
         let block = rolegate::cli::commands::profiles_block(
             roles,
@@ -40,7 +40,7 @@ impl Machine {
         Self { home }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(format!("{VENV}/bin/python"));
         cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/python/sso_client.py"))
             .args(args);
@@ -87,7 +87,7 @@ impl Machine {
     }
 
     /// Runs the client; its stdout, trimmed (panics with stderr on failure).
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = self.command(args).output().unwrap();
         stdout_of(&out, args)
     }
@@ -115,7 +115,7 @@ fn stdout_of(out: &Output, args: &[&str]) -> String {
 
 /// A person signs in as alice in real Chromium and approves; for the authorization-code
 /// grant, `done` is the loopback redirect the browser must end at.
-fn approve_in_chromium(url: &str, shot: &str, done: Option<&str>) -> Json {
+pub(crate) fn approve_in_chromium(url: &str, shot: &str, done: Option<&str>) -> Json {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let mut cmd = Command::new("node");
@@ -145,7 +145,7 @@ fn approve_in_chromium(url: &str, shot: &str, done: Option<&str>) -> Json {
     report
 }
 
-async fn sso_broker(access_token_lifetime: &str, registration: &str) -> OidcSetup {
+pub(crate) async fn sso_broker(access_token_lifetime: &str, registration: &str) -> OidcSetup {
     spawn_with(SetupOptions {
         extra: sso_config(access_token_lifetime, registration),
         ..SetupOptions::default()
@@ -154,7 +154,7 @@ async fn sso_broker(access_token_lifetime: &str, registration: &str) -> OidcSetu
 }
 
 /// What `/api/v1/roles` says `user` may assume (what `rolegate configure` reads).
-async fn roles_of(s: &OidcSetup, user: &str) -> Json {
+pub(crate) async fn roles_of(s: &OidcSetup, user: &str) -> Json {
     let login = logged_in_as(s, user, &format!("{user}-pw")).await;
     let token = login["access_token"].as_str().unwrap();
     api(s, token, "GET", "/api/v1/roles")
@@ -164,7 +164,7 @@ async fn roles_of(s: &OidcSetup, user: &str) -> Json {
         .unwrap()
 }
 
-fn issuances(s: &OidcSetup) -> Vec<Json> {
+pub(crate) fn issuances(s: &OidcSetup) -> Vec<Json> {
     s.audit_records()
         .into_iter()
         .filter(|r| r["event"] == "issuance" && r["outcome"] == "success")
@@ -509,110 +509,6 @@ async fn the_portal_lists_what_the_rules_grant_with_paging_and_refuses_hostile_c
     .unwrap();
 }
 
-/// One HTTP request on a loopback port (the SDK's redirect listener): its request line.
-fn one_redirect(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        use std::io::{BufRead, Write};
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(stream.try_clone().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let body = "Logged in";
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        line
-    })
-}
-
-#[tokio::test]
-async fn the_authorization_code_grant_with_pkce_and_a_registered_loopback_redirect() {
-    let s = sso_broker("10m", "1h").await;
-    let roles = roles_of(&s, "alice").await;
-    let (verifier, challenge) = crate::cli_login::pkce();
-    let broker = s.app.address.clone();
-    let s = std::sync::Arc::new(s);
-    let s2 = s.clone();
-    tokio::task::spawn_blocking(move || {
-        let s = s2;
-        let m = Machine::configured(&broker, &roles);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let redirect = format!(
-            "http://127.0.0.1:{}/oauth/callback",
-            listener.local_addr().unwrap().port()
-        );
-        // Registration refuses a redirect that is not loopback.
-        let refused = m
-            .command(&["register-code", &broker, "https://evil.example/cb"])
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&refused.stderr).contains("InvalidRedirectUriException"),
-            "{}",
-            String::from_utf8_lossy(&refused.stderr)
-        );
-        let reg: Json = serde_json::from_str(&m.run(&["register-code", &broker, &redirect])).unwrap();
-        assert_eq!(reg["authorizationEndpoint"], format!("{broker}/sso-oidc/authorize"));
-        let reg_file = m.home.path().join("reg.json");
-        std::fs::write(&reg_file, reg.to_string()).unwrap();
-        let client_id = reg["clientId"].as_str().unwrap();
-        let authorize = |redirect: &str| {
-            format!(
-                "{broker}/sso-oidc/authorize?response_type=code&client_id={client_id}&redirect_uri={}&state=st4te&code_challenge_method=S256&code_challenge={challenge}&scopes=sso%3Aaccount%3Aaccess",
-                url_encode(redirect)
-            )
-        };
-        // Another loopback port than the registered one: refused before any sign-in.
-        let other = reqwest::blocking::get(authorize("http://127.0.0.1:1/oauth/callback")).unwrap();
-        assert_eq!(other.status(), 400);
-        assert!(other.text().unwrap().contains("not one the client registered"));
-
-        let got = one_redirect(listener);
-        let report = approve_in_chromium(&authorize(&redirect), "sso-code-approval", Some(&redirect));
-        assert!(report["approval_text"].as_str().unwrap().contains("aws-cli-like"), "{report:#}");
-        let line = got.join().unwrap();
-        let query = line.split_whitespace().nth(1).unwrap().split_once('?').unwrap().1.to_owned();
-        let param = |k: &str| {
-            query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-                .unwrap_or_else(|| panic!("no {k} in {query}"))
-                .to_owned()
-        };
-        assert_eq!(param("state"), "st4te");
-        let code = param("code");
-        let token = |verifier: &str| -> Json {
-            serde_json::from_str(&m.run(&[
-                "code-token",
-                &broker,
-                reg_file.to_str().unwrap(),
-                &code,
-                &redirect,
-                verifier,
-            ]))
-            .unwrap()
-        };
-        let t = token(&verifier);
-        let access = t["accessToken"].as_str().unwrap_or_else(|| panic!("{t}"));
-        assert_eq!(
-            m.run(&["call", "credentials", &broker, access, "prod-admin", "111122223333"]),
-            "ok"
-        );
-        assert_eq!(token(&verifier)["error"], "InvalidGrantException", "a code is single-use");
-        assert_eq!(issuances(&s).len(), 1);
-    })
-    .await
-    .unwrap();
-}
-
-fn url_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 /// Not a test by itself: the AWS SDK for Rust as a separate process on a [`Machine`] (its
 /// HOME and AWS config come from the environment, which only a new process can set).
 /// Run by [`Machine::rust_sdk_caller`]; skipped when not started that way.
@@ -638,67 +534,4 @@ async fn rust_sdk_child() {
         Ok(who) => println!("ARN={}", who.arn().unwrap_or_default()),
         Err(e) => panic!("{}", aws_sdk_sts::error::DisplayErrorContext(e)),
     }
-}
-
-#[tokio::test]
-async fn bearer_requests_are_rate_limited_per_person_with_the_services_error() {
-    let s = spawn_with(SetupOptions {
-        extra: format!("{}requests_per_minute = 4\n", sso_config("10m", "1h")),
-        ..SetupOptions::default()
-    })
-    .await;
-    let bob = logged_in_as(&s, "bob", "bob-pw").await;
-    let token = bob["access_token"].as_str().unwrap();
-    let list = || async {
-        reqwest::Client::new()
-            .get(format!("{}/sso-portal/assignment/accounts", s.app.address))
-            .header("x-amz-sso_bearer_token", token)
-            .send()
-            .await
-            .unwrap()
-    };
-    // Stay inside one minute window: the limit counts per calendar minute.
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if second > 50 {
-        tokio::time::sleep(Duration::from_secs(61 - second)).await;
-    }
-    for _ in 0..4 {
-        assert_eq!(list().await.status(), 200);
-    }
-    let res = list().await;
-    assert_eq!(res.status(), 429);
-    assert_eq!(
-        res.headers()["x-amzn-ErrorType"],
-        "TooManyRequestsException"
-    );
-    let wait: u64 = res.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=60).contains(&wait), "{wait}");
-    // The same person through the CLI's API (another token, same person): also limited.
-    let again = logged_in_as(&s, "bob", "bob-pw").await;
-    let res = api(
-        &s,
-        again["access_token"].as_str().unwrap(),
-        "GET",
-        "/api/v1/me",
-    )
-    .await;
-    assert_eq!(res.status(), 429);
-    // Another person is not.
-    let alice = logged_in_as(&s, "alice", "alice-pw").await;
-    let res = api(
-        &s,
-        alice["access_token"].as_str().unwrap(),
-        "GET",
-        "/api/v1/me",
-    )
-    .await;
-    assert_eq!(res.status(), 200);
 }
