@@ -399,3 +399,79 @@ async fn a_cluster_master_failover_means_503s_for_the_switch_over_only() {
         "still signed in after the failover"
     );
 }
+
+/// What each kind of state costs in Redis (`MEMORY USAGE`, real redis-server), for the
+/// capacity notes in the README: printed, and bounded so a change that bloats a record is
+/// noticed.
+#[tokio::test]
+async fn redis_bytes_per_kind_of_state() {
+    let prefix = unique_prefix("bytes");
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"",
+            crate::helpers::shared_redis()
+        ),
+        extra: CLI_CONFIG.into(),
+        ..SetupOptions::default()
+    })
+    .await;
+    // A browser session; a pending sign-in (started, never finished); a device code; a
+    // CLI login (a token family and an access token).
+    let _signed_in = crate::oidc::signed_in_as_alice(&s).await;
+    let pending = crate::oidc::browser();
+    let res = pending
+        .get(format!("{}/login/corp", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = Client::new()
+        .post(format!("{}/oauth/device_authorization", s.app.address))
+        .form(&[("client_id", "rolegate-cli"), ("device_name", "build-box")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let _cli = crate::cli_login::logged_in_as(&s, "bob", "bob-pw").await;
+
+    let port = crate::helpers::shared_redis()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut by_kind: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for key in cli(&["--scan", "--pattern", &format!("{prefix}*")]).lines() {
+        let bytes: u64 = cli(&["memory", "usage", key]).trim().parse().unwrap_or(0);
+        let rest = key.strip_prefix(&prefix).unwrap();
+        // The kind: the key without its random or hashed last part.
+        let kind = rest
+            .rsplit_once(':')
+            .map(|(k, _)| k)
+            .unwrap_or(rest)
+            .to_owned();
+        let e = by_kind.entry(kind).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(bytes);
+    }
+    eprintln!("Redis bytes per key kind (MEMORY USAGE, largest of each):");
+    for (kind, (n, bytes)) in &by_kind {
+        eprintln!("  {kind:<32} {n:>3} key(s)  {bytes:>5} B");
+    }
+    assert!(
+        by_kind.keys().any(|k| k.starts_with("session")),
+        "{by_kind:?}"
+    );
+    assert!(by_kind.keys().any(|k| k.contains("device")), "{by_kind:?}");
+    for (kind, (_, bytes)) in &by_kind {
+        assert!(*bytes < 4096, "{kind}: {bytes} B");
+    }
+}
