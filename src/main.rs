@@ -419,6 +419,7 @@ mod server {
                 StoreConfig::Memory => "memory",
                 StoreConfig::Redis { .. } => "redis",
                 StoreConfig::RedisCluster { .. } => "redis-cluster",
+                StoreConfig::RedisSentinel(_) => "redis-sentinel",
             };
             let public_url = config.server.public_url.to_string();
             let app = web::Application::build(config)
@@ -472,6 +473,12 @@ mod server {
             StoreConfig::RedisCluster { .. } => {
                 format!("redis-cluster (key prefix {:?})", c.session.key_prefix)
             }
+            StoreConfig::RedisSentinel(t) => format!(
+                "redis-sentinel (master {:?}, {} sentinels, key prefix {:?})",
+                t.service,
+                t.sentinels.len(),
+                c.session.key_prefix
+            ),
         };
         let _ = writeln!(
             out,

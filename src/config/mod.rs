@@ -116,6 +116,62 @@ pub enum StoreConfig {
         url: SecretString,
         tls_ca: Option<Vec<u8>>,
     },
+    /// A master found through Redis Sentinel (`redis+sentinel://` URL), re-resolved after
+    /// a failover.
+    RedisSentinel(SentinelTarget),
+}
+
+/// Where Sentinel is asked, for which master, and the master's credentials.
+#[derive(Debug, Clone)]
+pub struct SentinelTarget {
+    /// `redis://host:port/` of each sentinel.
+    pub sentinels: Vec<String>,
+    pub service: String,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+impl SentinelTarget {
+    /// Parses `redis+sentinel://[user:password@]host:port[,host:port…]/service`.
+    pub fn parse(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("redis+sentinel://")?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let (hosts, service) = rest.split_once('/')?;
+        let service = service.trim_end_matches('/');
+        let valid_name = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if !valid_name(service) {
+            return None;
+        }
+        let sentinels = hosts
+            .split(',')
+            .map(|h| {
+                let (host, port) = h.rsplit_once(':')?;
+                port.parse::<u16>().ok()?;
+                (!host.is_empty()).then(|| format!("redis://{host}:{port}/"))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let (username, password) = match auth.map(|a| a.split_once(':').unwrap_or(("", a))) {
+            None => (None, None),
+            Some((u, p)) => (
+                (!u.is_empty()).then(|| u.to_owned()),
+                (!p.is_empty()).then(|| SecretString::from(p.to_owned())),
+            ),
+        };
+        Some(Self {
+            sentinels,
+            service: service.to_owned(),
+            username,
+            password,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]

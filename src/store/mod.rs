@@ -78,6 +78,9 @@ impl Store {
             StoreConfig::RedisCluster { url, tls_ca } => Ok(Self::Redis(
                 RedisStore::connect_cluster(url, &cfg.key_prefix, tls_ca.as_deref())?,
             )),
+            StoreConfig::RedisSentinel(target) => {
+                Ok(Self::Redis(RedisStore::sentinel(target, &cfg.key_prefix)?))
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! The Redis backend (Redis 7+), shared by every broker instance: one server (or a
-//! replica set behind a stable address), or a Redis Cluster.
+//! replica set behind a stable address), a Redis Cluster, or a master found through
+//! Redis Sentinel (re-resolved after any error, so a failover is followed).
 //!
 //! Single server: one lazily connecting `ConnectionManager` (it multiplexes and reconnects
 //! by itself). Cluster: the `redis` crate's async cluster connection, created on first
@@ -13,9 +14,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{AsyncConnectionConfig, RedisConnectionInfo};
+
+use crate::config::SentinelTarget;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::outage::OutageLog;
@@ -32,6 +38,41 @@ pub struct RedisStore {
 enum Connection {
     Single(ConnectionManager),
     Cluster(Arc<LazyCluster>),
+    Sentinel(Arc<SentinelMaster>),
+}
+
+/// The master Sentinel names, connected on first use. Any error drops the connection, so
+/// the next call asks the sentinels again: after a failover the old master is gone or a
+/// read-only replica, and the promoted one is found within a call or two.
+struct SentinelMaster {
+    client: tokio::sync::Mutex<SentinelClient>,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl SentinelMaster {
+    async fn get(&self) -> Result<MultiplexedConnection, StoreError> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = conn.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let mut client = self.client.lock().await;
+        let fresh = tokio::time::timeout(
+            Duration::from_secs(3),
+            client.get_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("no sentinel named a master in time".into()))?
+        .map_err(unavailable)?;
+        *conn = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn forget(&self) {
+        *self.conn.lock().await = None;
+    }
 }
 
 /// A cluster connection made on first use; a failed attempt is retried by the next call.
@@ -144,12 +185,48 @@ impl RedisStore {
         })
     }
 
+    /// The master of `target.service` as Sentinel reports it, with the master's
+    /// credentials from the URL (the sentinels themselves are asked without).
+    pub fn sentinel(target: &SentinelTarget, prefix: &str) -> Result<Self, StoreError> {
+        let mut info = RedisConnectionInfo::default();
+        if let Some(u) = &target.username {
+            info = info.set_username(u);
+        }
+        if let Some(p) = &target.password {
+            info = info.set_password(p.expose_secret());
+        }
+        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+        let client = SentinelClient::build(
+            target.sentinels.clone(),
+            target.service.clone(),
+            Some(node),
+            SentinelServerType::Master,
+        )
+        .map_err(|_| StoreError::Unavailable("the sentinel addresses are not valid".into()))?;
+        Ok(Self {
+            conn: Connection::Sentinel(Arc::new(SentinelMaster {
+                client: tokio::sync::Mutex::new(client),
+                conn: tokio::sync::Mutex::new(None),
+            })),
+            prefix: prefix.to_owned(),
+            outage: Arc::new(OutageLog::default()),
+        })
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         match &self.conn {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await.map_err(unavailable),
             Connection::Cluster(lazy) => {
                 let mut c = lazy.get().await?;
                 cmd.query_async(&mut c).await.map_err(unavailable)
+            }
+            Connection::Sentinel(master) => {
+                let mut c = master.get().await?;
+                let result = cmd.query_async(&mut c).await.map_err(unavailable);
+                if result.is_err() {
+                    master.forget().await;
+                }
+                result
             }
         }
     }

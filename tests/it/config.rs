@@ -384,3 +384,49 @@ fn the_kubernetes_configmap_holds_a_valid_config() {
         panic!("deploy/kubernetes/base/configmap.yaml:\n{e}");
     }
 }
+
+#[test]
+fn sentinel_urls_are_parsed_and_bad_ones_refused_without_echoing_them() {
+    use rolegate::config::SentinelTarget;
+    let t = SentinelTarget::parse("redis+sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster")
+        .unwrap();
+    assert_eq!(
+        t.sentinels,
+        ["redis://10.0.0.1:26379/", "redis://10.0.0.2:26379/"]
+    );
+    assert_eq!(
+        (t.service.as_str(), t.username.as_deref()),
+        ("mymaster", Some("app"))
+    );
+    assert!(t.password.is_some());
+    for bad in [
+        "redis://10.0.0.1:26379/mymaster",
+        "redis+sentinel://10.0.0.1/mymaster",
+        "redis+sentinel://10.0.0.1:26379/",
+        "redis+sentinel://10.0.0.1:26379,:1/m",
+    ] {
+        assert!(SentinelTarget::parse(bad).is_none(), "{bad}");
+    }
+    let errs = errors(
+        "[session]\nstore = \"redis-sentinel\"\nredis_url = \"redis+sentinel://secret-host-name/\"\n",
+        vec![],
+    );
+    let e = find(&errs, "session.redis_url");
+    assert!(
+        e.reason
+            .contains("redis+sentinel://[user:password@]host:port"),
+        "{}",
+        e.reason
+    );
+    assert!(!e.reason.contains("secret-host-name"));
+    let errs = errors(
+        "[session]\nstore = \"redis-sentinel\"\nredis_url = \"redis+sentinel://u:hunter2@h:1/m\"\n",
+        vec![],
+    );
+    assert!(
+        find(&errs, "session.redis_url")
+            .reason
+            .contains("not inline")
+    );
+    assert!(!format!("{errs:?}").contains("hunter2"));
+}

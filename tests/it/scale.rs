@@ -475,3 +475,78 @@ async fn redis_bytes_per_kind_of_state() {
         assert!(*bytes < 4096, "{kind}: {bytes} B");
     }
 }
+
+/// Redis Sentinel: the broker finds the master through three sentinels; when the master
+/// stops, requests get 503 (fail closed) until the replica is promoted, then every request
+/// succeeds again without a broker restart, and a browser session from before survives.
+#[tokio::test]
+async fn a_sentinel_failover_means_503s_for_the_switch_over_only() {
+    let topo = crate::helpers::RedisSentinel::start();
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis-sentinel\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+            topo.url(),
+            unique_prefix("sentinel")
+        ),
+        extra: CLI_CONFIG.into(),
+        ..SetupOptions::default()
+    })
+    .await;
+    let ready: Json = reqwest::get(format!("{}/readyz", s.app.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let (browser, _) = crate::oidc::signed_in_as_alice(&s).await;
+    let start = || async {
+        Client::new()
+            .post(format!("{}/oauth/device_authorization", s.app.address))
+            .form(&[("client_id", "rolegate-cli"), ("device_name", "load")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for _ in 0..10 {
+        assert_eq!(start().await, 200);
+    }
+    // Let the replica catch up with the session before its master goes.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    topo.stop_master();
+    let stopped = std::time::Instant::now();
+    let (mut refused, mut other, mut ok_in_a_row) = (0, Vec::new(), 0);
+    while ok_in_a_row < 30 {
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(40),
+            "no recovery 40 s after the master stopped ({refused} refused)"
+        );
+        match start().await {
+            200 => ok_in_a_row += 1,
+            503 => {
+                refused += 1;
+                ok_in_a_row = 0;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            code => other.push(code),
+        }
+    }
+    eprintln!(
+        "sentinel failover: {refused} requests refused, recovered {:.1} s after the stop",
+        stopped.elapsed().as_secs_f64()
+    );
+    assert!(other.is_empty(), "only 200 or 503: {other:?}");
+    assert!(refused > 0, "the master was gone for a while");
+    assert!(
+        crate::oidc::is_signed_in(&s, &browser).await,
+        "still signed in after the failover"
+    );
+    // The promoted replica is the master now.
+    let info = std::process::Command::new("redis-cli")
+        .args(["-p", &topo.replica.to_string(), "info", "replication"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("role:master"));
+}

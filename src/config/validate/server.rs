@@ -187,6 +187,40 @@ pub(super) fn convert_session(
     });
     let store = match store_kind.as_str() {
         "memory" => Some(StoreConfig::Memory),
+        "redis-sentinel" => match &raw.redis_url {
+            None => {
+                errs.push(
+                    "session.redis_url",
+                    "store = \"redis-sentinel\" needs redis_url = \"redis+sentinel://host:port[,host:port…]/MASTER-NAME\"",
+                );
+                None
+            }
+            Some(RawSecret::Inline(s)) if s.contains('@') => {
+                errs.push(
+                    "session.redis_url",
+                    "holds credentials, so it must be given as { env = \"VAR\" } or { file = \"path\" }, not inline",
+                );
+                None
+            }
+            Some(raw_url) => {
+                let url = match raw_url {
+                    RawSecret::Inline(s) => Some(SecretString::from(s.clone())),
+                    RawSecret::Ref(r) => resolve_secret("session.redis_url", r, base_dir, errs),
+                };
+                url.and_then(|u| {
+                    use secrecy::ExposeSecret;
+                    let target = crate::config::SentinelTarget::parse(u.expose_secret());
+                    if target.is_none() {
+                        // Never echo it: it may hold a password.
+                        errs.push(
+                            "session.redis_url",
+                            "must be redis+sentinel://[user:password@]host:port[,host:port…]/MASTER-NAME",
+                        );
+                    }
+                    target.map(StoreConfig::RedisSentinel)
+                })
+            }
+        },
         "redis" | "redis-cluster" => {
             let url = match &raw.redis_url {
                 None => {
@@ -265,7 +299,7 @@ pub(super) fn convert_session(
         other => {
             errs.push(
                 "session.store",
-                format!("{other:?} is not \"memory\", \"redis\" or \"redis-cluster\""),
+                format!("{other:?} is not \"memory\", \"redis\", \"redis-cluster\" or \"redis-sentinel\""),
             );
             None
         }

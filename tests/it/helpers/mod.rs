@@ -15,7 +15,7 @@ mod idps;
 mod redis_cluster;
 
 pub use idps::{OidcProvider, SamlIdp};
-pub use redis_cluster::{RedisCluster, shared_cluster};
+pub use redis_cluster::{RedisCluster, RedisSentinel, shared_cluster};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,6 +1,7 @@
-//! A real Redis Cluster on loopback for the tests: 3 masters and 3 replicas
-//! (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create`), shared by
-//! every test in the binary and killed with it.
+//! Real Redis topologies on loopback for the tests: a Redis Cluster of 3 masters and 3
+//! replicas (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create`),
+//! shared by every test in the binary, and a Sentinel setup (master, replica, three
+//! sentinels). Their processes die with the test binary.
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -102,4 +103,83 @@ fn cluster_ok(port: u16) -> bool {
 pub fn shared_cluster() -> &'static RedisCluster {
     static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
     CLUSTER.get_or_init(RedisCluster::start)
+}
+
+/// Redis Sentinel on loopback: a master, a replica and three sentinels watching them
+/// (quorum 2, a master is down after 1 s). Its processes die with the test binary.
+pub struct RedisSentinel {
+    pub master: u16,
+    pub replica: u16,
+    pub sentinels: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, replica) = (free_port(), free_port());
+        let base = "--bind 127.0.0.1 --save '' --appendonly no --loglevel warning";
+        spawn_shared(&format!("redis-server --port {master} {base}"), &[]);
+        spawn_shared(
+            &format!("redis-server --port {replica} {base} --replicaof 127.0.0.1 {master}"),
+            &[],
+        );
+        let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        for p in &sentinels {
+            // Sentinel rewrites its config file: each gets its own, writable.
+            let conf = dir.path().join(format!("sentinel-{p}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {p}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master} 2\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\nsentinel parallel-syncs mymaster 1\n"
+                ),
+            )
+            .unwrap();
+            spawn_shared(&format!("redis-server {} --sentinel", conf.display()), &[]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !(redis_answers(master)
+            && redis_answers(replica)
+            && sentinels.iter().all(|p| redis_answers(*p))
+            && replica_in_sync(replica))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "sentinel topology did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            master,
+            replica,
+            sentinels,
+            _dir: dir,
+        }
+    }
+
+    /// `redis+sentinel://host:port,…/mymaster`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/mymaster", hosts.join(","))
+    }
+
+    /// Stops the master: the sentinels promote the replica.
+    pub fn stop_master(&self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.master.to_string(), "shutdown", "nosave"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn replica_in_sync(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info", "replication"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("master_link_status:up"))
 }
