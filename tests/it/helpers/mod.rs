@@ -230,6 +230,13 @@ pub fn config_from(session: &str, extra: &str) -> Config {
 
 /// As [`config_from`], with the body of `[aws]`.
 pub fn config_with_aws(session: &str, aws: &str, extra: &str) -> Config {
+    let text = config_text_with_aws(session, aws, extra);
+    config::from_str(&text, Path::new("tests/it/inline.toml"), Vec::new())
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+}
+
+/// The TOML text of [`config_with_aws`] (paths relative to `tests/it/`).
+pub fn config_text_with_aws(session: &str, aws: &str, extra: &str) -> String {
     // A short drain for quick stops; the STS deadline may not exceed it.
     let sts_default = if aws.contains("sts_timeout") {
         ""
@@ -237,7 +244,7 @@ pub fn config_with_aws(session: &str, aws: &str, extra: &str) -> Config {
         "sts_timeout = \"5s\"\n"
     };
     let aws = format!("{sts_default}{aws}");
-    let text = format!(
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -262,9 +269,7 @@ account = "dev"
 
 {extra}
 "#
-    );
-    config::from_str(&text, Path::new("tests/it/inline.toml"), Vec::new())
-        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+    )
 }
 
 pub struct TestApp {
@@ -416,7 +421,8 @@ impl Default for SetupOptions {
 }
 
 impl OidcSetup {
-    fn config(&self) -> Config {
+    /// `[[idp]]`, accounts, roles and rules, then the test's own extra text.
+    fn extra_section(&self) -> String {
         // `__ISSUER__` in extra IdPs: the test OP's issuer (known only once it runs).
         let mut extra_idps = self
             .opts
@@ -475,6 +481,11 @@ grant = ["dev-admin"]
             corp_extra = self.opts.corp_extra,
             extra = self.opts.extra,
         );
+        extra
+    }
+
+    /// The `[aws]` keys: the STS emulator, the fake federation endpoint, the test's own.
+    fn aws_section(&self) -> String {
         let aws = format!(
             "sts_endpoint_url = \"{sts}\"\nfederation_url = \"{fed_endpoint}\"\nconsole_url = \"{fed}/console/\"\n{more}",
             sts = self.opts.sts_endpoint.as_deref().unwrap_or(moto_url()),
@@ -486,7 +497,47 @@ grant = ["dev-admin"]
                 .unwrap_or_else(|| format!("{}/federation", federation_url())),
             more = self.opts.aws_extra,
         );
+        aws
+    }
+
+    fn config(&self) -> Config {
+        let (aws, extra) = (self.aws_section(), self.extra_section());
         let mut config = config_with_aws(&self.opts.session, &aws, &extra);
+        self.fix_addresses(&mut config);
+        config
+    }
+
+    /// The configuration as a TOML file for `rolegate serve` processes (its relative paths
+    /// made absolute); the listen address comes from ROLEGATE_SERVER__LISTEN.
+    pub fn config_file(&self, dir: &Path) -> std::path::PathBuf {
+        let config = self.config();
+        let tests_it = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+        let mut text = config_text_with_aws(
+            &self.opts.session,
+            &self.aws_section(),
+            &self.extra_section(),
+        )
+        .replace(
+            "../testbed/",
+            &format!("{}/../testbed/", tests_it.display()),
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!(
+                "listen = \"127.0.0.1:0\"\npublic_url = \"{}\"",
+                config.server.public_url.as_str().trim_end_matches('/')
+            ),
+        );
+        text.push_str(&format!(
+            "\n[audit]\nfile = \"{}\"\n",
+            config.audit.file.clone().unwrap().display()
+        ));
+        let path = dir.join("rolegate.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn fix_addresses(&self, config: &mut Config) {
         config.server.listen = format!("127.0.0.1:{}", self.broker_port).parse().unwrap();
         config.server.public_url = format!("http://127.0.0.1:{}", self.broker_port)
             .parse()
@@ -497,7 +548,6 @@ grant = ["dev-admin"]
                 .clone()
                 .unwrap_or_else(|| self.audit_dir.path().join("audit.jsonl")),
         );
-        config
     }
 
     pub fn audit_path(&self) -> std::path::PathBuf {
