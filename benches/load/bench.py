@@ -7,8 +7,13 @@ JWKS, with ID tokens this script signs), and, for end-to-end figures, moto. Figu
 broker CPU per operation (utime+stime from /proc/PID/stat), throughput, p50/p99 latency,
 and the load average, each next to its baseline measured in the same run.
 
-usage: benches/load/bench.py exchange [--seconds 10] [--concurrency 8]
+usage: benches/load/bench.py exchange|scaleout [--seconds 10] [--concurrency 8]
        (run by benches/load/run.sh, which builds the release binary and the venv)
+
+scaleout: 1 and then 3 broker instances behind HAProxy (round-robin) on a 6-node Redis
+Cluster: issuances/s (token exchange, canned-reply STS) and bearer-token API requests/s
+(GET /api/v1/me: a Redis read per request, as the role picker's session read), with
+p50/p99 and the brokers' summed CPU.
 """
 
 import argparse
@@ -153,9 +158,10 @@ def cpu_seconds(pid):
 
 
 class Broker:
-    def __init__(self, issuer, sts_url, workdir, mode="assume_role"):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, issuer, sts_url, workdir, mode="assume_role", store='store = "memory"',
+                 port=None, public_url=None, name="broker"):
+        self.port = port or free_port()
+        self.url = public_url or f"http://127.0.0.1:{self.port}"
         key = os.path.join(workdir, "broker.pem")
         if not os.path.exists(key):
             subprocess.run([BROKER_BIN, "keys", "generate", "--out", key], check=True, capture_output=True)
@@ -167,10 +173,13 @@ log_level = "warn"
 workers = 2
 
 [session]
-store = "memory"
+{store}
 
 [audit]
-file = "{workdir}/audit.jsonl"
+file = "{workdir}/{name}-audit.jsonl"
+
+[cli]
+requests_per_minute = 1000000
 
 [aws]
 region = "us-east-1"
@@ -208,11 +217,11 @@ max_exchanges_per_token = 100000000
 rate_limit_per_minute = 100000000
 subject_rate_limit_per_minute = 100000000
 """
-        path = os.path.join(workdir, "broker.toml")
+        path = os.path.join(workdir, f"{name}.toml")
         open(path, "w").write(config)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_EC2_METADATA_DISABLED="true")
         self.proc = subprocess.Popen([BROKER_BIN, "serve", "--config", path], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "broker.log"), "w"))
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, f"{name}.log"), "w"))
         wait_port(self.port, "the broker")
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -229,9 +238,9 @@ subject_rate_limit_per_minute = 100000000
         self.proc.wait(10)
 
 
-def drive(port, path, body, seconds, concurrency, limit=None):
-    """Posts `body` to `path` from `concurrency` keep-alive connections for `seconds`;
-    returns the latencies (ms) of the successful calls and the count of failures."""
+def drive(port, path, body, seconds, concurrency, limit=None, method="POST", headers=None):
+    """Posts `body` to `path` (or sends `method`) from `concurrency` keep-alive connections
+    for `seconds`; returns the latencies (ms) of the successful calls and the failures."""
     stop = time.time() + seconds
     lat, failed, lock = [], [0], threading.Lock()
 
@@ -239,10 +248,10 @@ def drive(port, path, body, seconds, concurrency, limit=None):
         c = http.client.HTTPConnection("127.0.0.1", port)
         c.connect()
         c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        h = headers or {"Content-Type": "application/x-www-form-urlencoded"}
         while time.time() < stop and (limit is None or len(lat) < limit):
             t0 = time.perf_counter()
-            c.request("POST", path, body=body, headers=headers)
+            c.request(method, path, body=body, headers=h)
             r = c.getresponse()
             r.read()
             dt = (time.perf_counter() - t0) * 1000
@@ -323,14 +332,122 @@ def exchange(args):
     print("load average:", " ".join(open("/proc/loadavg").read().split()[:3]))
 
 
+def cluster_port():
+    """A free port for a cluster node: its bus port (+10000) must be free too, so both
+    are taken below the kernel's ephemeral range."""
+    import random
+    while True:
+        p = random.randrange(20000, 32000)
+        try:
+            for q in (p, p + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", q))
+            return p
+        except OSError:
+            continue
+
+
+def start_redis_cluster(work):
+    ports = [cluster_port() for _ in range(6)]
+    procs = []
+    for p in ports:
+        d = os.path.join(work, f"redis-{p}")
+        os.makedirs(d)
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+            cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for p in ports:
+        wait_port(p, "redis-server")
+    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                    "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        infos = [subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True, text=True).stdout
+                 for p in ports]
+        if all("cluster_state:ok" in i for i in infos):
+            return procs, ports[0]
+        time.sleep(0.1)
+    sys.exit("the Redis Cluster did not become ok")
+
+
+def start_haproxy(work, port, backends):
+    servers = "".join(f"  server b{i} 127.0.0.1:{p} check\n" for i, p in enumerate(backends))
+    cfg = os.path.join(work, "haproxy.cfg")
+    open(cfg, "w").write(
+        "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n"
+        "  timeout server 10s\n  option http-keep-alive\nfrontend fe\n"
+        f"  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  balance roundrobin\n"
+        f"  option httpchk GET /readyz\n  default-server inter 1s\n{servers}")
+    proc = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, "haproxy")
+    time.sleep(1.5)  # the first health checks
+    return proc
+
+
+def scaleout(args):
+    issuer = Issuer()
+    sts = CannedSts()
+    with tempfile.TemporaryDirectory() as work:
+        redis_procs, seed = start_redis_cluster(work)
+        store = f'store = "redis-cluster"\nredis_url = "redis://127.0.0.1:{seed}/"'
+        exchange_body = lambda token_type: urllib.parse.urlencode({
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "client_id": "bench-app",
+            "subject_token": issuer.id_token("alice", "app"),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+            "audience": "prod-admin",
+            "requested_token_type": token_type,
+        })
+        creds = exchange_body("urn:rolegate:params:oauth:token-type:aws-credentials")
+        print(f"== scale-out behind HAProxy on a 6-node Redis Cluster, canned-reply STS, "
+              f"{args.concurrency} connections, {args.seconds}s per figure; this machine has "
+              f"{os.cpu_count()} cores shared by the brokers, HAProxy, Redis and this client")
+        try:
+            for n in [1, 3]:
+                lb = free_port()
+                brokers = [Broker(issuer, sts.url, work, "assume_role", store, public_url=f"http://127.0.0.1:{lb}",
+                                  name=f"broker{n}-{i}") for i in range(n)]
+                proxy = start_haproxy(work, lb, [b.port for b in brokers])
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", lb)
+                    c.request("POST", "/oauth/token", body=exchange_body("urn:ietf:params:oauth:token-type:access_token"),
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+                    token = json.loads(c.getresponse().read())["access_token"]
+                    drive(lb, "/oauth/token", creds, 1, 2)  # warm-up
+                    for what, kw in [
+                        ("issuances (token exchange)", dict(path="/oauth/token", body=creds)),
+                        ("API requests (GET /api/v1/me)", dict(path="/api/v1/me", body=None, method="GET",
+                                                              headers={"Authorization": f"Bearer {token}"})),
+                    ]:
+                        cpu0 = sum(cpu_seconds(b.proc.pid) for b in brokers)
+                        t0 = time.time()
+                        lat, failed = drive(lb, seconds=args.seconds, concurrency=args.concurrency, **kw)
+                        wall = time.time() - t0
+                        cpu = sum(cpu_seconds(b.proc.pid) for b in brokers) - cpu0
+                        print(f"  {n} instance(s) {what:<31} {len(lat) / wall:7.0f}/s ({failed} failed); "
+                              f"p50 {pct(lat, 50):.2f} ms p99 {pct(lat, 99):.2f} ms; "
+                              f"broker CPU {cpu / max(len(lat), 1) * 1000:.3f} ms/op")
+                finally:
+                    proxy.terminate()
+                    proxy.wait(10)
+                    for b in brokers:
+                        b.stop()
+        finally:
+            for p in redis_procs:
+                p.terminate()
+                p.wait(10)
+    print("load average:", " ".join(open("/proc/loadavg").read().split()[:3]))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["exchange"])
+    p.add_argument("scenario", choices=["exchange", "scaleout"])
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--e2e-calls", type=int, default=300)
     args = p.parse_args()
-    {"exchange": exchange}[args.scenario](args)
+    {"exchange": exchange, "scaleout": scaleout}[args.scenario](args)
 
 
 if __name__ == "__main__":

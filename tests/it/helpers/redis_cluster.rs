@@ -18,7 +18,7 @@ impl RedisCluster {
     /// A cluster of its own (for a test that breaks it); its nodes die with the test binary.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..6).map(|_| cluster_port()).collect();
         for p in &ports {
             let node_dir = dir.path().join(p.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
@@ -90,6 +90,20 @@ impl RedisCluster {
     pub fn seed(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.ports[0])
     }
+}
+
+/// A free port a cluster node can use: its bus port is 10,000 higher, so it must be at
+/// most 55535 (the kernel's ephemeral ports go above that); chosen below the ephemeral
+/// range, where nothing else is handed out.
+fn cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+    panic!("no free port for a cluster node")
 }
 
 fn cluster_ok(port: u16) -> bool {
