@@ -1,6 +1,8 @@
 //! Several broker instances sharing one Redis Cluster (3 masters, 3 replicas): every hop
 //! of every flow may land on a different instance, as behind a round-robin load balancer
-//! without stickiness.
+//! without stickiness (sign-in, device login, token rotation, an exchange's replay
+//! limit, sign-out); Redis failovers (Cluster, Sentinel), TLS with an ACL user, and the
+//! Redis bytes per kind of state.
 
 use reqwest::Client;
 use serde_json::Value as Json;
@@ -17,7 +19,7 @@ async fn three_instances_on_redis_cluster_serve_each_hop_of_sign_in_device_login
             shared_cluster().seed(),
             unique_prefix("scale")
         ),
-        extra: CLI_CONFIG.into(),
+        extra: format!("{CLI_CONFIG}{}", crate::exchange::APPS),
         ..SetupOptions::default()
     })
     .await;
@@ -148,6 +150,40 @@ async fn three_instances_on_redis_cluster_serve_each_hop_of_sign_in_device_login
         401,
         "the whole login is revoked, on every instance"
     );
+
+    // An app's ID token exchanged once (the default limit) on B cannot be replayed on C.
+    let id_token = crate::presented_tokens::app_id_token(&s.op, "alice", "alice-pw").await;
+    let exchange = |base: String| {
+        let id_token = id_token.clone();
+        async move {
+            Client::new()
+                .post(format!("{base}/oauth/token"))
+                .form(&[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    ("client_id", "mobile"),
+                    ("subject_token", id_token.as_str()),
+                    (
+                        "subject_token_type",
+                        "urn:ietf:params:oauth:token-type:id_token",
+                    ),
+                    (
+                        "requested_token_type",
+                        "urn:ietf:params:oauth:token-type:access_token",
+                    ),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(exchange(b.clone()).await.status(), 200);
+    let replay = exchange(c.clone()).await;
+    assert_eq!(replay.status(), 400);
+    let err: Json = replay.json().await.unwrap();
+    assert_eq!(err["error"], "invalid_grant", "{err}");
 
     // Signing out on C ends the browser session on A: the old cookie, replayed there,
     // is not a session any more.
