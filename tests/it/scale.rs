@@ -565,3 +565,52 @@ async fn requests_until_recovered(s: &crate::helpers::OidcSetup, limit_s: u64) -
     }
     (refused, started.elapsed().as_secs_f64())
 }
+
+/// SAML through SimpleSAMLphp with each hop on another instance: the request started on A,
+/// the IdP's response posted to B's ACS, the hand-off finished on C; the same response
+/// replayed at A's ACS is refused (the replay cache is shared), and the person is signed
+/// in everywhere.
+#[tokio::test]
+async fn a_saml_sign_in_hops_across_instances_and_its_replay_is_refused_on_another() {
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+            shared_cluster().seed(),
+            unique_prefix("saml-scale")
+        ),
+        saml: true,
+        ..SetupOptions::default()
+    })
+    .await;
+    let a = s.app.address.clone();
+    let b = s.spawn_another_instance().await.address;
+    let c = s.spawn_another_instance().await.address;
+    let browser = crate::oidc::browser();
+    let (response, relay, acs) =
+        crate::saml::saml_login_until_acs(&s, &browser, "alice", "alice-pw").await;
+    assert_eq!(acs, format!("{a}/saml/ssp/acs"));
+    let post = |base: &str| {
+        browser
+            .post(format!("{base}/saml/ssp/acs"))
+            .form(&[("SAMLResponse", &response), ("RelayState", &relay)])
+            .send()
+    };
+    let res = post(&b).await.unwrap();
+    assert_eq!(res.status(), 303, "ACS on another instance");
+    let finish = crate::oidc::location(&res);
+    let res = browser.get(format!("{c}{finish}")).send().await.unwrap();
+    assert_eq!(res.status(), 303, "finish on a third");
+    for base in [&a, &b, &c] {
+        let html = crate::helpers::page(&browser, format!("{base}/")).await;
+        assert!(
+            html.contains("Hello, alice@example.test"),
+            "signed in on {base}"
+        );
+    }
+    let replay = post(&a).await.unwrap();
+    assert!(
+        replay.status().is_client_error(),
+        "replayed at another instance: {}",
+        replay.status()
+    );
+}
