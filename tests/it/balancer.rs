@@ -1,152 +1,20 @@
-//! Three broker instances behind a real HAProxy (round-robin, no stickiness, health checks
-//! on `/readyz`) on one Redis: a person signs in through the balancer (each hop on
-//! whichever instance it picks), then a rolling restart of all three under steady
-//! requests loses none, and no request without a session ever gets the role picker; and
-//! `kill -9` of one of three `rolegate serve` processes loses only requests in flight on it.
+//! Three `rolegate serve` processes behind a real HAProxy (round-robin, no stickiness,
+//! health checks on `/readyz`) on a real Redis Cluster: OIDC and SAML sign-ins through the
+//! balancer (each hop on whichever instance it picks), then a rolling restart with SIGTERM
+//! under steady requests loses none, `kill -9` of one loses at most the requests in flight
+//! on it, and no request without a session ever gets the role picker.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cli_login::CLI_CONFIG;
-use crate::helpers::{SetupOptions, free_port, shared_redis, spawn_with, unique_prefix};
-use crate::oidc::{is_signed_in, signed_in_as_alice};
-
-struct HaProxy(Child);
-
-impl Drop for HaProxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// HAProxy with health checks every 200 ms and no retries: a request sent to an instance
-/// whose listener has closed fails, so only the pre-stop delay (the instance leaving the
-/// pool before it stops listening) keeps a rolling restart lossless. (With a zero delay
-/// this test fails with 503s.)
-fn haproxy(dir: &std::path::Path, listen: u16, backends: &[u16]) -> HaProxy {
-    haproxy_with(dir, listen, backends, "  retries 0\n")
-}
-
-/// As [`haproxy`] with `retry` lines in `defaults` (e.g. retries and redispatch).
-fn haproxy_with(dir: &std::path::Path, listen: u16, backends: &[u16], retry: &str) -> HaProxy {
-    let servers: String = backends
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("  server b{i} 127.0.0.1:{p} check\n"))
-        .collect();
-    let cfg = format!(
-        "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n{retry}frontend fe\n  bind 127.0.0.1:{listen}\n  default_backend be\nbackend be\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n  default-server inter 200ms fall 1 rise 1\n{servers}"
-    );
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, cfg).unwrap();
-    let child = Command::new("haproxy")
-        .args(["-f", path.to_str().unwrap(), "-db"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("haproxy (tests/run.sh installs it)");
-    HaProxy(child)
-}
-
-#[tokio::test]
-async fn a_rolling_restart_of_three_instances_behind_haproxy_loses_no_request() {
-    let s = spawn_with(SetupOptions {
-        session: format!(
-            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
-            shared_redis(),
-            unique_prefix("haproxy")
-        ),
-        extra: CLI_CONFIG.into(),
-        ..SetupOptions::default()
-    })
-    .await;
-    // The broker the setup started listens on the public address; it makes way for the
-    // balancer, and three instances on their own ports take over.
-    let public = s.app.address.clone();
-    let lb_port: u16 = public.rsplit(':').next().unwrap().parse().unwrap();
-    let pre_stop = Duration::from_millis(800);
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut instances = Vec::new();
-    for p in &ports {
-        instances.push(s.spawn_instance_on(*p, pre_stop).await);
-    }
-    s.app.stop().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _lb = haproxy(dir.path(), lb_port, &ports);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{public}/readyz")).await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "haproxy did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    // Sign-in through the balancer: its hops land on whichever instance it picks.
-    let (browser, _) = signed_in_as_alice(&s).await;
-    assert!(is_signed_in(&s, &browser).await);
-
-    // Steady requests (about 40 a second) while the instances restart one by one.
-    let running = Arc::new(AtomicBool::new(true));
-    let load = {
-        let (running, public, browser) = (running.clone(), public.clone(), browser.clone());
-        tokio::spawn(async move {
-            let stranger = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let (mut ok, mut failed, mut i) = (0u32, Vec::new(), 0u32);
-            while running.load(Ordering::Relaxed) {
-                i += 1;
-                match browser.get(format!("{public}/")).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        let html = r.text().await.unwrap_or_default();
-                        if html.contains("action=\"/logout\"") {
-                            ok += 1;
-                        } else {
-                            failed.push("200 without the role picker".to_owned());
-                        }
-                    }
-                    Ok(r) => failed.push(format!("status {}", r.status())),
-                    Err(e) => failed.push(format!("error {e}")),
-                }
-                if i % 5 == 0 {
-                    // No session: never the role picker, whatever happens to the instances.
-                    if let Ok(r) = stranger.get(format!("{public}/")).send().await {
-                        assert_ne!(r.status(), 200, "a request without a session got in");
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            (ok, failed)
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for (i, port) in ports.iter().enumerate() {
-        instances[i].stop_rolling().await;
-        // The replacement comes a moment later (as a new pod would).
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        instances[i] = s.spawn_instance_on(*port, pre_stop).await;
-        // Let the balancer see it up again before the next one leaves.
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
-    running.store(false, Ordering::Relaxed);
-    let (ok, failed) = load.await.unwrap();
-    eprintln!(
-        "rolling restart behind haproxy: {ok} requests served, {} failed",
-        failed.len()
-    );
-    assert!(ok > 50, "{ok}");
-    assert!(failed.is_empty(), "{failed:?}");
-    for app in &instances {
-        app.stop().await;
-    }
-}
+use crate::helpers::{
+    OidcSetup, SetupOptions, free_port, shared_cluster, spawn_with, unique_prefix,
+};
+use crate::oidc::{browser, is_signed_in, sign_in_from};
 
 /// Child processes killed when the test ends, even when it fails.
 struct Processes(Vec<Child>);
@@ -160,101 +28,256 @@ impl Drop for Processes {
     }
 }
 
-/// Three `rolegate serve` processes behind HAProxy as deployed (retries on connection
-/// failures, redispatch): `kill -9` of one under steady requests from four clients loses
-/// at most the requests that were in flight on it (one per client).
-#[tokio::test]
-async fn kill_9_of_one_process_behind_haproxy_loses_only_requests_in_flight_on_it() {
-    let s = spawn_with(SetupOptions {
-        session: format!(
-            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
-            shared_redis(),
-            unique_prefix("kill9")
-        ),
-        extra: CLI_CONFIG.into(),
-        ..SetupOptions::default()
-    })
-    .await;
-    let public = s.app.address.clone();
-    let lb_port: u16 = public.rsplit(':').next().unwrap().parse().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = s.config_file(dir.path());
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut procs = Processes(Vec::new());
-    for p in &ports {
-        procs.0.push(
-            Command::new(env!("CARGO_BIN_EXE_rolegate"))
-                .args(["serve", "--config", config.to_str().unwrap()])
-                .env("ROLEGATE_SERVER__LISTEN", format!("127.0.0.1:{p}"))
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-    }
-    s.app.stop().await;
-    let _lb = haproxy_with(
-        dir.path(),
-        lb_port,
-        &ports,
-        "  retries 3\n  option redispatch 1\n",
+/// HAProxy with health checks every 200 ms; `retry` goes into `defaults`. With
+/// `retries 0`, a request sent to an instance whose listener has closed fails, so only the
+/// pre-stop delay (the instance leaving the pool before it stops listening) keeps a rolling
+/// restart lossless (with a zero delay the rolling test fails with 503s).
+fn haproxy(dir: &Path, listen: u16, backends: &[u16], retry: &str) -> Child {
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("  server b{i} 127.0.0.1:{p} check\n"))
+        .collect();
+    let cfg = format!(
+        "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n{retry}frontend fe\n  bind 127.0.0.1:{listen}\n  default_backend be\nbackend be\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n  default-server inter 200ms fall 1 rise 1\n{servers}"
     );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    Command::new("haproxy")
+        .args(["-f", path.to_str().unwrap(), "-db"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy (tests/run.sh installs it)")
+}
+
+/// A `rolegate serve` process on `port` with the setup's configuration.
+fn serve(config: &Path, port: u16, pre_stop: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rolegate"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("ROLEGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROLEGATE_SERVER__PRE_STOP_DELAY", pre_stop)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut up = 0;
-        for p in &ports {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{p}/readyz")).await
-                && r.status() == 200
-            {
-                up += 1;
-            }
-        }
-        if up == 3 {
-            break;
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
+            && r.status() == 200
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the broker processes did not come up"
+            "the instance on {port} did not become ready"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (browser, _) = signed_in_as_alice(&s).await;
+}
 
-    let running = Arc::new(AtomicBool::new(true));
-    let clients: Vec<_> = (0..4)
+/// The test's broker setup (OIDC provider, SimpleSAMLphp, config) with three serve
+/// processes behind HAProxy on the setup's public address, on the shared Redis Cluster.
+struct Balanced {
+    s: OidcSetup,
+    config: PathBuf,
+    ports: Vec<u16>,
+    procs: Processes,
+    _lb: Processes,
+    _dir: tempfile::TempDir,
+}
+
+async fn balanced(prefix: &str, pre_stop: &str, retry: &str) -> Balanced {
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+            shared_cluster().seed(),
+            unique_prefix(prefix)
+        ),
+        extra: CLI_CONFIG.into(),
+        saml: true,
+        ..SetupOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = s.config_file(dir.path());
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let procs = Processes(ports.iter().map(|p| serve(&config, *p, pre_stop)).collect());
+    for p in &ports {
+        wait_ready(*p).await;
+    }
+    // The broker the setup started listens on the public address: it makes way for the
+    // balancer in front of the three processes.
+    s.app.stop().await;
+    let lb_port: u16 = s.app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let lb = Processes(vec![haproxy(dir.path(), lb_port, &ports, retry)]);
+    wait_ready(lb_port).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Balanced {
+        s,
+        config,
+        ports,
+        procs,
+        _lb: lb,
+        _dir: dir,
+    }
+}
+
+/// `clients` loops requesting the role picker with `browser`'s session (and, every fifth
+/// time, without a session, which must never get it) until `running` is cleared: the
+/// requests served and the failures.
+fn steady_load(
+    public: &str,
+    browser: &reqwest::Client,
+    clients: usize,
+    running: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(u32, Vec<String>)>> {
+    (0..clients)
         .map(|_| {
-            let (running, public, browser) = (running.clone(), public.clone(), browser.clone());
+            let (running, public, browser) = (running.clone(), public.to_owned(), browser.clone());
             tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u32, Vec::new());
+                let stranger = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                let (mut ok, mut failed, mut i) = (0u32, Vec::new(), 0u32);
                 while running.load(Ordering::Relaxed) {
+                    i += 1;
                     match browser.get(format!("{public}/")).send().await {
-                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) if r.status() == 200 => {
+                            if r.text()
+                                .await
+                                .unwrap_or_default()
+                                .contains("action=\"/logout\"")
+                            {
+                                ok += 1;
+                            } else {
+                                failed.push("200 without the role picker".to_owned());
+                            }
+                        }
                         Ok(r) => failed.push(format!("status {}", r.status())),
                         Err(e) => failed.push(format!("error {e}")),
+                    }
+                    if i % 5 == 0
+                        && let Ok(r) = stranger.get(format!("{public}/")).send().await
+                    {
+                        // The sign-in page (or a redirect to it), never the role picker.
+                        let body = r.text().await.unwrap_or_default();
+                        assert!(
+                            !body.contains("action=\"/logout\""),
+                            "a request without a session got in"
+                        );
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 (ok, failed)
             })
         })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let killed = Command::new("kill")
-        .args(["-KILL", &procs.0[1].id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    running.store(false, Ordering::Relaxed);
+        .collect()
+}
+
+/// An OIDC sign-in as alice through the balancer (two IdPs here: straight to `corp`).
+async fn oidc_sign_in(s: &OidcSetup) -> reqwest::Client {
+    let client = browser();
+    let callback = sign_in_from(s, &client, "/login/corp", "alice", "alice-pw").await;
+    assert_eq!(client.get(&callback).send().await.unwrap().status(), 303);
+    client
+}
+
+async fn totals(clients: Vec<tokio::task::JoinHandle<(u32, Vec<String>)>>) -> (u32, Vec<String>) {
     let (mut ok, mut failed) = (0, Vec::new());
     for c in clients {
         let (o, f) = c.await.unwrap();
         ok += o;
         failed.extend(f);
     }
+    (ok, failed)
+}
+
+#[tokio::test]
+async fn a_rolling_restart_with_sigterm_behind_haproxy_loses_no_request() {
+    let mut b = balanced("rolling", "800ms", "  retries 0\n").await;
+    let public = b.s.app.address.clone();
+    // OIDC and SAML sign-ins through the balancer: their hops land on whichever instance
+    // round-robin picks.
+    let browser = oidc_sign_in(&b.s).await;
+    assert!(is_signed_in(&b.s, &browser).await);
+    let saml_browser = crate::oidc::browser();
+    let (response, relay, acs) =
+        crate::saml::saml_login_until_acs(&b.s, &saml_browser, "alice", "alice-pw").await;
+    let res = saml_browser
+        .post(&acs)
+        .form(&[("SAMLResponse", &response), ("RelayState", &relay)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let finish = crate::oidc::location(&res);
+    let res = saml_browser
+        .get(format!("{public}{finish}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let html = crate::helpers::page(&saml_browser, format!("{public}/")).await;
+    assert!(html.contains("Hello, alice@example.test"), "{html}");
+
+    let running = Arc::new(AtomicBool::new(true));
+    let load = steady_load(&public, &browser, 2, &running);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        let pid = b.procs.0[i].id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = b.procs.0[i].wait().unwrap();
+        assert_eq!(status.code(), Some(0), "exit after SIGTERM");
+        // The replacement comes a moment later, as a new pod would.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        b.procs.0[i] = serve(&b.config, b.ports[i], "800ms");
+        wait_ready(b.ports[i]).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    running.store(false, Ordering::Relaxed);
+    let (ok, failed) = totals(load).await;
+    eprintln!(
+        "rolling restart behind haproxy: {ok} requests served, {} failed",
+        failed.len()
+    );
+    assert!(ok > 100, "{ok}");
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// As deployed (retries on connection failures, redispatch): `kill -9` of one process
+/// under four steady clients loses at most the requests in flight on it (one per client).
+#[tokio::test]
+async fn kill_9_of_one_process_behind_haproxy_loses_only_requests_in_flight_on_it() {
+    let b = balanced("kill9", "0s", "  retries 3\n  option redispatch 1\n").await;
+    let public = b.s.app.address.clone();
+    let browser = oidc_sign_in(&b.s).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let load = steady_load(&public, &browser, 4, &running);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = b.procs.0[1].id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    running.store(false, Ordering::Relaxed);
+    let (ok, failed) = totals(load).await;
     eprintln!(
         "kill -9 behind haproxy: {ok} requests served, {} failed",
         failed.len()

@@ -544,7 +544,7 @@ async fn device_start(s: &crate::helpers::OidcSetup) -> u16 {
 }
 
 /// Requests after a Redis failover began, until 30 succeed in a row: each is 200 or 503
-/// (fail closed), never anything else. Returns the 503s and the seconds to recovery.
+/// (fail closed), never anything else, and no request without a session gets in. Returns the 503s and the seconds to recovery.
 async fn requests_until_recovered(s: &crate::helpers::OidcSetup, limit_s: u64) -> (u32, f64) {
     let started = std::time::Instant::now();
     let (mut refused, mut ok_in_a_row) = (0, 0);
@@ -552,6 +552,15 @@ async fn requests_until_recovered(s: &crate::helpers::OidcSetup, limit_s: u64) -
         assert!(
             started.elapsed() < std::time::Duration::from_secs(limit_s),
             "no recovery {limit_s} s after the failover began ({refused} refused)"
+        );
+        // A request without a session never gets the role picker, failover or not.
+        let stranger = reqwest::get(format!("{}/", s.app.address)).await.unwrap();
+        assert!(
+            !stranger
+                .text()
+                .await
+                .unwrap()
+                .contains("action=\"/logout\"")
         );
         match device_start(s).await {
             200 => ok_in_a_row += 1,

@@ -309,14 +309,6 @@ impl TestApp {
             s.shutdown().await;
         }
     }
-
-    /// Stops as on SIGTERM: readiness fails, requests are served for the pre-stop delay,
-    /// then the listener closes and in-flight requests drain.
-    pub async fn stop_rolling(&self) {
-        if let Some(s) = &self.shutdown {
-            s.shutdown_after_pre_stop().await;
-        }
-    }
 }
 
 /// Starts the real application on a random port with `config`.
