@@ -151,11 +151,12 @@ impl RedisSentinel {
             .unwrap();
             spawn_shared(&format!("redis-server {} --sentinel", conf.display()), &[]);
         }
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !(redis_answers(master)
             && redis_answers(replica)
             && sentinels.iter().all(|p| redis_answers(*p))
-            && replica_in_sync(replica))
+            && replica_in_sync(replica)
+            && sentinels.iter().all(|p| sentinel_sees_all(*p)))
         {
             assert!(
                 Instant::now() < deadline,
@@ -189,6 +190,27 @@ impl RedisSentinel {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Whether a sentinel knows the replica and the two other sentinels: before that (they
+/// find each other through the master every 2 s) stopping the master would find no
+/// quorum and no failover would follow.
+fn sentinel_sees_all(port: u16) -> bool {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "sentinel", "master", "mymaster"])
+        .output();
+    let Ok(out) = out else { return false };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let value = |key: &str| {
+        lines
+            .iter()
+            .position(|l| *l == key)
+            .and_then(|i| lines.get(i + 1))
+            .map(|v| v.trim().to_owned())
+    };
+    value("num-other-sentinels").as_deref() == Some("2")
+        && value("num-slaves").as_deref() == Some("1")
 }
 
 fn replica_in_sync(port: u16) -> bool {
