@@ -11,9 +11,9 @@ usage: benches/load/bench.py exchange|scaleout [--seconds 10] [--concurrency 8]
        (run by benches/load/run.sh, which builds the release binary and the venv)
 
 scaleout: 1 and then 3 broker instances behind HAProxy (round-robin) on a 6-node Redis
-Cluster: issuances/s (token exchange, canned-reply STS) and bearer-token API requests/s
-(GET /api/v1/me: a Redis read per request, as the role picker's session read), with
-p50/p99 and the brokers' summed CPU.
+Cluster: role-picker requests/s (GET / with a browser session signed in through the
+balancer), issuances/s (token exchange, canned-reply STS) and bearer-token API
+requests/s (GET /api/v1/me), with p50/p99 and the brokers' summed CPU.
 """
 
 import argparse
@@ -61,7 +61,8 @@ def wait_port(port, what, timeout=20):
 
 
 class Issuer:
-    """A minimal OIDC issuer: discovery and JWKS over HTTP, tokens signed here (RS256)."""
+    """A minimal OIDC issuer: discovery and JWKS over HTTP, tokens signed here (RS256), and
+    an authorization endpoint that signs alice in at once (for browser sessions)."""
 
     def __init__(self):
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -81,13 +82,37 @@ class Issuer:
             "id_token_signing_alg_values_supported": ["RS256"],
         }
         docs = {"/.well-known/openid-configuration": discovery, "/jwks": jwks}
+        codes, issuer = {}, self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             disable_nagle_algorithm = True
 
             def do_GET(self):
+                if self.path.startswith("/auth?"):
+                    # Signs alice in at once: back to the broker with a code.
+                    q = dict(urllib.parse.parse_qsl(self.path.split("?", 1)[1]))
+                    code = b64url(os.urandom(16))
+                    codes[code] = q.get("nonce")
+                    back = q["redirect_uri"] + "?" + urllib.parse.urlencode(
+                        {"code": code, "state": q["state"], "iss": issuer.url})
+                    self.send_response(302)
+                    self.send_header("Location", back)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = json.dumps(docs.get(self.path, {})).encode()
                 self.send_response(200 if self.path in docs else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()))
+                nonce = codes.pop(form.get("code"), None)
+                body = json.dumps({"access_token": b64url(os.urandom(16)), "token_type": "Bearer", "expires_in": 300,
+                                   "id_token": issuer.id_token("alice", "broker", nonce=nonce)}).encode()
+                self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -99,11 +124,13 @@ class Issuer:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def id_token(self, sub, audience, lifetime=3600):
+    def id_token(self, sub, audience, lifetime=3600, nonce=None):
         now = int(time.time())
         header = {"alg": "RS256", "typ": "JWT", "kid": "bench"}
         claims = {"iss": self.url, "aud": audience, "sub": sub, "email": f"{sub}@example.com",
                   "groups": ["aws-admins"], "iat": now, "exp": now + lifetime}
+        if nonce:
+            claims["nonce"] = nonce
         signing = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}".encode()
         sig = self.key.sign(signing, padding.PKCS1v15(), hashes.SHA256())
         return f"{signing.decode()}.{b64url(sig)}"
@@ -385,6 +412,38 @@ def start_haproxy(work, port, backends):
     return proc
 
 
+def browser_session(lb_port, issuer):
+    """Signs alice in through the balancer like a browser (the issuer approves at once);
+    returns the Cookie header of the session."""
+    jar = {}
+
+    def keep(resp):
+        for c in resp.msg.get_all("Set-Cookie") or []:
+            name, value = c.split(";", 1)[0].split("=", 1)
+            jar[name] = value
+
+    def get(port, url):
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("GET", url, headers={"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())})
+        r = c.getresponse()
+        r.read()
+        keep(r)
+        return r
+
+    r = get(lb_port, "/login/corp")
+    auth = urllib.parse.urlparse(r.getheader("Location"))
+    r = get(auth.port, f"{auth.path}?{auth.query}")
+    back = urllib.parse.urlparse(r.getheader("Location"))
+    r = get(lb_port, f"{back.path}?{back.query}")
+    if r.status != 303:
+        sys.exit(f"sign-in failed at the callback: {r.status}")
+    cookie = "; ".join(f"{k}={v}" for k, v in jar.items() if v)
+    r = get(lb_port, "/")
+    if r.status != 200:
+        sys.exit(f"no role picker after sign-in: {r.status}")
+    return cookie
+
+
 def scaleout(args):
     issuer = Issuer()
     sts = CannedSts()
@@ -415,7 +474,10 @@ def scaleout(args):
                               headers={"Content-Type": "application/x-www-form-urlencoded"})
                     token = json.loads(c.getresponse().read())["access_token"]
                     drive(lb, "/oauth/token", creds, 1, 2)  # warm-up
+                    cookie = browser_session(lb, issuer)
                     for what, kw in [
+                        ("role picker (GET / with a session)", dict(path="/", body=None, method="GET",
+                                                                   headers={"Cookie": cookie})),
                         ("issuances (token exchange)", dict(path="/oauth/token", body=creds)),
                         ("API requests (GET /api/v1/me)", dict(path="/api/v1/me", body=None, method="GET",
                                                               headers={"Authorization": f"Bearer {token}"})),
@@ -425,7 +487,7 @@ def scaleout(args):
                         lat, failed = drive(lb, seconds=args.seconds, concurrency=args.concurrency, **kw)
                         wall = time.time() - t0
                         cpu = sum(cpu_seconds(b.proc.pid) for b in brokers) - cpu0
-                        print(f"  {n} instance(s) {what:<31} {len(lat) / wall:7.0f}/s ({failed} failed); "
+                        print(f"  {n} instance(s) {what:<36} {len(lat) / wall:7.0f}/s ({failed} failed); "
                               f"p50 {pct(lat, 50):.2f} ms p99 {pct(lat, 99):.2f} ms; "
                               f"broker CPU {cpu / max(len(lat), 1) * 1000:.3f} ms/op")
                 finally:
