@@ -126,12 +126,15 @@ impl Access {
         if !is_token_shaped(id) {
             return Ok(None);
         }
-        let Some(json) = self.store.get(&key(id)).await? else {
+        let cfg = &self.config.session;
+        // Read and renew the idle timeout in one round trip; the absolute timeout is
+        // checked here on every read, and the TTL cut back to it in the session's last
+        // idle window (rarely a second call).
+        let Some(json) = self.store.get_renewing(&key(id), cfg.idle_timeout).await? else {
             return Ok(None);
         };
         let record: SessionRecord =
             serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let cfg = &self.config.session;
         let age = now_unix().saturating_sub(record.created);
         let absolute = cfg.absolute_timeout.as_secs();
         if age >= absolute {
@@ -139,9 +142,9 @@ impl Access {
             return Ok(None);
         }
         let remaining = Duration::from_secs(absolute - age);
-        self.store
-            .put(&key(id), &json, cfg.idle_timeout.min(remaining))
-            .await?;
+        if remaining < cfg.idle_timeout {
+            self.store.put(&key(id), &json, remaining).await?;
+        }
         Ok(Some(Session {
             id: id.to_owned(),
             identity: record.identity.into_identity()?,

@@ -92,6 +92,23 @@ impl MemoryStore {
         Ok(Self::live(&inner.map, &self.key(key), now).map(|e| e.value.clone()))
     }
 
+    pub async fn get_renewing(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let key = self.key(key);
+        match inner.map.get_mut(&key).filter(|e| e.expires > now) {
+            Some(e) => {
+                e.expires = now + ttl;
+                Ok(Some(e.value.clone()))
+            }
+            None => Ok(None),
+        }
+    }
+
     pub async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();

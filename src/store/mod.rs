@@ -100,6 +100,16 @@ impl Store {
         dispatch!(self, s => s.get(key).await)
     }
 
+    /// Reads the value and, if it exists, sets its TTL to `ttl`, in one step (one round
+    /// trip: `GETEX`). For values renewed on every use, such as sessions.
+    pub async fn get_renewing(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.get_renewing(key, ttl).await)
+    }
+
     /// Atomically returns and deletes the value: of two concurrent takers, one gets it.
     pub async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
         dispatch!(self, s => s.take(key).await)

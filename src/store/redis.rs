@@ -265,6 +265,16 @@ impl RedisStore {
         self.run(&cmd).await
     }
 
+    pub async fn get_renewing(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let mut cmd = redis::cmd("GETEX");
+        cmd.arg(self.key(key)).arg("PX").arg(ttl_millis(ttl));
+        self.run(&cmd).await
+    }
+
     pub async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
         let mut cmd = redis::cmd("GETDEL");
         cmd.arg(self.key(key));

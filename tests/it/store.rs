@@ -128,6 +128,32 @@ async fn counters_count_within_a_window(s: Store) {
     );
 }
 
+async fn get_renewing_reads_and_extends_the_ttl_in_one_step(s: Store) {
+    let short = Duration::from_millis(1000);
+    s.put("r", "v", short).await.unwrap();
+    assert_eq!(
+        s.get_renewing("r", Duration::from_secs(10))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
+    assert_eq!(s.get_renewing("absent", TTL).await.unwrap(), None);
+    assert_eq!(s.get("absent").await.unwrap(), None, "nothing is created");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        s.get("r").await.unwrap().as_deref(),
+        Some("v"),
+        "renewed past its first TTL"
+    );
+    // Renewing can also shorten.
+    s.get_renewing("r", Duration::from_millis(300))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(s.get("r").await.unwrap(), None);
+}
+
 async fn values_expire(s: Store) {
     let short = Duration::from_millis(1500);
     s.put("p", "v", short).await.unwrap();
@@ -175,6 +201,7 @@ contract!(
     counters_count_within_a_window,
     values_expire,
     values_round_trip_unchanged,
+    get_renewing_reads_and_extends_the_ttl_in_one_step,
 );
 
 #[tokio::test]
