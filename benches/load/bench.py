@@ -360,11 +360,11 @@ def exchange(args):
 
 
 def cluster_port():
-    """A free port for a cluster node: its bus port (+10000) must be free too, so both
-    are taken below the kernel's ephemeral range."""
+    """A free port for a cluster node: its bus port (+10000) must be free too, and both
+    stay below the kernel's ephemeral range (32768 and up)."""
     import random
     while True:
-        p = random.randrange(20000, 32000)
+        p = random.randrange(10000, 22000)
         try:
             for q in (p, p + 10000):
                 with socket.socket() as s:

@@ -375,7 +375,7 @@ async fn redis_over_tls_with_an_acl_user_and_fail_closed_on_a_wrong_ca_or_passwo
 }
 
 /// A Redis Cluster master dies under load: requests whose keys lived on it get 503 (fail
-/// closed) for the switch-over only; once its replica is promoted every request succeeds
+/// closed) for the switch-over only, if at all; once its replica is promoted every request succeeds
 /// again without restarting the broker, and a browser session signed in before is still
 /// signed in (nobody logged out).
 #[tokio::test]
@@ -401,7 +401,8 @@ async fn a_cluster_master_failover_means_503s_for_the_switch_over_only() {
     eprintln!(
         "failover of master {port}: {refused} requests refused, recovered {took:.1} s after the stop"
     );
-    assert!(refused > 0, "the stopped master held some of the keys");
+    // Often a few requests are refused; the client's retries may also ride the switch-over
+    // out entirely. Either way: only 200 or 503, recovery, and the session kept.
     assert!(
         crate::oidc::is_signed_in(&s, &browser).await,
         "still signed in after the failover"

@@ -93,11 +93,11 @@ impl RedisCluster {
 }
 
 /// A free port a cluster node can use: its bus port is 10,000 higher, so it must be at
-/// most 55535 (the kernel's ephemeral ports go above that); chosen below the ephemeral
-/// range, where nothing else is handed out.
+/// most 55535. Both are chosen below the kernel's ephemeral range (32768 and up), so they
+/// never collide with the ports `free_port` hands to other tests running at the same time.
 fn cluster_port() -> u16 {
     for _ in 0..1000 {
-        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        let port = 10_000 + (rand::random::<u16>() % 12_000);
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if free(port) && free(port + 10_000) {
             return port;
