@@ -2,7 +2,8 @@
 //! health checks on `/readyz`) on a real Redis Cluster: OIDC and SAML sign-ins through the
 //! balancer (each hop on whichever instance it picks), then a rolling restart with SIGTERM
 //! under steady requests loses none, `kill -9` of one loses at most the requests in flight
-//! on it, and no request without a session ever gets the role picker.
+//! on it, Redis Cluster and Sentinel failovers turn requests into 503s for the switch-over
+//! only, and no request without a session ever gets the role picker.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -93,12 +94,18 @@ struct Balanced {
 }
 
 async fn balanced(prefix: &str, pre_stop: &str, retry: &str) -> Balanced {
+    let session = format!(
+        "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+        shared_cluster().seed(),
+        unique_prefix(prefix)
+    );
+    balanced_on(session, pre_stop, retry).await
+}
+
+/// As [`balanced`], with its own `[session]` (another Redis topology).
+async fn balanced_on(session: String, pre_stop: &str, retry: &str) -> Balanced {
     let s = spawn_with(SetupOptions {
-        session: format!(
-            "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
-            shared_cluster().seed(),
-            unique_prefix(prefix)
-        ),
+        session,
         extra: CLI_CONFIG.into(),
         saml: true,
         ..SetupOptions::default()
@@ -287,4 +294,78 @@ async fn kill_9_of_one_process_behind_haproxy_loses_only_requests_in_flight_on_i
         failed.len() <= 4,
         "more than the requests in flight were lost: {failed:?}"
     );
+}
+
+/// A topology's name, its `[session]`, and how to stop its master.
+type FailoverCase<'a> = (&'static str, String, Box<dyn Fn() + 'a>);
+
+/// A Redis failover under steady requests through HAProxy (three `rolegate serve`
+/// processes): a Cluster master and a Sentinel master stopped. Requests are refused with
+/// 503 for the switch-over only (never anything else, never a role picker without a
+/// session), then all succeed again without restarting any broker, and the session
+/// signed in before is still valid.
+#[tokio::test]
+async fn redis_failovers_under_load_through_haproxy_mean_503s_for_the_switch_over_only() {
+    let cluster = crate::helpers::RedisCluster::start();
+    let sentinel = crate::helpers::RedisSentinel::start();
+    let cases: [FailoverCase; 2] = [
+        (
+            "cluster",
+            format!(
+                "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+                cluster.seed(),
+                unique_prefix("lb-cluster")
+            ),
+            Box::new(|| {
+                cluster.stop_a_master();
+            }),
+        ),
+        (
+            "sentinel",
+            format!(
+                "store = \"redis-sentinel\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+                sentinel.url(),
+                unique_prefix("lb-sentinel")
+            ),
+            Box::new(|| sentinel.stop_master()),
+        ),
+    ];
+    for (name, session, fail_over) in cases {
+        let b = balanced_on(session, "0s", "  retries 3\n  option redispatch 1\n").await;
+        let public = b.s.app.address.clone();
+        let browser = oidc_sign_in(&b.s).await;
+        // Let replicas catch up with the session before a master goes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let running = Arc::new(AtomicBool::new(true));
+        let load = steady_load(&public, &browser, 2, &running);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        fail_over();
+        // Until 20 role-picker requests in a row succeed (bounded).
+        let started = Instant::now();
+        let mut in_a_row = 0;
+        while in_a_row < 20 {
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "{name}: no recovery in 40 s"
+            );
+            let r = browser.get(format!("{public}/")).send().await.unwrap();
+            in_a_row = if r.status() == 200 { in_a_row + 1 } else { 0 };
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        running.store(false, Ordering::Relaxed);
+        let (ok, failed) = totals(load).await;
+        eprintln!(
+            "{name} failover through haproxy: {ok} requests served, {} refused, recovered {:.1} s after the stop",
+            failed.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            failed.iter().all(|f| f == "status 503 Service Unavailable"),
+            "{name}: only 503s during the switch-over: {failed:?}"
+        );
+        assert!(
+            is_signed_in(&b.s, &browser).await,
+            "{name}: the session survived"
+        );
+    }
 }
