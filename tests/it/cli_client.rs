@@ -119,12 +119,13 @@ fn read_until(child: &mut Child, pick: impl Fn(&str) -> Option<String>) -> Strin
     panic!("the login process did not print what was expected:\n{seen}");
 }
 
-fn approve_in_chromium(extra: &[(&str, &str)]) -> Json {
+/// Runs `approve.mjs` (real Chromium) with `extra` as its environment; its report.
+pub(crate) fn approve_in_chromium(extra: &[(&str, &str)]) -> Json {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = Command::new("node")
         .arg("approve.mjs")
-        .current_dir("tests/testbed/browser")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/browser"))
         .env("ARTIFACTS", &artifacts)
         .envs(extra.iter().copied())
         .output()

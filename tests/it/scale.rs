@@ -79,8 +79,7 @@ async fn three_instances_on_redis_cluster_serve_each_hop_of_sign_in_device_login
             .await
             .unwrap()
     };
-    let res = token(
-        c.clone(),
+    let redeem = || {
         vec![
             (
                 "grant_type",
@@ -88,24 +87,13 @@ async fn three_instances_on_redis_cluster_serve_each_hop_of_sign_in_device_login
             ),
             ("device_code", d["device_code"].as_str().unwrap().into()),
             ("client_id", "rolegate-cli".into()),
-        ],
-    )
-    .await;
+        ]
+    };
+    let res = token(c.clone(), redeem()).await;
     assert_eq!(res.status(), 200);
     let tokens: Json = res.json().await.unwrap();
     // Redeemed once: a second poll, on another instance, is refused.
-    let again = token(
-        a.clone(),
-        vec![
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:device_code".into(),
-            ),
-            ("device_code", d["device_code"].as_str().unwrap().into()),
-            ("client_id", "rolegate-cli".into()),
-        ],
-    )
-    .await;
+    let again = token(a.clone(), redeem()).await;
     assert_eq!(again.status(), 400);
 
     // The access token works on every instance; the refresh token rotates on one, and the

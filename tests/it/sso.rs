@@ -116,33 +116,16 @@ fn stdout_of(out: &Output, args: &[&str]) -> String {
 /// A person signs in as alice in real Chromium and approves; for the authorization-code
 /// grant, `done` is the loopback redirect the browser must end at.
 pub(crate) fn approve_in_chromium(url: &str, shot: &str, done: Option<&str>) -> Json {
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let mut cmd = Command::new("node");
-    cmd.arg("approve.mjs")
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/browser"))
-        .env("ARTIFACTS", &artifacts)
-        .env("START_URL", url)
-        .env("LOGIN_USER", "alice")
-        .env("LOGIN_PASSWORD", "alice-pw")
-        .env("SHOT", shot);
+    let mut env = vec![
+        ("START_URL", url),
+        ("LOGIN_USER", "alice"),
+        ("LOGIN_PASSWORD", "alice-pw"),
+        ("SHOT", shot),
+    ];
     if let Some(prefix) = done {
-        cmd.env("DONE_URL_PREFIX", prefix);
+        env.push(("DONE_URL_PREFIX", prefix));
     }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Json = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no report\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert!(out.status.success(), "approval failed: {report:#}");
-    report
+    crate::cli_client::approve_in_chromium(&env)
 }
 
 pub(crate) async fn sso_broker(access_token_lifetime: &str, registration: &str) -> OidcSetup {

@@ -30,6 +30,23 @@ fn client_key(id: &str) -> String {
     format!("oauth:client:{id}")
 }
 
+/// The redirect URIs a client may receive codes at (each already a loopback URI).
+pub enum ClientRedirects {
+    /// A `[cli]` client: any loopback port (RFC 8252 §7.3).
+    AnyLoopback,
+    /// A client registered through the SSO OIDC API: exactly the URIs it registered.
+    Registered(Vec<String>),
+}
+
+impl ClientRedirects {
+    pub fn allows(&self, redirect_uri: &str) -> bool {
+        match self {
+            Self::AnyLoopback => true,
+            Self::Registered(uris) => uris.iter().any(|u| u == redirect_uri),
+        }
+    }
+}
+
 /// A freshly registered client (the secret is shown once).
 pub struct Registration {
     pub client_id: String,
@@ -134,25 +151,6 @@ impl Access {
         }
     }
 
-    /// Whether `redirect_uri` (already checked to be loopback) may receive codes for
-    /// `client_id`: any loopback port for `[cli]` clients (RFC 8252), exactly a registered
-    /// URI for clients registered through the SSO OIDC API.
-    pub async fn redirect_allowed(
-        &self,
-        client_id: &str,
-        redirect_uri: &str,
-    ) -> Result<bool, OAuthError> {
-        if self.config.cli.is_client(client_id) {
-            return Ok(true);
-        }
-        Ok(self
-            .store
-            .get(&client_key(client_id))
-            .await?
-            .and_then(|json| serde_json::from_str::<RegisteredClient>(&json).ok())
-            .is_some_and(|r| r.redirect_uris.iter().any(|u| u == redirect_uri)))
-    }
-
     /// The name a registered client gave itself (`clientName`), for the approval page;
     /// `None` for `[cli]` clients and unknown ids.
     pub async fn registered_client_name(
@@ -170,15 +168,24 @@ impl Access {
             .map(|r| r.name))
     }
 
-    /// As [`Access::check_client`] for steps where the browser (not the client) calls:
-    /// the id must be known, no secret is shown.
-    pub async fn is_known_client(&self, client_id: &str) -> Result<bool, OAuthError> {
+    /// Which redirect URIs `client_id` may use, for steps where the browser (not the
+    /// client) calls, so no secret is shown; `None` for an unknown client. One store read.
+    pub async fn client_redirects(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ClientRedirects>, OAuthError> {
         if self.config.cli.is_client(client_id) {
-            return Ok(true);
+            return Ok(Some(ClientRedirects::AnyLoopback));
         }
         if !client_id.starts_with(SSO_CLIENT_PREFIX) || client_id.len() > 100 {
-            return Ok(false);
+            return Ok(None);
         }
-        Ok(self.store.get(&client_key(client_id)).await?.is_some())
+        Ok(self
+            .store
+            .get(&client_key(client_id))
+            .await?
+            .and_then(|json| serde_json::from_str::<RegisteredClient>(&json).ok())
+            .filter(|r| r.expires_at > now_unix())
+            .map(|r| ClientRedirects::Registered(r.redirect_uris)))
     }
 }

@@ -110,12 +110,12 @@ impl Access {
             .client_id
             .as_deref()
             .ok_or_else(|| OAuthError::invalid_request("client_id is missing"))?;
-        if !self.is_known_client(client_id).await? {
+        let Some(redirects) = self.client_redirects(client_id).await? else {
             return Err(OAuthError::invalid_client(format!(
                 "{:?} is not a registered client",
                 client_id.chars().take(64).collect::<String>()
             )));
-        }
+        };
         let redirect_uri = q
             .redirect_uri
             .as_deref()
@@ -125,7 +125,7 @@ impl Access {
                 "redirect_uri must be http://127.0.0.1:PORT/… or http://[::1]:PORT/… (a loopback address)",
             ));
         }
-        if !self.redirect_allowed(client_id, redirect_uri).await? {
+        if !redirects.allows(redirect_uri) {
             return Err(OAuthError::invalid_request(
                 "redirect_uri is not one the client registered",
             ));

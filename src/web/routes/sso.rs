@@ -296,14 +296,24 @@ fn page<T: Clone>(items: &[T], q: &PageQuery) -> Result<(Vec<T>, Option<String>)
     Ok((items[start..end].to_vec(), next))
 }
 
-fn bad_token(req: &HttpRequest) -> HttpResponse {
-    aws_error(
-        req,
-        StatusCode::BAD_REQUEST,
-        "InvalidRequestException",
-        "invalid_request",
-        "nextToken is not valid",
-    )
+/// One page of `items` as `{ field: [...], "nextToken": ... }`, or the API's error for a
+/// bad `next_token`.
+fn paged_reply(
+    req: &HttpRequest,
+    items: &[serde_json::Value],
+    q: &PageQuery,
+    field: &str,
+) -> HttpResponse {
+    match page(items, q) {
+        Ok((list, next)) => ok(json!({ field: list, "nextToken": next })),
+        Err(()) => aws_error(
+            req,
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestException",
+            "invalid_request",
+            "nextToken is not valid",
+        ),
+    }
 }
 
 /// `GET /sso-portal/assignment/accounts` (`ListAccounts`): accounts where the rules grant
@@ -323,10 +333,7 @@ pub async fn list_accounts(
         .iter()
         .map(|a| json!({ "accountId": a.number.as_str(), "accountName": a.display_name }))
         .collect();
-    match page(&accounts, &q) {
-        Ok((list, next)) => ok(json!({ "accountList": list, "nextToken": next })),
-        Err(()) => bad_token(&req),
-    }
+    paged_reply(&req, &accounts, &q, "accountList")
 }
 
 /// `GET /sso-portal/assignment/roles?account_id=…` (`ListAccountRoles`).
@@ -359,10 +366,7 @@ pub async fn list_account_roles(
                 .map(move |r| json!({ "roleName": r.id.as_str(), "accountId": a.number.as_str() }))
         })
         .collect();
-    match page(&roles, &q) {
-        Ok((list, next)) => ok(json!({ "roleList": list, "nextToken": next })),
-        Err(()) => bad_token(&req),
-    }
+    paged_reply(&req, &roles, &q, "roleList")
 }
 
 /// `GET /sso-portal/federation/credentials?role_name=…&account_id=…` (`GetRoleCredentials`):
