@@ -82,7 +82,8 @@ class Issuer:
             "id_token_signing_alg_values_supported": ["RS256"],
         }
         docs = {"/.well-known/openid-configuration": discovery, "/jwks": jwks}
-        codes, issuer = {}, self
+        self.codes = codes = {}
+        issuer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             disable_nagle_algorithm = True
@@ -186,7 +187,7 @@ def cpu_seconds(pid):
 
 class Broker:
     def __init__(self, issuer, sts_url, workdir, mode="assume_role", store='store = "memory"',
-                 port=None, public_url=None, name="broker"):
+                 port=None, public_url=None, name="broker", extra=""):
         self.port = port or free_port()
         self.url = public_url or f"http://127.0.0.1:{self.port}"
         key = os.path.join(workdir, "broker.pem")
@@ -243,22 +244,35 @@ audience = "app"
 max_exchanges_per_token = 100000000
 rate_limit_per_minute = 100000000
 subject_rate_limit_per_minute = 100000000
+{extra}
 """
         path = os.path.join(workdir, f"{name}.toml")
         open(path, "w").write(config)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_EC2_METADATA_DISABLED="true")
+        started = time.perf_counter()
         self.proc = subprocess.Popen([BROKER_BIN, "serve", "--config", path], env=env,
                                      stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, f"{name}.log"), "w"))
-        wait_port(self.port, "the broker")
+        # Start -> ready: polled every millisecond, so the figure is good to about 1 ms.
         deadline = time.time() + 20
         while time.time() < deadline:
-            c = http.client.HTTPConnection("127.0.0.1", self.port)
-            c.request("GET", "/readyz")
-            ready = json.loads(c.getresponse().read())
-            if not ready.get("idps_unavailable"):
-                return
-            time.sleep(0.1)
-        sys.exit("the broker's IdP did not load")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                c.request("GET", "/readyz")
+                r = c.getresponse()
+                ready = json.loads(r.read())
+                if r.status == 200 and not ready.get("idps_unavailable"):
+                    self.ready_ms = (time.perf_counter() - started) * 1000
+                    return
+            except (OSError, ValueError, http.client.HTTPException):
+                pass
+            time.sleep(0.001)
+        sys.exit("the broker did not become ready (see its log)")
+
+    def rss_mb(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
     def stop(self):
         self.proc.terminate()
@@ -502,14 +516,331 @@ def scaleout(args):
     print("load average:", " ".join(open("/proc/loadavg").read().split()[:3]))
 
 
+def wrk(port, path, seconds, connections=8, method="GET", body=None, headers=None):
+    """Drives the path with wrk (2 threads, keep-alive); returns requests/s, the count of
+    successful replies, the failures, and p50/p99 in ms."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(f"wrk.method = {json.dumps(method)}\n")
+    if body is not None:
+        script.write(f"wrk.body = {json.dumps(body)}\n")
+    for k, v in (headers or {}).items():
+        script.write(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n")
+    script.close()
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name,
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def ms(label):
+        for line in out.splitlines():
+            parts = line.split()
+            if parts and parts[0] == label:
+                v = parts[1]
+                for unit, f in (("us", 0.001), ("ms", 1), ("s", 1000)):
+                    if v.endswith(unit):
+                        return float(v[: -len(unit)]) * f
+        return float("nan")
+
+    total = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
+    bad = sum(int(l.split(":")[1]) for l in out.splitlines() if l.strip().startswith("Non-2xx"))
+    errors = next((l.strip() for l in out.splitlines() if l.strip().startswith("Socket errors")), "")
+    rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+    return {"rps": rps, "ok": total - bad, "failed": bad, "errors": errors, "p50": ms("50%"), "p99": ms("99%")}
+
+
+def baseline(*args):
+    """Runs the baselines binary (benches/baselines.rs) and parses its key=value line."""
+    out = subprocess.run([os.environ["ROLEGATE_BASELINES"], *map(str, args)], capture_output=True, text=True,
+                         check=True).stdout
+    return {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
+
+
+class RssPeak:
+    """Samples the broker's resident set every 50 ms while a load runs."""
+
+    def __init__(self, broker):
+        self.broker, self.peak, self.stop = broker, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.broker.rss_mb())
+            time.sleep(0.05)
+
+    def done(self):
+        self.stop.set()
+        self.thread.join()
+        return self.peak
+
+
+def start_redis(work):
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--loglevel", "warning"], cwd=work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, "redis-server")
+    return proc, port
+
+
+def access_token(port, issuer):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("POST", "/oauth/token", body=urllib.parse.urlencode({
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "client_id": "bench-app",
+        "subject_token": issuer.id_token("alice", "app"),
+        "subject_token_type": "urn:ietf:params:oauth:token-type:id_token", "audience": "prod-admin",
+        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token"}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return json.loads(c.getresponse().read())["access_token"]
+
+
+def oidc_logins(broker, issuer, count, concurrency):
+    """`count` OIDC sign-ins, in two phases so each is measured on its own: the login
+    starts (GET /login/corp), then the callbacks (code exchange with the issuer, ID-token
+    verification, rules, session write). The issuer approves at once: its codes are made
+    here. Returns broker CPU per start and per callback, and the callbacks' p50."""
+    starts, lock = [], threading.Lock()
+
+    def start_worker(n):
+        c = http.client.HTTPConnection("127.0.0.1", broker.port)
+        for _ in range(n):
+            c.request("GET", "/login/corp")
+            r = c.getresponse()
+            r.read()
+            q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(r.getheader("Location")).query))
+            cookie = "; ".join(x.split(";", 1)[0] for x in r.msg.get_all("Set-Cookie") or [])
+            code = b64url(os.urandom(16))
+            issuer.codes[code] = q.get("nonce")
+            with lock:
+                starts.append((urllib.parse.urlparse(q["redirect_uri"]).path + "?" + urllib.parse.urlencode(
+                    {"code": code, "state": q["state"], "iss": issuer.url}), cookie))
+
+    def callback_worker(items, lat, failed):
+        c = http.client.HTTPConnection("127.0.0.1", broker.port)
+        for path, cookie in items:
+            t0 = time.perf_counter()
+            c.request("GET", path, headers={"Cookie": cookie})
+            r = c.getresponse()
+            r.read()
+            if r.status == 303:
+                lat.append((time.perf_counter() - t0) * 1000)
+            else:
+                failed.append(r.status)
+
+    def run(target, chunks):
+        threads = [threading.Thread(target=target, args=a) for a in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    cpu0 = cpu_seconds(broker.proc.pid)
+    run(start_worker, [(count // concurrency,)] * concurrency)
+    cpu1 = cpu_seconds(broker.proc.pid)
+    lat, failed = [], []
+    run(callback_worker, [(starts[i::concurrency], lat, failed) for i in range(concurrency)])
+    cpu2 = cpu_seconds(broker.proc.pid)
+    if failed:
+        print(f"    {len(failed)} callbacks failed, e.g. {failed[:3]} (see the broker log)")
+    n = len(starts)
+    return (cpu1 - cpu0) / n * 1000, (cpu2 - cpu1) / max(len(lat), 1) * 1000, pct(lat, 50)
+
+
+def saml_acs(broker, responses, concurrency, seconds):
+    """Posts each response once to the ACS (IdP-initiated), `concurrency` at a time.
+    Returns responses/s, broker CPU per response, the count verified, and the failures."""
+    queue, lock, ok, failed = list(responses), threading.Lock(), [0], []
+    stop = time.time() + seconds
+
+    def worker():
+        c = http.client.HTTPConnection("127.0.0.1", broker.port)
+        while time.time() < stop:
+            with lock:
+                if not queue:
+                    return
+                b64 = queue.pop()
+            c.request("POST", "/saml/bench-saml/acs", body=urllib.parse.urlencode({"SAMLResponse": b64}),
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+            r = c.getresponse()
+            r.read()
+            with lock:
+                if r.status == 303:
+                    ok[0] += 1
+                else:
+                    failed.append(r.status)
+
+    cpu0, t0 = cpu_seconds(broker.proc.pid), time.time()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall, cpu = time.time() - t0, cpu_seconds(broker.proc.pid) - cpu0
+    return ok[0] / wall, cpu / max(ok[0], 1) * 1000, ok[0], failed
+
+
+def table(args):
+    """Every row of the whole-broker table, each next to its baseline in the same run."""
+    issuer, sts = Issuer(), CannedSts()
+    loads = [" ".join(open("/proc/loadavg").read().split()[:3])]
+    rows = []
+
+    def row(name, value, base, goal):
+        rows.append((name, value, base, goal))
+        print(f"  {name:<58} {value:<34} {base:<40} {goal}")
+
+    with tempfile.TemporaryDirectory() as work:
+        redis_proc, redis_port = start_redis(work)
+        redis_store = f'store = "redis"\nredis_url = "redis://127.0.0.1:{redis_port}/"'
+        saml_dir = os.path.join(work, "saml")
+        os.makedirs(saml_dir)
+        moto = None
+        try:
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            print(f"== signing {args.saml_responses} SAML responses with xmlsec1 (IdP-initiated, Response and "
+                  "Assertion signed, RSA-2048)")
+            baseline("saml-make", saml_dir, args.saml_responses, f"{base}/saml/bench-saml/metadata",
+                     f"{base}/saml/bench-saml/acs")
+            responses = open(os.path.join(saml_dir, "responses.txt")).read().split()
+            saml_idp = f"""
+[[idp]]
+id = "bench-saml"
+kind = "saml"
+metadata_file = "{saml_dir}/idp-metadata.xml"
+signing_cert_files = ["{saml_dir}/idp.crt"]
+groups_attribute = "groups"
+username_attribute = "mail"
+allow_idp_initiated = true
+
+[[rule]]
+id = "devs"
+when = {{ group = "devs" }}
+grant = ["prod-admin"]
+"""
+            s = args.seconds
+            print(f"== the whole broker (release), {args.concurrency} connections, {s}s per figure; "
+                  f"{os.cpu_count()} cores shared with the client, the STS stub, the issuer and Redis")
+            print(f"  {'row':<58} {'rolegate':<34} {'baseline (same run)':<40} goal")
+
+            # 1. CLI credentials issuance: broker CPU per issuance vs the SDK's own cost per call.
+            for mode in ["assume_role", "web_identity"]:
+                b = Broker(issuer, sts.url, work, mode, name=f"cli-{mode}")
+                token = access_token(b.port, issuer)
+                path, hdr = "/api/v1/roles/prod-admin/credentials", {"Authorization": f"Bearer {token}"}
+                wrk(b.port, path, 1, method="POST", headers=hdr)
+                cpu0 = cpu_seconds(b.proc.pid)
+                r = wrk(b.port, path, s, args.concurrency, method="POST", headers=hdr)
+                cpu = (cpu_seconds(b.proc.pid) - cpu0) / max(r["ok"], 1) * 1000
+                b.stop()
+                floor = baseline("sts", sts.url, s, args.concurrency, mode)
+                row(f"CLI credentials, broker CPU per issuance ({mode})",
+                    f"{cpu:.3f} ms ({r['rps']:.0f}/s, {r['failed']} failed)",
+                    f"SDK alone {floor['cpu_ms_per_op']:.3f} ms/call", "<= 0.2 ms")
+
+            # 2. End to end against moto, one call at a time.
+            moto, moto_port = start_moto()
+            b = Broker(issuer, f"http://127.0.0.1:{moto_port}", work, "assume_role", name="cli-moto")
+            token = access_token(b.port, issuer)
+            hdr = {"Authorization": f"Bearer {token}"}
+            drive(b.port, "/api/v1/roles/prod-admin/credentials", "", 1, 1, headers=hdr)
+            lat, failed = drive(b.port, "/api/v1/roles/prod-admin/credentials", "", s, 1, limit=args.e2e_calls,
+                                headers=hdr)
+            b.stop()
+            bare_body = urllib.parse.urlencode({
+                "Action": "AssumeRole", "Version": "2011-06-15", "RoleArn": "arn:aws:iam::111122223333:role/Admin",
+                "RoleSessionName": "alice@example.com", "SourceIdentity": "alice@example.com",
+                "DurationSeconds": "3600"})
+            sig = {"Content-Type": "application/x-www-form-urlencoded", "X-Amz-Date": "20260101T000000Z",
+                   "Authorization": "AWS4-HMAC-SHA256 Credential=AKIABENCHBENCHBENCH0/20260101/us-east-1/sts/"
+                                    "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64}
+            drive(moto_port, "/", bare_body, 1, 1, headers=sig)
+            bare, bare_failed = drive(moto_port, "/", bare_body, s, 1, limit=args.e2e_calls, headers=sig)
+            row("CLI credentials end to end vs bare AssumeRole, moto, p50",
+                f"{pct(lat, 50):.2f} ms ({len(lat)} calls, {failed} failed)",
+                f"{pct(bare, 50):.2f} ms ({len(bare)} calls, {bare_failed} failed)",
+                f"<= 1.1x: {pct(lat, 50) / pct(bare, 50):.2f}x")
+            moto.terminate()
+            moto.wait(10)
+            moto = None
+
+            # 3. SAML ACS vs bare samael on the same responses.
+            b = Broker(issuer, sts.url, work, "assume_role", port=port, name="saml", extra=saml_idp)
+            rps, cpu, n, failed = saml_acs(b, responses, args.concurrency, s)
+            b.stop()
+            bare = baseline("saml-bare", saml_dir, s, 2)
+            row("SAML ACS responses/s (2 cores)",
+                f"{rps:.0f}/s, {cpu:.2f} ms CPU ({n} ok, {len(failed)} failed)",
+                f"samael {bare['per_second']:.0f}/s, {bare['cpu_ms_per_op']:.2f} ms CPU",
+                f">= 0.9x: {rps / bare['per_second']:.2f}x")
+            if failed:
+                print(f"    failures: {sorted(set(failed))}")
+
+            # 4. OIDC callback, memory and Redis.
+            for label, store in [("memory", 'store = "memory"'), ("Redis", redis_store)]:
+                b = Broker(issuer, sts.url, work, "assume_role", store, name=f"oidc-{label}")
+                oidc_logins(b, issuer, 40, 2)  # warm-up
+                start_cpu, cb_cpu, cb_p50 = oidc_logins(b, issuer, args.logins, 4)
+                b.stop()
+                row(f"OIDC callback, broker CPU per sign-in ({label})", f"{cb_cpu:.3f} ms (p50 {cb_p50:.2f} ms)",
+                    f"login start {start_cpu:.3f} ms", "<= 0.3 ms")
+
+            # 5 and 6. The role picker on Redis vs an actix-web hello server; memory figures.
+            readies = []
+            for i in range(5):
+                b = Broker(issuer, sts.url, work, "assume_role", redis_store, name=f"ready{i}", extra=saml_idp,
+                           port=port)
+                readies.append(b.ready_ms)
+                if i < 4:
+                    b.stop()
+            idle = b.rss_mb()
+            cookie = browser_session(b.port, issuer)
+            peak = RssPeak(b)
+            wrk(b.port, "/", 1, headers={"Cookie": cookie})
+            picker = wrk(b.port, "/", s, args.concurrency, headers={"Cookie": cookie})
+            token = access_token(b.port, issuer)
+            wrk(b.port, "/api/v1/roles/prod-admin/credentials", s, args.concurrency, method="POST",
+                headers={"Authorization": f"Bearer {token}"})
+            under_load = peak.done()
+            keys = subprocess.run(["redis-cli", "-p", str(redis_port), "--scan", "--pattern", "*session:*"],
+                                  capture_output=True, text=True).stdout.split()
+            sizes = [int(subprocess.run(["redis-cli", "-p", str(redis_port), "memory", "usage", k],
+                                        capture_output=True, text=True).stdout.strip() or 0) for k in keys]
+            b.stop()
+            hello_port = free_port()
+            hello = subprocess.Popen([os.environ["ROLEGATE_BASELINES"], "hello", str(hello_port)])
+            wait_port(hello_port, "the hello server")
+            wrk(hello_port, "/", 1)
+            h = wrk(hello_port, "/", s, args.concurrency)
+            hello.terminate()
+            hello.wait(10)
+            row("role picker GET / with a session, Redis (2 cores)",
+                f"{picker['rps']:.0f}/s, p99 {picker['p99']:.2f} ms ({picker['failed']} failed)",
+                f"actix hello {h['rps']:.0f}/s, p99 {h['p99']:.2f} ms",
+                f">= 0.5x: {picker['rps'] / h['rps']:.2f}x")
+            row("RSS idle / under load", f"{idle:.1f} MB / {under_load:.1f} MB", "", "<= 20 MB / <= 40 MB")
+            row("start -> ready (median of 5)", f"{statistics.median(readies):.0f} ms "
+                f"(min {min(readies):.0f}, max {max(readies):.0f})", "", "<= 50 ms")
+            row("Redis bytes per session (MEMORY USAGE)", f"{max(sizes) if sizes else float('nan')} B "
+                f"({len(sizes)} sessions)", "", "<= 512 B")
+        finally:
+            if moto:
+                moto.terminate()
+            redis_proc.terminate()
+            redis_proc.wait(10)
+    loads.append(" ".join(open("/proc/loadavg").read().split()[:3]))
+    print(f"load average before: {loads[0]}; after: {loads[1]}")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["exchange", "scaleout"])
+    p.add_argument("scenario", choices=["exchange", "scaleout", "table"])
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--e2e-calls", type=int, default=300)
+    p.add_argument("--saml-responses", type=int, default=1500)
+    p.add_argument("--logins", type=int, default=800)
     args = p.parse_args()
-    {"exchange": exchange, "scaleout": scaleout}[args.scenario](args)
+    {"exchange": exchange, "scaleout": scaleout, "table": table}[args.scenario](args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # Installs what rolegate's tests (and the local demo) need on a Debian 12 machine, and
 # nothing that is already there. Safe to run again. Needs root (or sudo) for apt.
 #
-# usage: install.sh [build] [redis] [op] [browser] [python] [saml] [shells]   (no argument: everything)
+# usage: install.sh [build] [redis] [op] [browser] [python] [saml] [shells] [bench]
+#        (no argument: everything the tests need; bench: the load generator, wrk)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -91,4 +92,11 @@ fi
 if wants shells; then
   command -v fish >/dev/null 2>&1 || apt_install fish
   echo "testbed: $(fish --version 2>&1) ready"
+fi
+
+# The HTTP load generator of the load benchmarks (benches/load/run.sh); not part of the
+# test run (no argument installs the tests' components only).
+if [[ " $* " == *" bench "* ]]; then
+  command -v wrk >/dev/null 2>&1 || apt_install wrk
+  echo "testbed: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2) ready"
 fi
