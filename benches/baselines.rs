@@ -10,7 +10,9 @@
 //! * `sts URL SECONDS CONCURRENCY assume_role|web_identity`: the AWS SDK's own cost per STS
 //!   call: the same `aws-sdk-sts` client configuration as the broker's, against the same
 //!   canned-reply STS, with the process's CPU per call from `/proc/self/stat`.
-//! * `hello PORT`: a hello-world actix-web server with the broker's worker count (2).
+//! * `hello PORT [REDIS_URL]`: a hello-world actix-web server with the broker's worker
+//!   count (2); with REDIS_URL, each request first renews a key with one `GETEX` (what a
+//!   request with a session costs at the least: one Redis round trip).
 //!
 //! Each prints one `key=value` line the benchmark script reads. Under `cargo test` (no
 //! arguments) it does nothing, so it cannot fail a test run.
@@ -196,23 +198,51 @@ async fn sts(url: String, seconds: f64, concurrency: usize, mode: String) {
     );
 }
 
-fn hello(port: u16) -> std::io::Result<()> {
+fn hello(port: u16, redis_url: Option<String>) -> std::io::Result<()> {
     use actix_web::{App, HttpResponse, HttpServer, web};
-    actix_web::rt::System::new().block_on(
-        HttpServer::new(|| {
+    actix_web::rt::System::new().block_on(async move {
+        let redis = match redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url).unwrap();
+                let mut c = redis::aio::ConnectionManager::new(client).await.unwrap();
+                let _: () = redis::cmd("SET")
+                    .arg("hello")
+                    .arg("x".repeat(400))
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                Some(c)
+            }
+            None => None,
+        };
+        HttpServer::new(move || {
+            let redis = redis.clone();
             App::new().route(
                 "/",
-                web::get().to(|| async {
-                    HttpResponse::Ok()
-                        .content_type("text/html; charset=utf-8")
-                        .body("hello")
+                web::get().to(move || {
+                    let redis = redis.clone();
+                    async move {
+                        if let Some(mut c) = redis {
+                            let _: Option<String> = redis::cmd("GETEX")
+                                .arg("hello")
+                                .arg("PX")
+                                .arg(600_000)
+                                .query_async(&mut c)
+                                .await
+                                .unwrap();
+                        }
+                        HttpResponse::Ok()
+                            .content_type("text/html; charset=utf-8")
+                            .body("hello")
+                    }
                 }),
             )
         })
         .workers(2)
         .bind(("127.0.0.1", port))?
-        .run(),
-    )
+        .run()
+        .await
+    })
 }
 
 fn main() {
@@ -241,7 +271,7 @@ fn main() {
                 arg(3).parse().unwrap(),
                 arg(4),
             )),
-        "hello" => hello(arg(1).parse().unwrap()).unwrap(),
+        "hello" => hello(arg(1).parse().unwrap(), args.get(2).cloned()).unwrap(),
         // `cargo test` runs bench targets with no arguments (or `--bench` filters): nothing.
         _ => {}
     }

@@ -38,9 +38,18 @@ pub enum ClaimsError {
 /// The subject is `sub` (for SAML, the NameID is put there verbatim). The user name
 /// comes from `username_claim` (`"NameID"` and `"sub"` mean the subject). Groups come
 /// from `groups_claim`: a string or an array of strings; absent means no groups.
-pub fn identity_from_claims(idp: &IdpConfig, claims: Json) -> Result<IdentityClaims, ClaimsError> {
-    if !claims.is_object() {
+pub fn identity_from_claims(
+    idp: &IdpConfig,
+    mut claims: Json,
+) -> Result<IdentityClaims, ClaimsError> {
+    let Some(map) = claims.as_object_mut() else {
         return Err(ClaimsError::NotAnObject);
+    };
+    // The ID token's single-use and timing claims were checked by the protocol module and
+    // say nothing about the person: they are not kept, so rules and templates never see
+    // them and every session record (renewed on each request) is that much smaller.
+    for transport in TRANSPORT_CLAIMS {
+        map.remove(*transport);
     }
     let subject = claims
         .get("sub")
@@ -101,6 +110,9 @@ pub fn identity_from_claims(idp: &IdpConfig, claims: Json) -> Result<IdentityCla
         claims,
     })
 }
+
+/// Claims about one token, not about the person (OIDC Core §2, §3.1.3.6).
+const TRANSPORT_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "iat", "exp", "nbf", "jti"];
 
 fn lookup<'a>(claims: &'a Json, path: &str) -> Option<&'a Json> {
     ClaimPath::parse(path).ok()?.lookup(claims)
@@ -191,5 +203,24 @@ impl LoginError {
             Self::Oidc(e) => e.kind(),
             Self::Claims(_) => "claims",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_token_claims_are_not_kept_in_the_identity() {
+        let text = "[[idp]]\nid = \"corp\"\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"broker\"\n[[account]]\nid = \"a\"\nnumber = \"111122223333\"\n";
+        let config =
+            crate::config::from_str(text, std::path::Path::new("t.toml"), Vec::new()).unwrap();
+        let claims = serde_json::json!({
+            "sub": "alice", "email": "alice@example.com", "department": "platform",
+            "nonce": "n", "at_hash": "h", "c_hash": "h", "iat": 1, "exp": 2, "nbf": 1, "jti": "j",
+        });
+        let identity = identity_from_claims(config.idp("corp").unwrap(), claims).unwrap();
+        let kept: Vec<&String> = identity.claims.as_object().unwrap().keys().collect();
+        assert_eq!(kept, ["department", "email", "sub"]);
     }
 }
