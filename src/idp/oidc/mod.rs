@@ -1,8 +1,9 @@
 //! OpenID Connect relying party: authorization code flow with PKCE (S256), `state` and
 //! `nonce`, against any number of configured IdPs.
 //!
-//! Built on `openidconnect` for discovery, the code exchange and ID-token signature,
-//! issuer, audience, expiry and nonce checks, and adds what the crate leaves out
+//! Built on `openidconnect` for discovery, the code exchange and ID-token signature (its
+//! RSA arithmetic done by aws-lc, see `keys`), issuer, audience, expiry and nonce checks,
+//! and adds what the crate leaves out
 //! (SECURITY-BAR J6–J18): a per-IdP asymmetric algorithm allow-list, leeway on `exp`,
 //! `iat` not in the future, `azp`, the RFC 9207 `iss` parameter, userinfo `sub` equality,
 //! and JWKS refetch on an unknown `kid` (at most once per 10 s, single flight, keeping the
@@ -14,10 +15,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openidconnect::core::{
-    CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata, CoreResponseType,
-};
+use openidconnect::core::{CoreIdToken, CoreJwsSigningAlgorithm, CoreResponseType};
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
     CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
@@ -30,6 +28,7 @@ use url::Url;
 use crate::config::{IdpConfig, OidcSettings};
 
 mod checks;
+mod keys;
 use checks::{check_at_hash, chrono_now, decode_payload, expired, merge_userinfo, token_error};
 
 /// How often an unknown `kid` may trigger a JWKS refetch, per IdP.
@@ -81,8 +80,20 @@ impl OidcError {
     }
 }
 
+/// The client for this broker's own logins: built once per discovered (or refetched) key
+/// set, not per login (it holds a copy of the whole provider metadata).
+type LoginClient = keys::Client<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 struct Discovered {
-    metadata: CoreProviderMetadata,
+    metadata: keys::ProviderMetadata,
+    client: LoginClient,
     /// From the raw discovery document (the typed metadata has no field for it).
     end_session_endpoint: Option<Url>,
     /// RFC 9207: the IdP says it always sends `iss` in authorization responses.
@@ -200,13 +211,14 @@ impl OidcProvider {
     /// differs from the configured one (J17).
     pub async fn discover(&self) -> Result<(), String> {
         let issuer = IssuerUrl::new(self.settings.issuer_id.clone()).map_err(|e| e.to_string())?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+        let metadata = keys::ProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| format!("{e}"))?;
         *self.last_jwks_fetch.lock().await = Some(tokio::time::Instant::now());
         let extras = self.discovery_extras().await;
         if let Ok(mut d) = self.discovered.write() {
             *d = Some(Arc::new(Discovered {
+                client: self.login_client(&metadata),
                 metadata,
                 end_session_endpoint: extras.end_session_endpoint,
                 iss_parameter_supported: extras.iss_parameter_supported,
@@ -272,11 +284,12 @@ impl OidcProvider {
             return false;
         };
         let uri = current.metadata.jwks_uri().clone();
-        match CoreJsonWebKeySet::fetch_async(&uri, &self.login_http).await {
+        match keys::IdpKeySet::fetch_async(&uri, &self.login_http).await {
             Ok(jwks) => {
                 let metadata = current.metadata.clone().set_jwks(jwks);
                 if let Ok(mut d) = self.discovered.write() {
                     *d = Some(Arc::new(Discovered {
+                        client: self.login_client(&metadata),
                         metadata,
                         end_session_endpoint: current.end_session_endpoint.clone(),
                         iss_parameter_supported: current.iss_parameter_supported,
@@ -298,19 +311,9 @@ impl OidcProvider {
         }
     }
 
-    fn client(
-        &self,
-        d: &Discovered,
-    ) -> CoreClient<
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    > {
-        CoreClient::from_provider_metadata(
-            d.metadata.clone(),
+    fn login_client(&self, metadata: &keys::ProviderMetadata) -> LoginClient {
+        keys::Client::from_provider_metadata(
+            metadata.clone(),
             ClientId::new(self.settings.client_id.clone()),
             self.settings
                 .client_secret
@@ -326,7 +329,7 @@ impl OidcProvider {
         let d = self.current()?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (state, nonce) = (state.to_owned(), nonce.to_owned());
-        let client = self.client(&d);
+        let client = &d.client;
         let mut req = client
             .authorize_url(
                 AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
@@ -368,8 +371,8 @@ impl OidcProvider {
         if iss_param.is_none() && d.iss_parameter_supported {
             return Err(OidcError::IssuerMissing);
         }
-        let token = self
-            .client(&d)
+        let token = d
+            .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| OidcError::TokenExchange(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
@@ -436,14 +439,14 @@ impl OidcProvider {
         // the allow-list is asymmetric-only anyway, so it never verifies an HS256 token.
         let verifier = match &self.settings.client_secret {
             Some(secret) if client_id == self.settings.client_id => {
-                CoreIdTokenVerifier::new_confidential_client(
+                keys::IdTokenVerifier::new_confidential_client(
                     ClientId::new(client_id.to_owned()),
                     ClientSecret::new(secret.expose_secret().to_owned()),
                     issuer,
                     d.metadata.jwks().clone(),
                 )
             }
-            _ => CoreIdTokenVerifier::new_public_client(
+            _ => keys::IdTokenVerifier::new_public_client(
                 ClientId::new(client_id.to_owned()),
                 issuer,
                 d.metadata.jwks().clone(),
