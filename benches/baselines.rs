@@ -102,7 +102,12 @@ fn saml_bare(dir: &Path, seconds: f64, threads: usize) {
                     let i = next.fetch_add(1, Ordering::Relaxed) % responses.len();
                     match sp.parse_base64_response(&responses[i], None) {
                         Ok(_) => done.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("first failure: {e:?}");
+                            }
+                            0
+                        }
                     };
                 }
             });
