@@ -268,9 +268,11 @@ subject_rate_limit_per_minute = 100000000
             time.sleep(0.001)
         sys.exit("the broker did not become ready (see its log)")
 
-    def rss_mb(self):
+    def rss_mb(self, field="VmRSS"):
+        """Resident memory in MB: VmRSS (all), RssAnon (the heap and stacks) or RssFile (the
+        binary's and libraries' pages, shared and reclaimable)."""
         for line in open(f"/proc/{self.proc.pid}/status"):
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
         return float("nan")
 
@@ -826,7 +828,7 @@ grant = ["prod-admin"]
                 readies.append(b.ready_ms)
                 if i < 4:
                     b.stop()
-            idle = b.rss_mb()
+            idle, idle_anon, idle_file = b.rss_mb(), b.rss_mb("RssAnon"), b.rss_mb("RssFile")
             cookie = browser_session(b.port, issuer)
             peak = RssPeak(b)
             wrk(b.port, "/", 1, headers={"Cookie": cookie})
@@ -834,7 +836,7 @@ grant = ["prod-admin"]
             token = access_token(b.port, issuer)
             wrk(b.port, "/api/v1/roles/prod-admin/credentials", s, args.concurrency, method="POST",
                 headers={"Authorization": f"Bearer {token}"})
-            under_load = peak.done()
+            under_load, load_anon = peak.done(), b.rss_mb("RssAnon")
             keys = subprocess.run(["redis-cli", "-p", str(redis_port), "--scan", "--pattern", "*session:*"],
                                   capture_output=True, text=True).stdout.split()
             sizes = [int(subprocess.run(["redis-cli", "-p", str(redis_port), "memory", "usage", k],
@@ -858,6 +860,8 @@ grant = ["prod-admin"]
                 "", f"{hr['rps']:.0f}/s, p99 {hr['p99']:.2f} ms",
                 f"rolegate / floor: {picker['rps'] / hr['rps']:.2f}x")
             row("RSS idle / under load", f"{idle:.1f} MB / {under_load:.1f} MB", "", "<= 20 MB / <= 40 MB")
+            row("  of which heap and stacks (RssAnon), idle / after load", f"{idle_anon:.1f} MB / {load_anon:.1f} MB",
+                f"binary and libraries (RssFile) {idle_file:.1f} MB", "")
             row("start -> ready (median of 5)", f"{statistics.median(readies):.0f} ms "
                 f"(min {min(readies):.0f}, max {max(readies):.0f})", "", "<= 50 ms")
             row("Redis bytes per session (MEMORY USAGE)", f"{max(sizes) if sizes else float('nan')} B "
