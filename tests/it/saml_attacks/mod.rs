@@ -66,8 +66,19 @@ impl AttackBroker {
             k.sp.key.display(),
             k.sp.cert.display()
         );
+        // An IdP whose metadata carries no KeyDescriptor at all (some publish keys only
+        // out of band): the pinned certificate alone verifies.
+        let bare = {
+            let path = k.dir.join("nokey-metadata.xml");
+            write_whole(&path, &fx::idp_metadata_with(&[]));
+            format!(
+                "[[idp]]\nid = \"nokey\"\nkind = \"saml\"\nmetadata_file = \"{}\"\nsigning_cert_files = [\"{}\"]\ngroups_attribute = \"groups\"\n\n",
+                path.display(),
+                k.idp.cert.display()
+            )
+        };
         let extra = format!(
-            "{}{}{}{}{enc}[[rule]]\nid = \"devs\"\nwhen = {{ group = \"devs\" }}\ngrant = [\"dev-admin\"]\n",
+            "{}{}{}{}{enc}{bare}[[rule]]\nid = \"devs\"\nwhen = {{ group = \"devs\" }}\ngrant = [\"dev-admin\"]\n",
             idp("atk", false),
             idp("atki", true),
             mixed("mix-rsa-first", &[&k.idp, &k.idp_ec]),

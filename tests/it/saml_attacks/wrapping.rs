@@ -274,3 +274,20 @@ async fn an_idp_with_an_rsa_and_an_ec_key_is_verified_with_each() {
         b.assert_rejected(&client, res, "signature_invalid").await;
     }
 }
+
+#[tokio::test]
+async fn metadata_without_a_signing_key_verifies_with_the_pinned_certificate() {
+    let b = AttackBroker::start().await;
+    let client = browser();
+    let (f, relay) = b.fixture(&client, "nokey").await;
+    let res = b.post(&client, "nokey", &f.signed(), Some(&relay)).await;
+    assert!(
+        b.finish(&client, res).await,
+        "the pinned key verifies a response although the metadata names no key"
+    );
+    let client = browser();
+    let (mut f, relay) = b.fixture(&client, "nokey").await;
+    f.attacker_key = true;
+    let res = b.post(&client, "nokey", &f.signed(), Some(&relay)).await;
+    b.assert_rejected(&client, res, "signature_invalid").await;
+}
