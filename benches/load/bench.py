@@ -39,6 +39,17 @@ BROKER_BIN = os.environ.get("ROLEGATE_BIN", os.path.join(ROOT, "target/release/r
 VENV = os.path.join(ROOT, "tests/testbed/.venv")
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a load generator drops
+    a keep-alive connection at the end of a run."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,7 +133,7 @@ class Issuer:
             def log_message(self, *_):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = QuietServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def id_token(self, sub, audience, lifetime=3600, nonce=None):
@@ -175,7 +186,7 @@ class CannedSts:
             def log_message(self, *_):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = QuietServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 

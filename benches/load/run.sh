@@ -12,7 +12,11 @@ cd "$(dirname "$0")/../.."
 tests/testbed/install.sh build python redis saml bench
 cargo build --release --locked -q
 ROLEGATE_BASELINES="$(cargo bench --locked -q --bench baselines --no-run --message-format=json \
-  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
+  | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "baselines" and m.get("executable"):
+        print(m["executable"])')"
 export ROLEGATE_BASELINES
 scenarios=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do scenarios+=("$1"); shift; done
