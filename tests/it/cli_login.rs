@@ -242,7 +242,15 @@ async fn a_loopback_login_gives_tokens_that_reach_the_api() {
         .find(|r| r["event"] == "issuance")
         .unwrap();
     assert_eq!(issued["client_path"], "cli");
-    assert!(s.audit_records().iter().any(|r| r["event"] == "cli_login"));
+    // The login record names who signed in, as the issuance does.
+    let login = s
+        .audit_records()
+        .into_iter()
+        .find(|r| r["event"] == "cli_login")
+        .expect("a cli_login record");
+    assert!(issued["subject"].as_str().is_some_and(|x| !x.is_empty()));
+    assert_eq!(login["subject"], issued["subject"]);
+    assert_eq!(login["idp"], issued["idp"]);
 }
 
 #[tokio::test]
@@ -597,11 +605,22 @@ async fn refresh_tokens_rotate_tolerate_honest_races_and_revoke_on_reuse() {
     let (_, err) = error_of(refresh(&s, &rt2).await).await;
     assert_eq!(err, "invalid_grant", "the family is revoked");
     assert_eq!(api(&s, &at2, "GET", "/api/v1/me").await.status(), 401);
-    assert!(
-        s.audit_records()
-            .iter()
-            .any(|r| r["event"] == "cli_logout" && r["reason"] == "refresh token reused")
+    let revoked = s
+        .audit_records()
+        .into_iter()
+        .find(|r| r["event"] == "cli_logout" && r["reason"] == "refresh token reused")
+        .expect("the revocation is audited");
+    let login = s
+        .audit_records()
+        .into_iter()
+        .find(|r| r["event"] == "cli_login")
+        .unwrap();
+    assert!(login["subject"].as_str().is_some_and(|x| !x.is_empty()));
+    assert_eq!(
+        revoked["subject"], login["subject"],
+        "it names whose login went"
     );
+    assert_eq!(revoked["idp"], login["idp"]);
 }
 
 #[tokio::test]
