@@ -218,3 +218,29 @@ async fn the_csp_names_each_form_target_once() {
     unique.dedup();
     assert_eq!(sources.len(), unique.len(), "{form_action}");
 }
+
+#[tokio::test]
+async fn the_csp_lets_forms_reach_the_federation_endpoint_and_the_console() {
+    // Separate origins, so that a missing (or wrong) one cannot hide behind the other.
+    let config = crate::helpers::config_with_aws(
+        "store = \"memory\"",
+        "federation_url = \"https://signin.example.test/federation\"\nconsole_url = \"https://console.example.test/console/\"",
+        "",
+    );
+    let app = crate::helpers::spawn_app(config).await;
+    let res = app.get("/healthz").await;
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    let form_action: Vec<&str> = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("form-action"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    for origin in [
+        "https://signin.example.test",
+        "https://console.example.test",
+    ] {
+        assert!(form_action.contains(&origin), "{origin} in {form_action:?}");
+    }
+}
