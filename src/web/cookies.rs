@@ -63,3 +63,30 @@ pub fn login_binding(req: &HttpRequest, config: &Config) -> Option<String> {
     req.cookie(login_cookie_name(config))
         .map(|c| c.value().to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(public_url: &str) -> Config {
+        let text = format!(
+            "[server]\npublic_url = \"{public_url}\"\n[[idp]]\nid = \"corp\"\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"broker\"\n[[account]]\nid = \"a\"\nnumber = \"111122223333\"\n"
+        );
+        crate::config::from_str(&text, std::path::Path::new("t.toml"), Vec::new()).unwrap()
+    }
+
+    /// On https both cookies carry the `__Host-` prefix: the browser then accepts them
+    /// only from this host, Secure, with Path=/ (no sibling subdomain can plant one).
+    #[test]
+    fn cookie_names_carry_the_host_prefix_on_https() {
+        let https = config("https://aws.example.com");
+        assert_eq!(session_cookie_name(&https), "__Host-rolegate");
+        assert_eq!(login_cookie_name(&https), "__Host-rolegate_login");
+        let http = config("http://127.0.0.1:8080");
+        assert_eq!(session_cookie_name(&http), "rolegate_session");
+        assert_eq!(login_cookie_name(&http), "rolegate_login");
+        let c = cookie(&https, login_cookie_name(&https), "v".into(), None);
+        assert_eq!(c.secure(), Some(true));
+        assert_eq!(c.path(), Some("/"));
+    }
+}
