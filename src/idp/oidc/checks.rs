@@ -164,3 +164,60 @@ pub(super) fn merge_userinfo(mut claims: Json, userinfo: Json) -> Result<Json, O
     }
     Ok(claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(claims: Json) -> Vec<u8> {
+        let b64 = |v: Json| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let jwt = format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256"})),
+            b64(claims)
+        );
+        serde_json::json!({ "id_token": jwt })
+            .to_string()
+            .into_bytes()
+    }
+
+    fn with(name: &str, value: Json) -> Option<String> {
+        let mut claims = serde_json::json!({
+            "iss": "https://idp.example.com", "sub": "alice", "aud": "broker", "exp": 2, "iat": 1,
+        });
+        claims[name] = value;
+        describe_malformed_id_token(&body(claims))
+    }
+
+    #[test]
+    fn a_well_formed_token_is_not_described_as_malformed() {
+        assert_eq!(with("aud", serde_json::json!("broker")), None);
+        assert_eq!(with("aud", serde_json::json!(["broker", "other"])), None);
+    }
+
+    #[test]
+    fn each_malformed_claim_is_named_with_what_is_wrong() {
+        let says = |name: &str, value: Json| with(name, value).unwrap_or_default();
+        assert_eq!(says("sub", Json::Null), "the ID token has no sub claim");
+        assert_eq!(
+            says("exp", serde_json::json!("2")),
+            "the ID token's exp is not a number of seconds"
+        );
+        assert_eq!(
+            says("iat", serde_json::json!([1])),
+            "the ID token's iat is not a number of seconds"
+        );
+        assert_eq!(
+            says("sub", serde_json::json!(7)),
+            "the ID token's sub is not a string"
+        );
+        assert_eq!(
+            says("sub", serde_json::json!(["alice"])),
+            "the ID token's sub is not a string"
+        );
+        assert_eq!(
+            says("aud", serde_json::json!(7)),
+            "the ID token's aud is not a string"
+        );
+    }
+}
