@@ -189,6 +189,58 @@ mod tests {
         describe_malformed_id_token(&body(claims))
     }
 
+    fn at_hash_of(digest: &'static aws_lc_rs::digest::Algorithm, token: &str) -> String {
+        let hash = aws_lc_rs::digest::digest(digest, token.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(&hash.as_ref()[..hash.as_ref().len() / 2])
+    }
+
+    fn id_token(alg: &str) -> CoreIdToken {
+        let b64 = |v: Json| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let claims = serde_json::json!({
+            "iss": "https://idp.example.com", "sub": "alice", "aud": "broker", "exp": 2, "iat": 1,
+        });
+        format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({ "alg": alg })),
+            b64(claims)
+        )
+        .parse()
+        .unwrap()
+    }
+
+    #[test]
+    fn at_hash_is_the_left_half_of_the_access_tokens_hash_with_the_tokens_algorithm() {
+        use aws_lc_rs::digest::{SHA256, SHA384, SHA512};
+        let access = openidconnect::AccessToken::new("access-token-123".into());
+        for (alg, right, wrong) in [
+            ("RS256", &SHA256, &SHA384),
+            ("PS384", &SHA384, &SHA256),
+            ("ES384", &SHA384, &SHA512),
+            ("RS512", &SHA512, &SHA256),
+        ] {
+            let token = id_token(alg);
+            let claims = |h: String| serde_json::json!({ "at_hash": h });
+            let good = at_hash_of(right, access.secret());
+            assert!(
+                check_at_hash(&token, &claims(good), &access).is_ok(),
+                "{alg}"
+            );
+            let other = at_hash_of(wrong, access.secret());
+            assert!(
+                check_at_hash(&token, &claims(other), &access).is_err(),
+                "{alg}"
+            );
+            let swapped = at_hash_of(right, "another-access-token");
+            assert!(
+                check_at_hash(&token, &claims(swapped), &access).is_err(),
+                "{alg}"
+            );
+        }
+        // No at_hash: nothing to compare.
+        assert!(check_at_hash(&id_token("RS256"), &serde_json::json!({}), &access).is_ok());
+    }
+
     #[test]
     fn a_well_formed_token_is_not_described_as_malformed() {
         assert_eq!(with("aud", serde_json::json!("broker")), None);
