@@ -1,12 +1,15 @@
-//! The audit log: one JSON line per security event (sign-ins, credential issuances and
-//! refusals, written by the access core), to stdout or an append-only file.
+//! The audit log: one JSON line per security event, to stdout or an append-only file.
 //!
-//! An audit record must never hold a credential, token, code or secret. [`LoginEvent`]
-//! has no field that could carry one; issuance records are JSON built by
-//! `access::issuer` from non-secret values only (the type does not enforce this for
-//! [`AuditLog::record`]: its callers do, and the tests read the audit file for every
-//! secret they were issued). Writing is synchronous and its failure is an error, so a
-//! caller that must not proceed unaudited (issuance, session creation) can fail closed.
+//! Events are a typed enum ([`Event`]): every kind of record and its fields are declared
+//! here, once, and built by the access core (the layer check keeps `web` and `cli` from
+//! importing this module). No field can carry a credential, token, code or secret: they
+//! are ids, names and reasons (the tests read the audit file for every secret issued).
+//!
+//! **Invariant: no credential or token without its record.** What the core hands out
+//! (AWS credentials, token responses, sessions) is wrapped in [`Audited`], which only
+//! [`AuditLog::release`] builds, after the record was written. A function that returns
+//! something to a client must return an `Audited` value, so forgetting the record does not
+//! compile, and a write that fails means nothing is released.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -14,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +45,14 @@ pub struct RequestContext {
     pub user_agent: String,
 }
 
-/// A sign-in attempt and its outcome.
-#[derive(Debug, Clone)]
-pub struct LoginEvent<'a> {
-    pub idp: &'a str,
-    pub subject: &'a str,
-    pub outcome: Outcome,
-    pub reason: &'a str,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
     Failure,
+    Refused,
+    Denied,
+    Revoked,
 }
 
 impl Outcome {
@@ -61,7 +60,190 @@ impl Outcome {
         match self {
             Self::Success => "success",
             Self::Failure => "failure",
+            Self::Refused => "refused",
+            Self::Denied => "denied",
+            Self::Revoked => "revoked",
         }
+    }
+}
+
+/// Who a record is about: the person (IdP and subject).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Person {
+    pub idp: String,
+    pub subject: String,
+}
+
+/// Which client asked: path (`web_console`, `web_cli`, `cli`, `sdk`, `mobile`), its OAuth
+/// client id, and for apps the app.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Client {
+    pub client_path: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+/// What a credential was issued as, for the `issuance` records.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuanceFacts {
+    pub role: String,
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration_seconds: u32,
+    pub sts_mode: &'static str,
+}
+
+/// Every kind of audit record. The `event` field of a line is the variant's name.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A browser sign-in, successful or not.
+    Login {
+        #[serde(flatten)]
+        person: Person,
+        outcome: Outcome,
+        reason: String,
+    },
+    /// Written before STS is called: credentials AWS may mint for an answer that never
+    /// arrives are on record too.
+    IssuanceAttempt {
+        attempt_id: String,
+        #[serde(flatten)]
+        person: Person,
+        #[serde(flatten)]
+        issued: IssuanceFacts,
+        #[serde(flatten)]
+        client: Client,
+    },
+    /// The outcome of an STS call (success or failure).
+    Issuance {
+        attempt_id: String,
+        #[serde(flatten)]
+        person: Person,
+        display_name: String,
+        rules: Vec<String>,
+        #[serde(flatten)]
+        issued: IssuanceFacts,
+        source_identity: Option<String>,
+        tags: serde_json::Map<String, Json>,
+        transitive_tag_keys: Vec<String>,
+        session_policy: Option<String>,
+        #[serde(flatten)]
+        client: Client,
+        outcome: Outcome,
+        reason: String,
+        sts_request_id: Option<String>,
+    },
+    /// A credential request refused before STS (same `event` name as the outcome of an
+    /// issuance, `outcome: refused`).
+    #[serde(rename = "issuance")]
+    IssuanceRefused {
+        #[serde(flatten)]
+        person: Person,
+        display_name: String,
+        role: String,
+        #[serde(flatten)]
+        client: Client,
+        outcome: Outcome,
+        reason: String,
+    },
+    /// A CLI, SDK or app login (a token family) started, or an approval denied.
+    CliLogin {
+        #[serde(flatten)]
+        person: Person,
+        #[serde(flatten)]
+        client: Client,
+        device_name: String,
+        outcome: Outcome,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_expires_in_seconds: Option<u64>,
+    },
+    /// A login's refresh token rotated (or the successor of a just-rotated one handed out).
+    TokenRefresh {
+        #[serde(flatten)]
+        person: Person,
+        #[serde(flatten)]
+        client: Client,
+        device_name: String,
+        outcome: Outcome,
+    },
+    /// A CLI, SDK or app login ended: logout, reuse of a refresh token, replay of its code.
+    CliLogout {
+        #[serde(flatten)]
+        person: Person,
+        #[serde(flatten)]
+        client: Client,
+        device_name: String,
+        outcome: Outcome,
+        reason: String,
+    },
+    /// A token exchange (RFC 8693): a broker access token issued to an app, or a refusal.
+    TokenExchange {
+        #[serde(flatten)]
+        person: Person,
+        #[serde(flatten)]
+        client: Client,
+        outcome: Outcome,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        issued_token_type: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dpop_bound: Option<bool>,
+    },
+    /// A request to an OAuth endpoint refused before any grant was looked at (malformed:
+    /// a repeated parameter, another content type, a body too large).
+    OauthRequestRefused {
+        endpoint: String,
+        outcome: Outcome,
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The person the record is about, if any.
+    pub fn person(&self) -> Option<&Person> {
+        match self {
+            Self::Login { person, .. }
+            | Self::IssuanceAttempt { person, .. }
+            | Self::Issuance { person, .. }
+            | Self::IssuanceRefused { person, .. }
+            | Self::CliLogin { person, .. }
+            | Self::TokenRefresh { person, .. }
+            | Self::CliLogout { person, .. }
+            | Self::TokenExchange { person, .. } => (!person.subject.is_empty()).then_some(person),
+            Self::OauthRequestRefused { .. } => None,
+        }
+    }
+}
+
+/// A value released together with its audit record. Only [`AuditLog::release`] makes one,
+/// after writing the record.
+#[derive(Debug)]
+pub struct Audited<T>(T);
+
+impl<T> Audited<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    /// The same release, carrying a value derived from this one (credentials turned into
+    /// a console sign-in URL).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Audited<U> {
+        Audited(f(self.0))
+    }
+
+    /// As [`Audited::map`], for a derivation that can fail.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Audited<U>, E> {
+        f(self.0).map(Audited)
     }
 }
 
@@ -94,7 +276,9 @@ impl AuditLog {
         })
     }
 
-    fn write(&self, mut record: Json, ctx: &RequestContext) -> Result<(), AuditError> {
+    /// The line an event is written as (also kept in the person's recent history).
+    pub fn line(event: &Event, ctx: &RequestContext) -> String {
+        let mut record = serde_json::to_value(event).unwrap_or_else(|_| json!({}));
         if let Some(obj) = record.as_object_mut() {
             obj.insert(
                 "time".into(),
@@ -104,7 +288,11 @@ impl AuditLog {
             obj.insert("client_ip".into(), json!(ctx.client_ip));
             obj.insert("user_agent".into(), json!(ctx.user_agent));
         }
-        let mut line = record.to_string();
+        record.to_string()
+    }
+
+    fn write_line(&self, line: &str) -> Result<(), AuditError> {
+        let mut line = line.to_owned();
         line.push('\n');
         match &self.sink {
             Sink::Stdout => {
@@ -128,23 +316,23 @@ impl AuditLog {
         }
     }
 
-    pub fn login(&self, ctx: &RequestContext, e: &LoginEvent<'_>) -> Result<(), AuditError> {
-        self.write(
-            json!({
-                "event": "login",
-                "idp": e.idp,
-                "subject": e.subject,
-                "outcome": e.outcome.as_str(),
-                "reason": e.reason,
-            }),
-            ctx,
-        )
+    /// Writes a record; returns the line written. For refusals and records that release
+    /// nothing (a failed write is the caller's to log: the refusal stands anyway).
+    pub fn record(&self, ctx: &RequestContext, event: &Event) -> Result<String, AuditError> {
+        let line = Self::line(event, ctx);
+        self.write_line(&line)?;
+        Ok(line)
     }
 
-    /// For events defined in other modules (issuances and refusals): a JSON object that
-    /// must hold no secret, to which time and request context are added.
-    pub fn record(&self, ctx: &RequestContext, event: Json) -> Result<(), AuditError> {
-        self.write(event, ctx)
+    /// Writes the record of `value`, then releases it: the only way to an [`Audited`].
+    pub fn release<T>(
+        &self,
+        ctx: &RequestContext,
+        event: &Event,
+        value: T,
+    ) -> Result<(Audited<T>, String), AuditError> {
+        let line = self.record(ctx, event)?;
+        Ok((Audited(value), line))
     }
 }
 
@@ -158,13 +346,15 @@ mod tests {
         let path = dir.path().join("not/yet/there/audit.jsonl");
         let log = AuditLog::file(&path).unwrap();
         let ctx = RequestContext::default();
-        log.login(
+        log.record(
             &ctx,
-            &LoginEvent {
-                idp: "corp",
-                subject: "alice",
+            &Event::Login {
+                person: Person {
+                    idp: "corp".into(),
+                    subject: "alice".into(),
+                },
                 outcome: Outcome::Success,
-                reason: "",
+                reason: String::new(),
             },
         )
         .unwrap();
@@ -172,5 +362,41 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(v["event"], "login");
         assert_eq!(v["subject"], "alice");
+        assert_eq!(v["outcome"], "success");
+    }
+
+    #[test]
+    fn nothing_is_released_when_the_record_cannot_be_written() {
+        let log = AuditLog::file(Path::new("/dev/full")).unwrap();
+        let event = Event::OauthRequestRefused {
+            endpoint: "/oauth/token".into(),
+            outcome: Outcome::Refused,
+            reason: "x".into(),
+        };
+        assert!(
+            log.release(&RequestContext::default(), &event, "secret")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_issuance_event_name() {
+        let e = Event::IssuanceRefused {
+            person: Person::default(),
+            display_name: String::new(),
+            role: "r".into(),
+            client: Client {
+                client_path: "mobile",
+                client_id: None,
+                app: Some("app1".into()),
+            },
+            outcome: Outcome::Refused,
+            reason: "not_granted".into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "issuance");
+        assert_eq!(v["outcome"], "refused");
+        assert_eq!(v["app"], "app1");
+        assert_eq!(v["client_path"], "mobile");
     }
 }

@@ -6,6 +6,7 @@
 //! Layers, each importing only those below it (checked by the `layers` test):
 //! - [`domain`]: types valid by construction (`RoleArn`, `SessionDuration`, ...).
 //! - [`credential_formats`]: every form credentials are handed out in (shells, files, JSON).
+//! - [`wire`]: the JSON the broker and the CLI both speak (token responses, API answers).
 //! - [`mapping`]: the pure role-mapping engine behind the server and `rolegate explain`.
 //! - [`keys`]: the broker's own signing keys (web_identity mode).
 //! - [`config`]: loads and validates the TOML configuration (all errors at once).
@@ -29,6 +30,7 @@
 
 pub mod credential_formats;
 pub mod domain;
+pub mod wire;
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use super::{Access, ClientPath, RequestContext};
+use super::{Access, RequestContext, Requester};
 use crate::config::Role;
 use crate::domain::{AccountId, Identifier, RoleArn, SessionDuration};
 use crate::idp::VerifiedIdentity;
@@ -106,7 +106,7 @@ pub struct AuthorizedGrant {
     role: Role,
     grant: Grant,
     duration: SessionDuration,
-    path: ClientPath,
+    requester: Requester,
     evaluated_at: Instant,
 }
 
@@ -123,8 +123,8 @@ impl AuthorizedGrant {
     pub(super) fn duration(&self) -> SessionDuration {
         self.duration
     }
-    pub(super) fn path(&self) -> ClientPath {
-        self.path
+    pub(super) fn requester(&self) -> &Requester {
+        &self.requester
     }
     /// How long ago the rules were evaluated (logged with the issuance).
     pub(super) fn age(&self) -> std::time::Duration {
@@ -186,13 +186,13 @@ impl Access {
         identity: &VerifiedIdentity,
         role_id: &str,
         requested_duration: Option<&str>,
-        path: ClientPath,
+        requester: &Requester,
         ctx: &RequestContext,
     ) -> Result<AuthorizedGrant, Refusal> {
-        let result = self.decide(identity, role_id, requested_duration, path);
+        let result = self.decide(identity, role_id, requested_duration, requester);
         if let Err(refusal) = &result {
             self.issuer
-                .audit_refusal(identity, role_id, path, refusal, ctx);
+                .audit_refusal(identity, role_id, requester, refusal, ctx);
         }
         result
     }
@@ -202,7 +202,7 @@ impl Access {
         identity: &VerifiedIdentity,
         role_id: &str,
         requested_duration: Option<&str>,
-        path: ClientPath,
+        requester: &Requester,
     ) -> Result<AuthorizedGrant, Refusal> {
         let Some(role) = self.config.role(role_id) else {
             return Err(Refusal::UnknownRole(
@@ -252,7 +252,7 @@ impl Access {
             role: role.clone(),
             grant: grant.clone(),
             duration,
-            path,
+            requester: requester.clone(),
             evaluated_at,
         })
     }

@@ -1,10 +1,11 @@
 //! The one audited path to AWS credentials, and the console sign-in built on it.
 //!
 //! [`CredentialIssuer::issue`] takes an [`AuthorizedGrant`] (only `grant` can build one),
-//! calls STS through the `sts` adapter, and writes the audit record before anything is
-//! returned: if the record cannot be written, the credentials are dropped and the caller
-//! gets [`IssueFailure::AuditUnavailable`]. Refusals decided before STS is called are
-//! audited here too ([`CredentialIssuer::audit_refusal`]).
+//! calls STS through the `sts` adapter, and releases the credentials only as an
+//! [`Audited`] value, after their record was written: if it cannot be written, the
+//! credentials are dropped and the caller gets [`IssueFailure::AuditUnavailable`].
+//! Refusals decided before STS is called are audited here too
+//! ([`CredentialIssuer::audit_refusal`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,8 +14,9 @@ use serde_json::json;
 use url::Url;
 
 use super::grant::{AuthorizedGrant, Refusal};
-use super::{Access, ClientPath, RequestContext};
-use crate::audit::AuditLog;
+use super::session::person_of;
+use super::{Access, RequestContext, Requester};
+use crate::audit::{AuditLog, Audited, Event, IssuanceFacts, Outcome};
 use crate::config::StsMode;
 use crate::idp::VerifiedIdentity;
 use crate::metrics::{IssuanceLabels, Metrics, ModeLabels};
@@ -72,13 +74,13 @@ impl CredentialIssuer {
         self.sts.check_caller().await
     }
 
-    fn count(&self, role: &str, mode: StsMode, path: ClientPath, outcome: &str) {
+    fn count(&self, role: &str, mode: StsMode, requester: &Requester, outcome: &str) {
         self.metrics
             .issuances
             .get_or_create(&IssuanceLabels {
                 role: role.to_owned(),
                 mode: mode.as_str().into(),
-                path: path.as_str().into(),
+                path: requester.path.as_str().into(),
                 outcome: outcome.into(),
             })
             .inc();
@@ -90,24 +92,23 @@ impl CredentialIssuer {
         &self,
         identity: &VerifiedIdentity,
         role: &str,
-        path: ClientPath,
+        requester: &Requester,
         refusal: &Refusal,
         ctx: &RequestContext,
     ) {
         let c = identity.claims();
         let role: String = role.chars().take(64).collect();
+        let path = requester.path;
         tracing::warn!(role = %role, path = path.as_str(), reason = refusal.kind(), "credential request refused: {refusal}");
-        let record = json!({
-            "event": "issuance",
-            "idp": c.idp.as_str(),
-            "subject": c.subject,
-            "display_name": c.username,
-            "role": role,
-            "client_path": path.as_str(),
-            "outcome": "refused",
-            "reason": format!("{}: {refusal}", refusal.kind()),
-        });
-        if let Err(e) = self.audit.record(ctx, record) {
+        let event = Event::IssuanceRefused {
+            person: person_of(identity),
+            display_name: c.username.clone(),
+            role: role.clone(),
+            client: requester.audit(),
+            outcome: Outcome::Refused,
+            reason: format!("{}: {refusal}", refusal.kind()),
+        };
+        if let Err(e) = self.audit.record(ctx, &event) {
             tracing::error!(error = %e, "audit log write failed for a refused request");
         }
         self.metrics
@@ -132,8 +133,12 @@ impl CredentialIssuer {
         &self,
         authorized: AuthorizedGrant,
         ctx: &RequestContext,
-    ) -> Result<IssuedCredentials, IssueFailure> {
-        let (role, grant, path) = (authorized.role(), authorized.grant(), authorized.path());
+    ) -> Result<Audited<IssuedCredentials>, IssueFailure> {
+        let (role, grant, requester) = (
+            authorized.role(),
+            authorized.grant(),
+            authorized.requester(),
+        );
         let identity = authorized.identity().claims();
         let mode = role.sts_mode;
         let subject = format!("{}:{}", identity.idp, identity.subject);
@@ -148,25 +153,26 @@ impl CredentialIssuer {
             policy: grant.session_policy.as_ref(),
             web_identity_subject: &subject,
         };
+        let facts = |duration: u32| IssuanceFacts {
+            role: role.id.to_string(),
+            role_arn: grant.arn.to_string(),
+            session_name: grant.session_name.to_string(),
+            duration_seconds: duration,
+            sts_mode: mode.as_str(),
+        };
         // The attempt is audited before STS is called: once the call leaves, AWS may mint
         // credentials even if this process dies or is drained before the answer, and
         // such credentials must still have a record. No record, no call.
-        let attempt_id = &super::session::random_token()[..22];
-        let attempt = json!({
-            "event": "issuance_attempt",
-            "attempt_id": attempt_id,
-            "idp": identity.idp.as_str(),
-            "subject": identity.subject,
-            "role": role.id.as_str(),
-            "role_arn": grant.arn.as_str(),
-            "session_name": grant.session_name.as_str(),
-            "duration_seconds": authorized.duration().as_secs(),
-            "sts_mode": mode.as_str(),
-            "client_path": path.as_str(),
-        });
-        if let Err(e) = self.audit.record(ctx, attempt) {
+        let attempt_id = super::session::random_token()[..22].to_owned();
+        let attempt = Event::IssuanceAttempt {
+            attempt_id: attempt_id.clone(),
+            person: person_of(authorized.identity()),
+            issued: facts(authorized.duration().as_secs()),
+            client: requester.audit(),
+        };
+        if let Err(e) = self.audit.record(ctx, &attempt) {
             tracing::error!(error = %e, "audit write failed; not calling STS");
-            self.count(role.id.as_str(), mode, path, "failure");
+            self.count(role.id.as_str(), mode, requester, "failure");
             return Err(IssueFailure::AuditUnavailable);
         }
         let started = Instant::now();
@@ -179,50 +185,64 @@ impl CredentialIssuer {
             .observe(started.elapsed().as_secs_f64());
         let (outcome, reason, sts_request_id, duration) = match &result {
             Ok(c) => (
-                "success",
+                Outcome::Success,
                 String::new(),
                 c.sts_request_id.clone(),
                 c.duration,
             ),
             Err(e) => (
-                "failure",
+                Outcome::Failure,
                 format!("{}: {e}", e.kind()),
                 e.sts_request_id().map(str::to_owned),
                 authorized.duration(),
             ),
         };
-        let record = json!({
-            "event": "issuance",
-            "attempt_id": attempt_id,
-            "idp": identity.idp.as_str(),
-            "subject": identity.subject,
-            "display_name": identity.username,
-            "rules": grant.rules.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
-            "role": role.id.as_str(),
-            "role_arn": grant.arn.as_str(),
-            "session_name": grant.session_name.as_str(),
-            "source_identity": grant.source_identity.as_ref().map(|s| s.as_str()),
-            "tags": grant.tags.tags().iter().map(|t| (t.key().to_owned(), json!(t.value()))).collect::<serde_json::Map<_, _>>(),
-            "transitive_tag_keys": grant.tags.transitive_keys(),
-            "session_policy": grant.session_policy.as_ref().map(|p| p.file().display().to_string()),
-            "duration_seconds": duration.as_secs(),
-            "sts_mode": mode.as_str(),
-            "client_path": path.as_str(),
-            "outcome": outcome,
-            "reason": reason,
-            "sts_request_id": sts_request_id,
-        });
-        let audited = self.audit.record(ctx, record);
-        let counted = match (&result, &audited) {
-            (Ok(_), Err(_)) => "failure",
-            _ => outcome,
+        let event = Event::Issuance {
+            attempt_id,
+            person: person_of(authorized.identity()),
+            display_name: identity.username.clone(),
+            rules: grant.rules.iter().map(|x| x.as_str().to_owned()).collect(),
+            issued: facts(duration.as_secs()),
+            source_identity: grant
+                .source_identity
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
+            tags: grant
+                .tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), json!(t.value())))
+                .collect(),
+            transitive_tag_keys: grant
+                .tags
+                .transitive_keys()
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            session_policy: grant
+                .session_policy
+                .as_ref()
+                .map(|p| p.file().display().to_string()),
+            client: requester.audit(),
+            outcome,
+            reason,
+            sts_request_id,
         };
-        self.count(role.id.as_str(), mode, path, counted);
-        if let Err(e) = audited {
-            tracing::error!(error = %e, "audit write failed; discarding issued credentials");
-            return Err(IssueFailure::AuditUnavailable);
-        }
-        match &result {
+        let released = self.audit.release(ctx, &event, result);
+        let counted = match &released {
+            Ok((r, _)) if r.get().is_ok() => "success",
+            _ => "failure",
+        };
+        self.count(role.id.as_str(), mode, requester, counted);
+        let released = match released {
+            Ok((r, _)) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "audit write failed; discarding issued credentials");
+                return Err(IssueFailure::AuditUnavailable);
+            }
+        };
+        let path = requester.path;
+        match released.get() {
             Ok(c) => {
                 tracing::info!(role = %role.id, mode = mode.as_str(), path = path.as_str(), sts_request_id = ?c.sts_request_id, evaluated_ms = authorized.age().as_millis() as u64, "credentials issued")
             }
@@ -230,7 +250,7 @@ impl CredentialIssuer {
                 tracing::warn!(role = %role.id, mode = mode.as_str(), path = path.as_str(), error = %e, sts_request_id = ?e.sts_request_id(), "credential issuance failed")
             }
         }
-        Ok(result?)
+        Ok(released.try_map(|r| r)?)
     }
 }
 
@@ -242,10 +262,10 @@ impl Access {
         identity: &VerifiedIdentity,
         role: &str,
         requested_duration: Option<&str>,
-        path: ClientPath,
+        requester: &Requester,
         ctx: &RequestContext,
-    ) -> Result<IssuedCredentials, IssueFailure> {
-        let authorized = self.authorize(identity, role, requested_duration, path, ctx)?;
+    ) -> Result<Audited<IssuedCredentials>, IssueFailure> {
+        let authorized = self.authorize(identity, role, requested_duration, requester, ctx)?;
         self.issuer.issue(authorized, ctx).await
     }
 
@@ -257,9 +277,9 @@ impl Access {
         identity: &VerifiedIdentity,
         role: &str,
         account_number: &str,
-        path: ClientPath,
+        requester: &Requester,
         ctx: &RequestContext,
-    ) -> Result<IssuedCredentials, IssueFailure> {
+    ) -> Result<Audited<IssuedCredentials>, IssueFailure> {
         let in_account = self.config.role(role).is_some_and(|r| {
             self.config
                 .account(&r.account)
@@ -272,10 +292,10 @@ impl Access {
                 role.chars().take(64).collect::<String>()
             ));
             self.issuer
-                .audit_refusal(identity, role, path, &refusal, ctx);
+                .audit_refusal(identity, role, requester, &refusal, ctx);
             return Err(IssueFailure::Refused(refusal));
         }
-        self.issue_credentials(identity, role, None, path, ctx)
+        self.issue_credentials(identity, role, None, requester, ctx)
             .await
     }
 
@@ -287,21 +307,23 @@ impl Access {
         identity: &VerifiedIdentity,
         role: &str,
         requested_duration: Option<&str>,
-        path: ClientPath,
+        requester: &Requester,
         ctx: &RequestContext,
-    ) -> Result<Url, IssueFailure> {
-        let authorized = self.authorize(identity, role, requested_duration, path, ctx)?;
+    ) -> Result<Audited<Url>, IssueFailure> {
+        let authorized = self.authorize(identity, role, requested_duration, requester, ctx)?;
         let destination = authorized.role().console_destination.clone();
         let max = authorized.grant().max_duration;
         let creds = self.issuer.issue(authorized, ctx).await?;
-        self.issuer
+        let url = self
+            .issuer
             .console
-            .signin_url(&creds, &destination, max)
+            .signin_url(creds.get(), &destination, max)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "console sign-in failed");
                 IssueFailure::Console(e)
-            })
+            })?;
+        Ok(creds.map(|_| url))
     }
 
     /// The configured display details of a role (for pages that show what was issued).

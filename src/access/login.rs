@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::session::{IdentityRecord, is_token_shaped, random_token, tokens_match};
-use super::{Access, RequestContext, Session};
-use crate::audit::Outcome;
+use super::{Access, Audited, RequestContext, Session};
+use crate::audit::Person;
 use crate::idp::saml::{PendingRequest, SamlError};
 use crate::idp::{self, LoginError};
 use crate::metrics::ReasonLabels;
@@ -225,9 +225,14 @@ impl Access {
 
     /// Audits a failed sign-in (a failed write is logged: nothing is granted anyway).
     fn sign_in_failed(&self, ctx: &RequestContext, idp: &str, e: SignInError) -> SignInError {
-        if let Err(err) = self.audit_login(ctx, idp, "", Outcome::Failure, &e.to_string()) {
-            tracing::error!(error = %err, "audit log write failed");
-        }
+        self.audit_login_failure(
+            ctx,
+            Person {
+                idp: idp.to_owned(),
+                subject: String::new(),
+            },
+            &e.to_string(),
+        );
         e
     }
 
@@ -240,7 +245,7 @@ impl Access {
         binding_cookie: Option<&str>,
         previous_session: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<SignedIn, SignInError> {
+    ) -> Result<Audited<SignedIn>, SignInError> {
         let Some(state) = cb.state.filter(|s| !s.is_empty() && s.len() <= 128) else {
             return Err(self.sign_in_failed(ctx, "", SignInError::MissingState));
         };
@@ -303,10 +308,10 @@ impl Access {
         let session = self
             .complete_sign_in(identity, previous_session, ctx)
             .await?;
-        Ok(SignedIn {
+        Ok(session.map(|session| SignedIn {
             session,
             return_to: pending.return_to,
-        })
+        }))
     }
 
     /// The SAML assertion consumer: the pending request is consumed by its RelayState
@@ -363,7 +368,7 @@ impl Access {
             ids.push(format!("{idp}:r:{rid}"));
         }
         for id in ids {
-            match self.store.mark_used("saml:seen", &id, ttl).await {
+            match self.store.first_use("saml:seen", &id, ttl).await {
                 Ok(FirstUse::First) => {}
                 Ok(FirstUse::Replay) => return Err(fail(SamlError::Replay)),
                 Err(_) => return Err(fail(SamlError::StoreUnavailable)),
@@ -417,7 +422,7 @@ impl Access {
         binding_cookie: Option<&str>,
         previous_session: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<SignedIn, SignInError> {
+    ) -> Result<Audited<SignedIn>, SignInError> {
         if !self.is_saml_idp(idp) {
             return Err(SignInError::UnknownIdp);
         }
@@ -440,24 +445,19 @@ impl Access {
         if let Some(binding) = &handoff.binding
             && !tokens_match(binding_cookie.unwrap_or_default(), binding)
         {
-            let subject = identity.claims().subject.clone();
-            if let Err(e) = self.audit_login(
+            self.audit_login_failure(
                 ctx,
-                idp,
-                &subject,
-                Outcome::Failure,
+                super::session::person_of(&identity),
                 "saml: browser binding mismatch",
-            ) {
-                tracing::error!(error = %e, "audit log write failed");
-            }
+            );
             return Err(SignInError::BindingMismatch);
         }
         let session = self
             .complete_sign_in(identity, previous_session, ctx)
             .await?;
-        Ok(SignedIn {
+        Ok(session.map(|session| SignedIn {
             session,
             return_to: handoff.return_to,
-        })
+        }))
     }
 }

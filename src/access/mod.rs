@@ -23,6 +23,7 @@
 //! issuance is audited; credentials whose audit record cannot be written are dropped.
 
 pub mod grant;
+pub mod holdings;
 pub mod issuer;
 pub mod login;
 pub mod oauth;
@@ -31,14 +32,14 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::audit::RequestContext;
+pub use crate::audit::{Audited, RequestContext};
 pub use crate::sts::console::ConsoleError;
 pub use crate::sts::{IssueError, IssuedCredentials, StaticAwsCredentials};
 pub use grant::{AccountRoles, MenuRole, Refusal, RoleMenu};
 pub use login::{LoginRedirect, SignInError, SignedIn};
 pub use session::{Session, tokens_match};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditError, AuditLog, Event};
 use crate::config::{Config, IdpProtocol, StsMode};
 use crate::idp::oidc::OidcProvider;
 use crate::idp::saml::SamlProvider;
@@ -50,9 +51,16 @@ use crate::sts::web_identity::WebIdentityError;
 /// Which client asked, for the audit record and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientPath {
+    /// The role picker's "Console".
     WebConsole,
+    /// The role picker's "CLI credentials" page.
     WebCli,
+    /// The rolegate CLI (a `[cli]` client).
     Cli,
+    /// An AWS SDK or the AWS CLI through the SSO OIDC and portal APIs (a client
+    /// registered with `RegisterClient`).
+    Sdk,
+    /// A mobile or single-page app (token exchange, or its broker access token).
     Mobile,
 }
 
@@ -62,7 +70,36 @@ impl ClientPath {
             Self::WebConsole => "web_console",
             Self::WebCli => "web_cli",
             Self::Cli => "cli",
+            Self::Sdk => "sdk",
             Self::Mobile => "mobile",
+        }
+    }
+}
+
+/// Who asked for a credential: the client path, and which OAuth client or app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    pub path: ClientPath,
+    pub client_id: Option<String>,
+    /// The app, for `Mobile`.
+    pub app: Option<String>,
+}
+
+impl Requester {
+    /// The browser (role picker actions).
+    pub fn web(path: ClientPath) -> Self {
+        Self {
+            path,
+            client_id: None,
+            app: None,
+        }
+    }
+
+    pub(crate) fn audit(&self) -> crate::audit::Client {
+        crate::audit::Client {
+            client_path: self.path.as_str(),
+            client_id: self.client_id.clone(),
+            app: self.app.clone(),
         }
     }
 }
@@ -97,6 +134,8 @@ pub struct Access {
     issuer: issuer::CredentialIssuer,
     oidc: Vec<Arc<OidcProvider>>,
     saml: Vec<Arc<SamlProvider>>,
+    /// When this instance last wrote each item's "last used" to the index.
+    touches: holdings::Touches,
 }
 
 impl Access {
@@ -159,6 +198,7 @@ impl Access {
             issuer,
             oidc,
             saml,
+            touches: holdings::Touches::default(),
         });
         if access
             .config
@@ -175,6 +215,21 @@ impl Access {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Writes an audit record (refusals, and events that release nothing).
+    pub(crate) fn record(&self, ctx: &RequestContext, event: &Event) -> Result<(), AuditError> {
+        self.audit.record(ctx, event).map(|_| ())
+    }
+
+    /// Writes the audit record of `value` and releases it (see [`Audited`]).
+    pub(crate) fn release<T>(
+        &self,
+        ctx: &RequestContext,
+        event: &Event,
+        value: T,
+    ) -> Result<Audited<T>, AuditError> {
+        self.audit.release(ctx, event, value).map(|(v, _)| v)
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -1,28 +1,31 @@
 //! Browser sessions and the sign-in tail.
 //!
-//! A session is an opaque random id (the cookie, set by `web`) naming a server-side
-//! record: the verified identity and a CSRF token. A new id is issued at every sign-in
-//! and the previous session, if any, is deleted (no fixation). Sessions end after the idle
-//! timeout (the store TTL, renewed on use) or the absolute timeout, whichever comes first.
+//! A session is an opaque id (the cookie, set by `web`) naming a server-side record: the
+//! verified identity. The id is `TAG.SECRET` ([`PersonTag`] and 256 random bits); the
+//! store keeps the record under the id's hash, in the person's slot, listed in their
+//! index. The CSRF token is derived from the id (never stored). A new id is issued at
+//! every sign-in and the previous session, if any, is deleted (no fixation). Sessions end
+//! after the idle timeout (the store TTL, renewed on use) or the absolute timeout,
+//! whichever comes first, or when revoked.
 //!
-//! [`Access::complete_sign_in`] is the one way every sign-in ends (OIDC, SAML, and the
-//! later clients): audit record first (no audit, no session), old session removed, new
-//! session stored.
+//! [`Access::complete_sign_in`] is the one way every sign-in ends (OIDC, SAML): audit
+//! record first (no audit, no session), old session removed, new session stored.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use super::holdings::{Holding, HoldingKind};
 use super::{Access, RequestContext};
-use crate::audit::{LoginEvent, Outcome};
+use crate::audit::{Audited, Event, Outcome, Person};
 use crate::domain::{GroupName, IdpId};
 use crate::idp::VerifiedIdentity;
 use crate::mapping::IdentityClaims;
-use crate::store::StoreError;
+use crate::store::{Hashed, PersonTag, Record, StoreError, now_unix, split_owned_id, until};
 
-/// 256 random bits, base64url (43 characters): session ids, OAuth `state`, nonces, CSRF
-/// tokens, browser bindings.
+/// 256 random bits, base64url (43 characters): OAuth `state`, nonces, browser bindings,
+/// the secret part of session ids and tokens.
 pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }
@@ -34,22 +37,20 @@ pub fn is_token_shaped(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A fresh client-held id for a record of `tag`'s: `TAG.SECRET`.
+pub(super) fn owned_id(tag: &PersonTag) -> String {
+    format!("{tag}.{}", random_token())
+}
+
 /// Constant-time comparison for CSRF tokens and browser bindings (aws-lc's, not a
 /// hand-rolled fold).
 pub fn tokens_match(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-pub(super) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A verified identity as rolegate stores it server-side (sessions, SAML hand-off).
+/// A verified identity as rolegate stores it server-side (sessions, logins, hand-offs).
 /// rolegate's own wire format, converted here and nowhere else.
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub(super) struct IdentityRecord {
     idp: String,
     subject: String,
@@ -72,12 +73,15 @@ impl IdentityRecord {
         }
     }
 
-    pub(super) fn subject(&self) -> &str {
-        &self.subject
+    pub(super) fn person(&self) -> Person {
+        Person {
+            idp: self.idp.clone(),
+            subject: self.subject.clone(),
+        }
     }
 
-    pub(super) fn idp(&self) -> &str {
-        &self.idp
+    pub(super) fn tag(&self) -> PersonTag {
+        PersonTag::of(&self.idp, &self.subject)
     }
 
     /// Re-creates the identity. Only records this module wrote after a verified login
@@ -100,75 +104,126 @@ impl IdentityRecord {
     }
 }
 
+/// The person of a verified identity, for audit records.
+pub(super) fn person_of(identity: &VerifiedIdentity) -> Person {
+    let c = identity.claims();
+    Person {
+        idp: c.idp.to_string(),
+        subject: c.subject.clone(),
+    }
+}
+
+/// The person tag of a verified identity.
+pub(super) fn tag_of(identity: &VerifiedIdentity) -> PersonTag {
+    let c = identity.claims();
+    PersonTag::of(c.idp.as_str(), &c.subject)
+}
+
+/// A browser session as stored.
 #[derive(Serialize, Deserialize)]
-struct SessionRecord {
-    #[serde(flatten)]
-    identity: IdentityRecord,
-    csrf: String,
+pub(super) struct SessionRecord {
+    pub(super) identity: IdentityRecord,
     created: u64,
+    /// The absolute timeout (Unix seconds).
+    expires: u64,
+    /// The idle timeout, seconds: the record's TTL, renewed on each use.
+    idle: u64,
+    pub(super) holding: Holding,
+}
+
+impl Record for SessionRecord {
+    const KIND: &'static str = "session";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now).min(Duration::from_secs(self.idle))
+    }
 }
 
 /// A signed-in browser.
 pub struct Session {
     pub id: String,
     pub identity: VerifiedIdentity,
+    /// Derived from the session id: forms carry it, nothing stores it.
     pub csrf: String,
 }
 
-fn key(id: &str) -> String {
-    format!("session:{id}")
+/// The CSRF token of a session: a hash of its id (an attacker without the cookie cannot
+/// compute it; the store never holds it).
+fn csrf_of(session_id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("rolegate csrf\0{session_id}").as_bytes(),
+        )
+        .as_ref(),
+    )
 }
 
 impl Access {
     /// The session `id` names, renewing its idle timeout. `Ok(None)` when the id is
     /// malformed or the session ended; a store failure is an error (fail closed).
     pub async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        if !is_token_shaped(id) {
+        let Some((tag, key)) = split_owned_id(id) else {
             return Ok(None);
-        }
-        let cfg = &self.config.session;
+        };
+        let idle = self.config.session.idle_timeout;
         // Read and renew the idle timeout in one round trip; the absolute timeout is
         // checked here on every read, and the TTL cut back to it in the session's last
         // idle window (rarely a second call).
-        let Some(json) = self.store.get_renewing(&key(id), cfg.idle_timeout).await? else {
+        let Some(stored) = self
+            .store
+            .load_owned_renewing::<SessionRecord>(&tag, &key, idle)
+            .await?
+        else {
             return Ok(None);
         };
-        let record: SessionRecord =
-            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let age = now_unix().saturating_sub(record.created);
-        let absolute = cfg.absolute_timeout.as_secs();
-        if age >= absolute {
-            self.store.delete(&key(id)).await?;
+        let record = stored.value;
+        let now = now_unix();
+        if record.expires <= now {
+            let mut txn = self.store.txn(&tag);
+            txn.delete::<SessionRecord>(&key);
+            self.store.commit(&txn).await?;
             return Ok(None);
         }
-        let remaining = Duration::from_secs(absolute - age);
-        if remaining < cfg.idle_timeout {
-            self.store.put(&key(id), &json, remaining).await?;
+        let last_window = Duration::from_secs(record.expires - now) < idle;
+        let touch = self.touches.due(key.as_str());
+        if last_window || touch {
+            let mut txn = self.store.txn(&tag);
+            txn.require::<SessionRecord>(&key);
+            if last_window {
+                txn.put(&key, &record)?;
+            }
+            if touch {
+                txn.relist::<SessionRecord>(&key, &record.holding.used_now(), record.ttl(now))?;
+            }
+            self.store.commit(&txn).await?;
         }
         Ok(Some(Session {
+            csrf: csrf_of(id),
             id: id.to_owned(),
             identity: record.identity.into_identity()?,
-            csrf: record.csrf,
         }))
     }
 
     /// Ends a session; `true` if it existed.
     pub async fn end_session(&self, id: &str) -> Result<bool, StoreError> {
-        if !is_token_shaped(id) {
+        let Some((tag, key)) = split_owned_id(id) else {
             return Ok(false);
-        }
-        self.store.delete(&key(id)).await
+        };
+        let mut txn = self.store.txn(&tag);
+        txn.require::<SessionRecord>(&key)
+            .delete::<SessionRecord>(&key);
+        self.store.commit(&txn).await
     }
 
-    /// The sign-in tail every client ends with: the audit record (a sign-in that cannot
-    /// be audited is refused), the browser's previous session deleted, a new session with
-    /// a fresh id and CSRF token stored.
+    /// The sign-in tail every browser sign-in ends with: the audit record (a sign-in that
+    /// cannot be audited is refused), the browser's previous session deleted, a new
+    /// session with a fresh id stored and listed in the person's index.
     pub async fn complete_sign_in(
         &self,
         identity: VerifiedIdentity,
         previous_session: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Session, super::SignInError> {
+    ) -> Result<Audited<Session>, super::SignInError> {
         use super::SignInError;
         if let Some(old) = previous_session {
             self.end_session(old)
@@ -176,58 +231,56 @@ impl Access {
                 .map_err(|_| SignInError::StoreUnavailable)?;
         }
         let c = identity.claims();
-        self.audit_login(ctx, c.idp.as_str(), &c.subject, Outcome::Success, "")
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit log write failed; refusing the sign-in");
-                SignInError::AuditUnavailable
-            })?;
+        tracing::info!(idp = %c.idp, subject = %c.subject, outcome = "success", "login success");
+        let event = Event::Login {
+            person: person_of(&identity),
+            outcome: Outcome::Success,
+            reason: String::new(),
+        };
+        let released = self.release(ctx, &event, ()).map_err(|e| {
+            tracing::error!(error = %e, "audit log write failed; refusing the sign-in");
+            SignInError::AuditUnavailable
+        })?;
+        let cfg = &self.config.session;
+        let now = now_unix();
+        let expires = now + cfg.absolute_timeout.as_secs();
+        let tag = tag_of(&identity);
+        let id = owned_id(&tag);
+        let key = Hashed::of(&id);
         let record = SessionRecord {
             identity: IdentityRecord::from_identity(&identity),
-            csrf: random_token(),
-            created: now_unix(),
+            created: now,
+            expires,
+            idle: cfg.idle_timeout.as_secs(),
+            holding: Holding::new(HoldingKind::Session, &identity, "web", None, expires, ctx),
         };
-        let id = random_token();
-        let cfg = &self.config.session;
-        let ttl = cfg.idle_timeout.min(cfg.absolute_timeout);
-        let json = serde_json::to_string(&record).map_err(|_| SignInError::StoreUnavailable)?;
+        let mut txn = self.store.txn(&tag);
+        txn.put_listed(&key, &record, &record.holding)
+            .map_err(|_| SignInError::StoreUnavailable)?;
         self.store
-            .put(&key(&id), &json, ttl)
+            .commit(&txn)
             .await
             .map_err(|_| SignInError::StoreUnavailable)?;
-        Ok(Session {
+        self.touches.due(key.as_str());
+        Ok(released.map(|()| Session {
+            csrf: csrf_of(&id),
             id,
             identity,
-            csrf: record.csrf,
-        })
+        }))
     }
 
-    /// Writes a login audit record (and its log line). Its failure is returned so a
-    /// successful sign-in can be refused; callers recording a failure only log it.
-    pub(super) fn audit_login(
-        &self,
-        ctx: &RequestContext,
-        idp: &str,
-        subject: &str,
-        outcome: Outcome,
-        reason: &str,
-    ) -> Result<(), crate::audit::AuditError> {
-        tracing::info!(
-            idp,
-            subject,
-            outcome = outcome.as_str(),
-            reason,
-            "login {}",
-            outcome.as_str()
-        );
-        self.audit.login(
-            ctx,
-            &LoginEvent {
-                idp,
-                subject,
-                outcome,
-                reason,
-            },
-        )
+    /// Audits a failed sign-in (and its log line). A failed write is logged: nothing is
+    /// granted anyway.
+    pub(super) fn audit_login_failure(&self, ctx: &RequestContext, person: Person, reason: &str) {
+        tracing::info!(idp = %person.idp, subject = %person.subject, outcome = "failure", reason, "login failure");
+        let event = Event::Login {
+            person,
+            outcome: Outcome::Failure,
+            reason: reason.to_owned(),
+        };
+        if let Err(e) = self.record(ctx, &event) {
+            tracing::error!(error = %e, "audit log write failed");
+        }
     }
 }
 
@@ -252,5 +305,14 @@ mod tests {
         assert!(!is_token_shaped("short"));
         assert!(!is_token_shaped(&"a".repeat(44)));
         assert!(!is_token_shaped(&format!("{}*", "a".repeat(42))));
+    }
+
+    #[test]
+    fn the_csrf_token_depends_on_the_whole_session_id() {
+        let tag = PersonTag::of("corp", "alice");
+        let (a, b) = (owned_id(&tag), owned_id(&tag));
+        assert_ne!(csrf_of(&a), csrf_of(&b));
+        assert_eq!(csrf_of(&a), csrf_of(&a));
+        assert!(!csrf_of(&a).contains(&a[17..]));
     }
 }

@@ -212,7 +212,7 @@ async fn each_refusal_is_typed_and_audited_with_its_reason() {
     for (i, (who, role, duration, expected)) in cases.into_iter().enumerate() {
         let got = f
             .access
-            .authorize(&who, role, duration, path, &ctx())
+            .authorize(&who, role, duration, &Requester::web(path), &ctx())
             .err()
             .unwrap_or_else(|| panic!("case {i} ({role}) was authorized"));
         assert_eq!(got, expected, "case {i}");
@@ -241,7 +241,13 @@ async fn an_authorized_grant_pairs_the_role_with_its_own_grant_and_duration() {
     let who = person(&["admins"]);
     let g = f
         .access
-        .authorize(&who, "readonly", None, ClientPath::Cli, &ctx())
+        .authorize(
+            &who,
+            "readonly",
+            None,
+            &Requester::web(ClientPath::Cli),
+            &ctx(),
+        )
         .unwrap();
     assert_eq!(g.role().id.as_str(), "readonly");
     assert_eq!(g.grant().role.as_str(), "readonly");
@@ -252,7 +258,13 @@ async fn an_authorized_grant_pairs_the_role_with_its_own_grant_and_duration() {
     assert_eq!(g.duration().as_secs(), 7200, "default: the grant's maximum");
     let g = f
         .access
-        .authorize(&who, "admin", Some("45m"), ClientPath::Cli, &ctx())
+        .authorize(
+            &who,
+            "admin",
+            Some("45m"),
+            &Requester::web(ClientPath::Cli),
+            &ctx(),
+        )
         .unwrap();
     assert_eq!(g.duration().as_secs(), 2700);
     assert!(
@@ -272,7 +284,7 @@ async fn a_refused_request_never_reaches_sts() {
             &person(&["developers"]),
             "admin",
             None,
-            ClientPath::WebCli,
+            &Requester::web(ClientPath::WebCli),
             &ctx(),
         )
         .await
@@ -288,7 +300,7 @@ async fn a_refused_request_never_reaches_sts() {
             &person(&["admins", "contractors"]),
             "billing",
             None,
-            ClientPath::WebConsole,
+            &Requester::web(ClientPath::WebConsole),
             &ctx(),
         )
         .await
@@ -307,13 +319,15 @@ async fn the_sign_in_tail_audits_replaces_the_old_session_and_starts_a_new_one()
         .access
         .complete_sign_in(person(&["admins"]), None, &ctx())
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     assert!(f.access.session(&first.id).await.unwrap().is_some());
     let second = f
         .access
         .complete_sign_in(person(&["admins"]), Some(&first.id), &ctx())
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     assert_ne!(first.id, second.id);
     assert_ne!(first.csrf, second.csrf);
     assert!(

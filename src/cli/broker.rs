@@ -5,27 +5,11 @@
 use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
-use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::CliError;
 use super::settings::{self, StoredTokens, now_unix};
-
-/// The broker's token response.
-#[derive(Debug, Deserialize)]
-pub struct Tokens {
-    pub access_token: String,
-    pub expires_in: u64,
-    pub refresh_token: String,
-}
-
-/// An RFC 6749 error answer.
-#[derive(Debug, Deserialize)]
-pub struct OAuthErrorBody {
-    pub error: String,
-    #[serde(default)]
-    pub error_description: String,
-}
+pub use crate::wire::{OAuthErrorBody, TokenResponse as Tokens};
 
 pub fn http() -> Client {
     Client::builder()
@@ -68,14 +52,45 @@ pub fn token_request(
     }
 }
 
+/// Checks, in a few seconds at most, that the broker answers at `broker` (its OAuth
+/// metadata), so a login does not wait minutes for a browser that can never come back.
+pub fn check_reachable(broker: &str) -> Result<(), CliError> {
+    let url = format!("{broker}/.well-known/oauth-authorization-server");
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("rolegate-cli/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a reqwest client with static settings builds");
+    let res = client
+        .get(&url)
+        .send()
+        .map_err(|e| unreachable(broker, e))?;
+    if !res.status().is_success() {
+        return Err(CliError::Unreachable {
+            url: broker.to_owned(),
+            reason: format!(
+                "{} answered {} (is this a rolegate broker?)",
+                url,
+                res.status()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Saves a fresh token response as the current login.
 pub fn store(broker: &str, client_id: &str, t: Tokens) -> Result<StoredTokens, CliError> {
+    let refresh_token = t.refresh_token.ok_or_else(|| {
+        CliError::Broker("the broker's token response has no refresh token".into())
+    })?;
     let stored = StoredTokens {
         broker: broker.to_owned(),
         client_id: client_id.to_owned(),
         access_token: t.access_token,
         access_expires_at: now_unix() + t.expires_in,
-        refresh_token: t.refresh_token,
+        refresh_token,
     };
     settings::save_tokens(&stored)?;
     Ok(stored)
@@ -103,6 +118,8 @@ pub fn session() -> Result<StoredTokens, CliError> {
         ],
     )? {
         Ok(t) => store(&current.broker, &current.client_id, t),
+        // Only a definite "this login is over" forgets it; a broker that is down or
+        // overloaded (temporarily_unavailable, 5xx) leaves the login for the next try.
         Err(e) if e.error == "invalid_grant" => {
             settings::forget_login()?;
             Err(CliError::NotLoggedIn)

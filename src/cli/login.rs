@@ -1,12 +1,18 @@
 //! `rolegate login`: the browser loopback flow (default) or the device flow.
 //!
+//! Both first check that the broker answers, so a wrong or unreachable broker fails at
+//! once rather than after the five minutes a login may take.
+//!
 //! Loopback (RFC 8252 §7.3): listen on `127.0.0.1:{random port}`, open the browser at the
 //! broker's `/oauth/authorize` with a PKCE S256 challenge and a random `state`, accept the
-//! one redirect back, check `state`, exchange the code with the verifier.
+//! one redirect back, check `state` and `iss`, exchange the code with the verifier, and only
+//! then answer the browser with the outcome (a forged or failed callback never shows
+//! "Logged in").
 //!
-//! Device (RFC 8628): print the address, the code in large letters and a QR code of the
-//! pre-filled link, then poll at the broker's interval (slowing down when told), with a
-//! spinner, until the person approves, denies, or the code expires.
+//! Device (RFC 8628): print the address, the complete pre-filled link, the code in large
+//! letters and (on a terminal) a QR code of the link, then poll at the broker's interval
+//! (slowing down when told), with a spinner on a terminal, until the person approves,
+//! denies, or the code expires.
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::TcpListener;
@@ -18,6 +24,7 @@ use sha2::Digest as _;
 use super::CliError;
 use super::broker::{self, OAuthErrorBody, Tokens};
 use super::settings::{self, StoredTokens};
+use crate::wire::DeviceAuthorization;
 
 /// How the person approves this login.
 pub enum Method {
@@ -51,6 +58,7 @@ fn device_name() -> String {
 pub fn login(broker: &str, method: Method) -> Result<StoredTokens, CliError> {
     let mut config = settings::load_config()?;
     let client_id = config.client_id.clone();
+    broker::check_reachable(broker)?;
     let tokens = match method {
         Method::Loopback { open_browser } => loopback(broker, &client_id, open_browser)?,
         Method::DeviceCode => device(broker, &client_id)?,
@@ -90,17 +98,42 @@ fn loopback(broker: &str, client_id: &str, open_browser: bool) -> Result<Tokens,
     if open_browser && open::that(url.as_str()).is_err() {
         eprintln!("(could not open a browser: open the address above yourself)");
     }
-    let params = wait_for_redirect(&listener, Duration::from_secs(300))?;
+    let (params, browser) = wait_for_redirect(&listener, Duration::from_secs(300))?;
+    let result = finish_loopback(broker, client_id, &params, &state, &redirect_uri, &verifier);
+    answer_browser(browser, &result);
+    result
+}
+
+/// Checks the redirect and exchanges the code; the browser is answered with the outcome.
+fn finish_loopback(
+    broker: &str,
+    client_id: &str,
+    params: &[(String, String)],
+    state: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Result<Tokens, CliError> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    if get("state") != Some(state.as_str()) {
+    if get("state") != Some(state) {
         return Err(CliError::Login(
             "the browser came back with another login's state; start again".into(),
         ));
     }
+    // RFC 9207: the answer must come from the broker this login was started at.
+    if let Some(iss) = get("iss")
+        && iss.trim_end_matches('/') != broker.trim_end_matches('/')
+    {
+        return Err(CliError::Login(format!(
+            "the browser came back from another server ({iss}); start again"
+        )));
+    }
     if let Some(e) = get("error") {
         return Err(CliError::Login(match e {
             "access_denied" => "the login was denied in the browser".into(),
-            other => format!("the broker refused the login ({other})"),
+            other => format!(
+                "the broker refused the login ({other}: {})",
+                get("error_description").unwrap_or("")
+            ),
         }));
     }
     let code = get("code")
@@ -111,8 +144,8 @@ fn loopback(broker: &str, client_id: &str, open_browser: bool) -> Result<Tokens,
             ("grant_type", "authorization_code"),
             ("client_id", client_id),
             ("code", code),
-            ("redirect_uri", &redirect_uri),
-            ("code_verifier", &verifier),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
         ],
     )? {
         Ok(t) => Ok(t),
@@ -123,11 +156,36 @@ fn loopback(broker: &str, client_id: &str, open_browser: bool) -> Result<Tokens,
     }
 }
 
-/// Serves the loopback address until the broker's redirect arrives; returns its query.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The page the browser sees once the login is done: what happened, as the terminal says.
+fn answer_browser(stream: std::net::TcpStream, result: &Result<Tokens, CliError>) {
+    let page = match result {
+        Ok(_) => "<!DOCTYPE html><title>rolegate</title><h1>Logged in</h1><p>You can close this tab and go back to your terminal.</p>".to_owned(),
+        Err(e) => format!(
+            "<!DOCTYPE html><title>rolegate</title><h1>Login failed</h1><p>{}</p><p>Go back to your terminal.</p>",
+            escape(&e.to_string())
+        ),
+    };
+    let mut w = &stream;
+    let _ = write!(
+        w,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nContent-Security-Policy: default-src 'none'\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    );
+}
+
+/// Serves the loopback address until the broker's redirect arrives; returns its query and
+/// the browser's connection (answered once the login's outcome is known).
 fn wait_for_redirect(
     listener: &TcpListener,
     timeout: Duration,
-) -> Result<Vec<(String, String)>, CliError> {
+) -> Result<(Vec<(String, String)>, std::net::TcpStream), CliError> {
     let deadline = Instant::now() + timeout;
     listener
         .set_nonblocking(true)
@@ -165,30 +223,8 @@ fn wait_for_redirect(
         let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        let ok = params.iter().any(|(k, _)| k == "code");
-        let page = if ok {
-            "<!DOCTYPE html><title>rolegate</title><h1>Logged in</h1><p>You can close this tab and go back to your terminal.</p>"
-        } else {
-            "<!DOCTYPE html><title>rolegate</title><h1>Login not completed</h1><p>Go back to your terminal.</p>"
-        };
-        let mut w = &stream;
-        let _ = write!(
-            w,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
-            page.len()
-        );
-        return Ok(params);
+        return Ok((params, stream));
     }
-}
-
-#[derive(serde::Deserialize)]
-struct DeviceStart {
-    device_code: String,
-    user_code: String,
-    verification_uri: String,
-    verification_uri_complete: String,
-    expires_in: u64,
-    interval: u64,
 }
 
 /// The code in large letters (a 5-line block font), for reading across a room.
@@ -259,15 +295,16 @@ fn device(broker: &str, client_id: &str) -> Result<Tokens, CliError> {
             e.error, e.error_description
         )));
     }
-    let d: DeviceStart = res
+    let d: DeviceAuthorization = res
         .json()
         .map_err(|e| CliError::Broker(format!("the broker's device answer is not valid: {e}")))?;
     let tty = std::io::stderr().is_terminal();
     eprintln!(
-        "On any device, open\n\n  {}\n\nsign in, and enter the code\n\n{}\n\n  {}\n",
+        "On any device, open\n\n  {}\n\nsign in, and enter the code\n\n{}\n\n  {}\n\nor open the complete link:\n\n  {}\n",
         d.verification_uri,
         big(&d.user_code),
-        d.user_code
+        d.user_code,
+        d.verification_uri_complete,
     );
     if tty && let Some(q) = qr(&d.verification_uri_complete) {
         eprintln!("or scan this code:\n{q}");

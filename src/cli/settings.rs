@@ -4,8 +4,10 @@
 //! (`~/.config/rolegate` on Linux, `~/Library/Application Support/rolegate` on macOS,
 //! `%APPDATA%\rolegate` on Windows):
 //! - `config.toml`: the broker URL (remembered from `rolegate login --broker`), the client
-//!   id, and how AWS CLI profiles are named;
-//! - `tokens.json` (mode 0600): the broker tokens of the current login;
+//!   id, how AWS CLI profiles are named, and where tokens are kept (`token_store`);
+//! - the broker tokens of the current login: in the OS keychain where there is one (macOS
+//!   Keychain, Windows Credential Manager, the Secret Service of a Linux desktop: service
+//!   `rolegate`, user `tokens`), else in `tokens.json` (mode 0600);
 //! - `cache/ROLE-DURATION.json` (0600): credentials per role, reused until 5 minutes
 //!   before they expire.
 //!
@@ -32,6 +34,20 @@ pub struct ClientConfig {
     /// id at the broker), `{account_number}`, `{role}`.
     #[serde(default = "default_profile_name")]
     pub profile_name: String,
+    /// Where the login's tokens are kept: `auto` (the OS keychain when one answers, else
+    /// the file), `keychain` (only the keychain: an error without one), `file`.
+    #[serde(default)]
+    pub token_store: TokenStore,
+}
+
+/// Where the login's tokens are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStore {
+    #[default]
+    Auto,
+    Keychain,
+    File,
 }
 
 fn default_client_id() -> String {
@@ -48,6 +64,7 @@ impl Default for ClientConfig {
             broker: None,
             client_id: default_client_id(),
             profile_name: default_profile_name(),
+            token_store: TokenStore::Auto,
         }
     }
 }
@@ -157,7 +174,21 @@ pub fn save_config(c: &ClientConfig) -> Result<(), CliError> {
     )
 }
 
-pub fn load_tokens() -> Result<Option<StoredTokens>, CliError> {
+/// The keychain entry of the login's tokens. The service name can be changed for tests
+/// (`ROLEGATE_KEYCHAIN_SERVICE`), so a test never touches a developer's own login.
+fn keychain() -> Result<keyring::Entry, keyring::Error> {
+    let service =
+        std::env::var("ROLEGATE_KEYCHAIN_SERVICE").unwrap_or_else(|_| "rolegate".to_owned());
+    keyring::Entry::new(&service, "tokens")
+}
+
+fn keychain_error(e: keyring::Error) -> CliError {
+    CliError::Login(format!(
+        "the OS keychain cannot be used ({e}); set token_store = \"file\" in config.toml to keep tokens in a 0600 file"
+    ))
+}
+
+fn read_token_file() -> Result<Option<StoredTokens>, CliError> {
     let path = dir()?.join("tokens.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(serde_json::from_str(&text).ok()),
@@ -166,14 +197,57 @@ pub fn load_tokens() -> Result<Option<StoredTokens>, CliError> {
     }
 }
 
+/// Where the current login's tokens are (keychain first, then the file).
+pub fn load_tokens() -> Result<Option<StoredTokens>, CliError> {
+    let store = load_config()?.token_store;
+    if store != TokenStore::File {
+        match keychain().and_then(|e| e.get_password()) {
+            Ok(text) => return Ok(serde_json::from_str(&text).ok()),
+            Err(keyring::Error::NoEntry) => {}
+            Err(e) if store == TokenStore::Keychain => return Err(keychain_error(e)),
+            // No keychain here (no Secret Service on a server): the file, as written.
+            Err(_) => {}
+        }
+    }
+    read_token_file()
+}
+
+/// Keeps the login's tokens: in the keychain (`auto` when one answers, `keychain`), else
+/// in `tokens.json` (0600). Only one of the two ever holds them.
 pub fn save_tokens(t: &StoredTokens) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(t).map_err(|e| CliError::Login(e.to_string()))?;
+    let store = load_config()?.token_store;
+    if store != TokenStore::File {
+        match keychain().and_then(|e| e.set_password(&text)) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(dir()?.join("tokens.json"));
+                return Ok(());
+            }
+            Err(e) if store == TokenStore::Keychain => return Err(keychain_error(e)),
+            Err(_) => {}
+        }
+    }
     write_private(&dir()?.join("tokens.json"), &text)
+}
+
+/// Which store holds the login now (for `rolegate doctor` and `whoami`).
+pub fn tokens_location() -> Result<&'static str, CliError> {
+    if load_config()?.token_store != TokenStore::File
+        && keychain().and_then(|e| e.get_password()).is_ok()
+    {
+        return Ok("the OS keychain");
+    }
+    Ok("tokens.json (0600)")
 }
 
 /// Forgets the login and every cached credential.
 pub fn forget_login() -> Result<(), CliError> {
     let d = dir()?;
+    if load_config()?.token_store != TokenStore::File
+        && let Ok(e) = keychain()
+    {
+        let _ = e.delete_credential();
+    }
     let _ = std::fs::remove_file(d.join("tokens.json"));
     let _ = std::fs::remove_dir_all(d.join("cache"));
     Ok(())

@@ -1,7 +1,6 @@
 //! Typed single-use flow state: the one API through which every value that must be used
-//! at most once is saved and consumed (OIDC `state`, SAML RelayState and hand-off, and
-//! later device codes and token ids), plus the replay markers (SAML assertion and response
-//! ids) that record a first use.
+//! at most once before anyone is signed in is saved and consumed (OIDC `state`, SAML
+//! RelayState and hand-off, held approval requests). Replay markers are in `limits`.
 //!
 //! A flow value is saved under its kind's key namespace with its kind's lifetime, and
 //! consumed with an atomic get-and-delete: of two concurrent consumers exactly one gets
@@ -13,66 +12,46 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::keys::{Hashed, Key};
 use super::{Store, StoreError};
 
 /// A kind of single-use flow state: what it holds, where it lives, for how long.
 pub trait FlowState: Serialize + DeserializeOwned {
-    /// The key namespace, e.g. `"oidc:state"`; the id follows it.
+    /// The key namespace, e.g. `"oidc:state"`; the hashed id follows it.
     const KIND: &'static str;
     /// How long it waits to be consumed before it expires unused.
     const TTL: Duration;
 }
 
-/// Whether a replay marker was set by this call or was already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstUse {
-    /// This is the first use: the marker is now set until its lifetime ends.
-    First,
-    /// The id was used before.
-    Replay,
-}
-
-fn flow_key(kind: &str, id: &str) -> String {
-    format!("{kind}:{id}")
-}
-
 impl Store {
-    /// Saves a flow value under `id` for its kind's lifetime, replacing nothing: ids are
-    /// random and fresh (an existing value under the same id would be a bug, and is
-    /// overwritten rather than merged).
+    /// Saves a flow value under `id` (stored hashed) for its kind's lifetime. Ids are
+    /// random and fresh: an existing value under the same id would be a bug, and is
+    /// overwritten rather than merged.
     pub async fn save_flow<T: FlowState>(&self, id: &str, value: &T) -> Result<(), StoreError> {
         let json = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.put(&flow_key(T::KIND, id), &json, T::TTL).await
+        self.raw()
+            .put(
+                Key::global(T::KIND, &Hashed::of(id)).as_str(),
+                &json,
+                T::TTL,
+            )
+            .await
     }
 
     /// Consumes the flow value under `id`: returns it and deletes it in one atomic step.
     /// `Ok(None)` when it is unknown, expired or already consumed; a value that does not
     /// decode as `T` is corruption, never "not found".
     pub async fn consume_flow<T: FlowState>(&self, id: &str) -> Result<Option<T>, StoreError> {
-        match self.take(&flow_key(T::KIND, id)).await? {
+        match self
+            .raw()
+            .take(Key::global(T::KIND, &Hashed::of(id)).as_str())
+            .await?
+        {
             None => Ok(None),
             Some(json) => serde_json::from_str(&json)
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt(format!("{}: {e}", T::KIND))),
         }
-    }
-
-    /// Records the first use of `id` in namespace `kind` for `ttl` (a replay cache):
-    /// the first caller gets [`FirstUse::First`], every later one [`FirstUse::Replay`]
-    /// until the marker expires.
-    pub async fn mark_used(
-        &self,
-        kind: &str,
-        id: &str,
-        ttl: Duration,
-    ) -> Result<FirstUse, StoreError> {
-        Ok(
-            if self.put_if_absent(&flow_key(kind, id), "1", ttl).await? {
-                FirstUse::First
-            } else {
-                FirstUse::Replay
-            },
-        )
     }
 }
 
@@ -81,7 +60,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{FirstUse, MemoryStore};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Pending {
@@ -130,16 +109,31 @@ mod tests {
         let s = store();
         let ttl = Duration::from_secs(60);
         assert_eq!(
-            s.mark_used("seen", "id1", ttl).await.unwrap(),
+            s.first_use("seen", "id1", ttl).await.unwrap(),
             FirstUse::First
         );
         assert_eq!(
-            s.mark_used("seen", "id1", ttl).await.unwrap(),
+            s.first_use("seen", "id1", ttl).await.unwrap(),
             FirstUse::Replay
         );
         assert_eq!(
-            s.mark_used("seen", "id2", ttl).await.unwrap(),
+            s.first_use("seen", "id2", ttl).await.unwrap(),
             FirstUse::First
+        );
+    }
+
+    #[tokio::test]
+    async fn flow_ids_are_stored_hashed() {
+        let s = store();
+        s.save_flow("the-raw-id", &Pending { n: 1 }).await.unwrap();
+        let key = format!("test:pending:{}", Hashed::of("the-raw-id"));
+        assert!(s.raw().get(&key).await.unwrap().is_some());
+        assert!(
+            s.raw()
+                .get("test:pending:the-raw-id")
+                .await
+                .unwrap()
+                .is_none()
         );
     }
 }

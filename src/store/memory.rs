@@ -2,22 +2,31 @@
 //!
 //! A `std::sync::Mutex` around a `HashMap`, as in mini-redis's `db.rs`: every operation is
 //! a short critical section with no `.await` inside, so an async mutex would only add
-//! overhead. Expired entries are invisible at once and swept every few thousand writes.
-//! Time comes from `tokio::time::Instant`, so tests can pause and advance the clock.
+//! overhead, and a person's transaction is trivially atomic. Expired entries are invisible
+//! at once and swept every few thousand writes. Time comes from `tokio::time::Instant`, so
+//! tests can pause and advance the clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::StoreError;
+use super::keys::{Key, PersonTag};
+use super::record::{Guard, Op, Txn};
 
 pub(super) const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
 const SWEEP_EVERY: u64 = 4096;
 
+enum Value {
+    Text(String),
+    Hash(HashMap<String, String>),
+    List(VecDeque<String>),
+}
+
 struct Entry {
-    value: String,
+    value: Value,
     expires: Instant,
 }
 
@@ -33,6 +42,51 @@ pub struct MemoryStore {
     max_entries: usize,
 }
 
+fn wrong_type(key: &str) -> StoreError {
+    StoreError::Corrupt(format!("{key} holds another kind of value"))
+}
+
+impl Inner {
+    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
+        self.map.get(key).filter(|e| e.expires > now)
+    }
+
+    fn live_mut(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        self.map.get_mut(key).filter(|e| e.expires > now)
+    }
+
+    fn text(&self, key: &str, now: Instant) -> Result<Option<&str>, StoreError> {
+        match self.live(key, now).map(|e| &e.value) {
+            None => Ok(None),
+            Some(Value::Text(t)) => Ok(Some(t)),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    /// The live hash at `key`, created empty (with `ttl`) when absent.
+    fn hash_mut(
+        &mut self,
+        key: &str,
+        now: Instant,
+        ttl: Duration,
+    ) -> Result<&mut Entry, StoreError> {
+        if self.live(key, now).is_none() {
+            self.map.insert(
+                key.to_owned(),
+                Entry {
+                    value: Value::Hash(HashMap::new()),
+                    expires: now + ttl,
+                },
+            );
+        }
+        let e = self.map.get_mut(key).expect("just ensured");
+        match e.value {
+            Value::Hash(_) => Ok(e),
+            _ => Err(wrong_type(key)),
+        }
+    }
+}
+
 impl MemoryStore {
     pub fn new(prefix: &str, max_entries: usize) -> Self {
         Self {
@@ -46,8 +100,8 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the map half-updated (every
-        // operation is a single insert/remove), so a poisoned lock is safe to reuse.
+        // A panic while holding the lock cannot leave the map half-updated for a single
+        // insert/remove; a transaction checks every guard before it changes anything.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -67,8 +121,14 @@ impl MemoryStore {
         Ok(())
     }
 
-    fn live<'a>(map: &'a HashMap<String, Entry>, key: &str, now: Instant) -> Option<&'a Entry> {
-        map.get(key).filter(|e| e.expires > now)
+    fn set(inner: &mut Inner, key: String, value: &str, expires: Instant) {
+        inner.map.insert(
+            key,
+            Entry {
+                value: Value::Text(value.to_owned()),
+                expires,
+            },
+        );
     }
 
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -76,20 +136,14 @@ impl MemoryStore {
         let key = self.key(key);
         let mut inner = self.lock();
         self.before_write(&mut inner, now, &key)?;
-        inner.map.insert(
-            key,
-            Entry {
-                value: value.to_owned(),
-                expires: now + ttl,
-            },
-        );
+        Self::set(&mut inner, key, value, now + ttl);
         Ok(())
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let now = Instant::now();
         let inner = self.lock();
-        Ok(Self::live(&inner.map, &self.key(key), now).map(|e| e.value.clone()))
+        Ok(inner.text(&self.key(key), now)?.map(str::to_owned))
     }
 
     pub async fn get_renewing(
@@ -100,10 +154,13 @@ impl MemoryStore {
         let now = Instant::now();
         let mut inner = self.lock();
         let key = self.key(key);
-        match inner.map.get_mut(&key).filter(|e| e.expires > now) {
+        match inner.live_mut(&key, now) {
             Some(e) => {
                 e.expires = now + ttl;
-                Ok(Some(e.value.clone()))
+                match &e.value {
+                    Value::Text(t) => Ok(Some(t.clone())),
+                    _ => Err(wrong_type(&key)),
+                }
             }
             None => Ok(None),
         }
@@ -112,11 +169,15 @@ impl MemoryStore {
     pub async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        Ok(inner
-            .map
-            .remove(&self.key(key))
-            .filter(|e| e.expires > now)
-            .map(|e| e.value))
+        let key = self.key(key);
+        inner.text(&key, now)?;
+        Ok(match inner.map.remove(&key).filter(|e| e.expires > now) {
+            Some(Entry {
+                value: Value::Text(t),
+                ..
+            }) => Some(t),
+            _ => None,
+        })
     }
 
     pub async fn put_if_absent(
@@ -128,46 +189,57 @@ impl MemoryStore {
         let now = Instant::now();
         let key = self.key(key);
         let mut inner = self.lock();
-        if Self::live(&inner.map, &key, now).is_some() {
+        if inner.live(&key, now).is_some() {
             return Ok(false);
         }
         self.before_write(&mut inner, now, &key)?;
-        inner.map.insert(
-            key,
-            Entry {
-                value: value.to_owned(),
-                expires: now + ttl,
-            },
-        );
+        Self::set(&mut inner, key, value, now + ttl);
         Ok(true)
+    }
+
+    fn counter(
+        inner: &Inner,
+        key: &str,
+        now: Instant,
+    ) -> Result<Option<(i64, Instant)>, StoreError> {
+        match inner.text(key, now)? {
+            None => Ok(None),
+            Some(v) => {
+                let n = v
+                    .parse::<i64>()
+                    .map_err(|_| StoreError::Corrupt(format!("counter holds {v:?}")))?;
+                Ok(Some((
+                    n,
+                    inner.live(key, now).map(|e| e.expires).unwrap_or(now),
+                )))
+            }
+        }
     }
 
     pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         let now = Instant::now();
         let key = self.key(key);
         let mut inner = self.lock();
-        let current = match Self::live(&inner.map, &key, now) {
-            Some(e) => Some((
-                e.value
-                    .parse::<u64>()
-                    .map_err(|_| StoreError::Corrupt(format!("counter holds {:?}", e.value)))?,
-                e.expires,
-            )),
-            None => None,
-        };
+        let current = Self::counter(&inner, &key, now)?;
         self.before_write(&mut inner, now, &key)?;
         let (n, expires) = match current {
             Some((n, exp)) => (n + 1, exp),
             None => (1, now + ttl),
         };
-        inner.map.insert(
-            key,
-            Entry {
-                value: n.to_string(),
-                expires,
-            },
-        );
-        Ok(n)
+        Self::set(&mut inner, key, &n.to_string(), expires);
+        Ok(n.max(0) as u64)
+    }
+
+    pub async fn decr_existing(&self, key: &str) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let key = self.key(key);
+        let mut inner = self.lock();
+        if let Some((n, expires)) = Self::counter(&inner, &key, now)?
+            && n > 0
+        {
+            Self::set(&mut inner, key, &(n - 1).to_string(), expires);
+        }
+        Ok(())
     }
 
     pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
@@ -177,6 +249,195 @@ impl MemoryStore {
             .map
             .remove(&self.key(key))
             .is_some_and(|e| e.expires > now))
+    }
+
+    pub async fn commit(&self, txn: &Txn) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        for guard in &txn.guards {
+            let holds = match guard {
+                Guard::Exists(k) => inner.live(&self.key(k.as_str()), now).is_some(),
+                Guard::Unchanged(k, v) => {
+                    inner.text(&self.key(k.as_str()), now)? == Some(v.as_str())
+                }
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+        let index = self.key(Key::index(&txn.tag).as_str());
+        for op in &txn.ops {
+            match op {
+                Op::Set(k, v, ttl) => {
+                    let k = self.key(k.as_str());
+                    self.before_write(&mut inner, now, &k)?;
+                    Self::set(&mut inner, k, v, now + *ttl);
+                }
+                Op::Delete(k) => {
+                    inner.map.remove(&self.key(k.as_str()));
+                }
+                Op::List(field, entry, ttl) => {
+                    self.before_write(&mut inner, now, &index)?;
+                    let e = inner.hash_mut(&index, now, *ttl)?;
+                    e.expires = e.expires.max(now + *ttl);
+                    if let Value::Hash(h) = &mut e.value {
+                        h.insert(field.clone(), entry.clone());
+                    }
+                }
+                Op::Unlist(field) => {
+                    if let Some(Entry {
+                        value: Value::Hash(h),
+                        ..
+                    }) = inner.live_mut(&index, now)
+                    {
+                        h.remove(field);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    pub async fn take_listed(
+        &self,
+        key: &str,
+        index: &str,
+        field: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let (key, index) = (self.key(key), self.key(index));
+        inner.text(&key, now)?;
+        if let Some(Entry {
+            value: Value::Hash(h),
+            ..
+        }) = inner.live_mut(&index, now)
+        {
+            h.remove(field);
+        }
+        Ok(match inner.map.remove(&key).filter(|e| e.expires > now) {
+            Some(Entry {
+                value: Value::Text(t),
+                ..
+            }) => Some(t),
+            _ => None,
+        })
+    }
+
+    pub async fn index_live(&self, tag: &PersonTag) -> Result<Vec<(String, String)>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let index = self.key(Key::index(tag).as_str());
+        let fields: Vec<(String, String)> = match inner.live(&index, now).map(|e| &e.value) {
+            None => return Ok(Vec::new()),
+            Some(Value::Hash(h)) => h.iter().map(|(f, v)| (f.clone(), v.clone())).collect(),
+            Some(_) => return Err(wrong_type(&index)),
+        };
+        let (live, dead): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(f, _)| {
+            inner
+                .live(&self.key(Key::of_field(tag, f).as_str()), now)
+                .is_some()
+        });
+        if let Some(Entry {
+            value: Value::Hash(h),
+            ..
+        }) = inner.live_mut(&index, now)
+        {
+            for (f, _) in &dead {
+                h.remove(f);
+            }
+        }
+        Ok(live)
+    }
+
+    pub async fn hash_get(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let key = self.key(key);
+        match inner.live(&key, now).map(|e| &e.value) {
+            None => Ok(None),
+            Some(Value::Hash(h)) => Ok(h.get(field).cloned()),
+            Some(_) => Err(wrong_type(&key)),
+        }
+    }
+
+    pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let key = self.key(key);
+        match inner.live(&key, now).map(|e| &e.value) {
+            None => Ok(Vec::new()),
+            Some(Value::Hash(h)) => Ok(h.iter().map(|(f, v)| (f.clone(), v.clone())).collect()),
+            Some(_) => Err(wrong_type(&key)),
+        }
+    }
+
+    pub async fn hash_write(
+        &self,
+        key: &str,
+        field: &str,
+        value: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let key = self.key(key);
+        let mut inner = self.lock();
+        self.before_write(&mut inner, now, &key)?;
+        // Hashes written this way (locks, directories) do not expire as a whole.
+        let e = inner.hash_mut(&key, now, Duration::from_secs(100 * 365 * 24 * 3600))?;
+        let Value::Hash(h) = &mut e.value else {
+            return Err(wrong_type(&key));
+        };
+        let existed = match value {
+            Some(v) => h.insert(field.to_owned(), v.to_owned()).is_some(),
+            None => h.remove(field).is_some(),
+        };
+        if let Some(vf) = version {
+            let n = h.get(vf).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+            h.insert(vf.to_owned(), n.to_string());
+        }
+        Ok(existed)
+    }
+
+    pub async fn list_push(
+        &self,
+        key: &str,
+        value: &str,
+        cap: usize,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let key = self.key(key);
+        let mut inner = self.lock();
+        self.before_write(&mut inner, now, &key)?;
+        if inner.live(&key, now).is_none() {
+            inner.map.insert(
+                key.clone(),
+                Entry {
+                    value: Value::List(VecDeque::new()),
+                    expires: now + ttl,
+                },
+            );
+        }
+        let e = inner.map.get_mut(&key).expect("just ensured");
+        e.expires = now + ttl;
+        let Value::List(l) = &mut e.value else {
+            return Err(wrong_type(&key));
+        };
+        l.push_front(value.to_owned());
+        l.truncate(cap);
+        Ok(())
+    }
+
+    pub async fn list_range(&self, key: &str, n: usize) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let key = self.key(key);
+        match inner.live(&key, now).map(|e| &e.value) {
+            None => Ok(Vec::new()),
+            Some(Value::List(l)) => Ok(l.iter().take(n).cloned().collect()),
+            Some(_) => Err(wrong_type(&key)),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -1,31 +1,51 @@
-//! Server-side state: browser sessions, pending sign-ins (OIDC `state`, SAML RelayState and
-//! hand-off), the SAML replay cache, and counters.
+//! Server-side state: browser sessions, CLI logins and their tokens, pending sign-ins and
+//! approvals, replay markers, rate-limit windows, and the index of what each person holds.
 //!
 //! Two backends behind one enum (mini-redis's `Command` dispatch, no dyn-async traits):
 //! Redis, which several instances can share, and an embedded in-memory map, which serves
-//! one instance only (state is lost on restart). Both enforce TTLs and offer the same
-//! primitives, proven by one contract suite.
+//! one instance only (state is lost on restart). Both offer the same primitives
+//! ([`Raw`]), proven by one contract suite; the access core never uses them directly but
+//! the typed layers on top:
 //!
-//! Single-use values go through the typed API in [`flow`] ([`Store::save_flow`],
-//! [`Store::consume_flow`], [`Store::mark_used`]), which consumes atomically.
+//! - [`record`]: every kind of state is a [`Record`] type with its key namespace and
+//!   lifetime; a person's records change in atomic [`Txn`]s with their index entries.
+//! - [`flow`]: single-use values before anyone is signed in ([`FlowState`]).
+//! - [`limits`]: the one rate limiter ([`Window`]) and the one replay cache.
+//! - [`keys`]: the key layout, and why identifiers are stored only hashed.
 //!
-//! **Invariants.** Single-use values are consumed with an atomic get-and-delete, never
+//! **Invariants.** Every identifier a client holds is stored only as its SHA-256
+//! ([`Hashed`]). Single-use values are consumed with an atomic get-and-delete, never
 //! read-then-delete. A store error is an error, never "not found": callers fail closed.
-//! Keys are namespaced with the configured prefix here, once. Only `store::redis` knows
-//! the `redis` crate.
+//! Every operation touches one key or keys of one person (one Redis Cluster hash slot),
+//! so the Redis backend works unchanged on a cluster. Keys are prefixed here, once. Only
+//! `store::redis` knows the `redis` crate.
 
 mod flow;
+mod keys;
+mod limits;
 mod memory;
 mod outage;
+mod record;
 mod redis;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use flow::{FirstUse, FlowState};
+pub use flow::FlowState;
+pub use keys::{Hashed, PersonTag, split_owned_id};
+pub use limits::{Allowance, FirstUse, Window};
 pub use memory::MemoryStore;
+pub use record::{Record, Stored, Txn, until};
 pub use redis::RedisStore;
 
 use crate::config::{SessionConfig, StoreConfig};
+
+/// Unix seconds now (records compute their lifetimes from it).
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,7 +73,7 @@ impl std::fmt::Debug for Store {
 }
 
 macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
+    ($self:expr, $s:ident => $e:expr) => {
         match $self {
             Store::Redis($s) => $e,
             Store::Memory($s) => $e,
@@ -91,13 +111,28 @@ impl Store {
         }
     }
 
+    /// The string-keyed primitives, for the typed layers and the contract tests.
+    pub fn raw(&self) -> Raw<'_> {
+        Raw(self)
+    }
+
+    /// Checks the backend answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+}
+
+/// The primitives both backends implement (keys without the configured prefix).
+pub struct Raw<'a>(&'a Store);
+
+impl Raw<'_> {
     /// Stores `value` under `key` for `ttl`, replacing any previous value.
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        dispatch!(self, s => s.put(key, value, ttl).await)
+        dispatch!(self.0, s => s.put(key, value, ttl).await)
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.get(key).await)
+        dispatch!(self.0, s => s.get(key).await)
     }
 
     /// Reads the value and, if it exists, sets its TTL to `ttl`, in one step (one round
@@ -107,39 +142,97 @@ impl Store {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.get_renewing(key, ttl).await)
+        dispatch!(self.0, s => s.get_renewing(key, ttl).await)
     }
 
     /// Atomically returns and deletes the value: of two concurrent takers, one gets it.
     pub async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.take(key).await)
+        dispatch!(self.0, s => s.take(key).await)
     }
 
     /// Stores the value only if the key is absent; `true` when this call stored it.
-    /// The replay-cache primitive: the first use of an id wins, every later one sees `false`.
     pub async fn put_if_absent(
         &self,
         key: &str,
         value: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.put_if_absent(key, value, ttl).await)
+        dispatch!(self.0, s => s.put_if_absent(key, value, ttl).await)
     }
 
     /// Increments a counter and returns the new value; the TTL starts at the first
     /// increment (a fixed window), so a counter never lives forever.
     pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.incr(key, ttl).await)
+        dispatch!(self.0, s => s.incr(key, ttl).await)
+    }
+
+    /// Decrements a counter that exists (never creates one, never below zero).
+    pub async fn decr_existing(&self, key: &str) -> Result<(), StoreError> {
+        dispatch!(self.0, s => s.decr_existing(key).await)
     }
 
     /// Deletes the key; `true` if it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.delete(key).await)
+        dispatch!(self.0, s => s.delete(key).await)
     }
 
-    /// Checks the backend answers (for `/readyz`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping().await)
+    /// Applies a person's [`Txn`] atomically; `false` when a guard failed.
+    pub async fn commit(&self, txn: &Txn) -> Result<bool, StoreError> {
+        dispatch!(self.0, s => s.commit(txn).await)
+    }
+
+    /// GETDEL of a person's record and HDEL of its index entry in one step.
+    pub async fn take_listed(
+        &self,
+        key: &str,
+        index: &str,
+        field: &str,
+    ) -> Result<Option<String>, StoreError> {
+        dispatch!(self.0, s => s.take_listed(key, index, field).await)
+    }
+
+    /// A person's live index entries; entries whose record is gone are removed.
+    pub async fn index_live(&self, tag: &PersonTag) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self.0, s => s.index_live(tag).await)
+    }
+
+    /// One field of a hash.
+    pub async fn hash_get(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self.0, s => s.hash_get(key, field).await)
+    }
+
+    /// Every field of a hash.
+    pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self.0, s => s.hash_all(key).await)
+    }
+
+    /// Sets (`Some`) or deletes (`None`) one field of a hash and, with `version`, increments
+    /// that field in the same step (readers poll it to see that something changed).
+    /// Returns whether the field existed before.
+    pub async fn hash_write(
+        &self,
+        key: &str,
+        field: &str,
+        value: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.0, s => s.hash_write(key, field, value, version).await)
+    }
+
+    /// Prepends to a list kept at most `cap` long, living `ttl` from this write.
+    pub async fn list_push(
+        &self,
+        key: &str,
+        value: &str,
+        cap: usize,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.0, s => s.list_push(key, value, cap, ttl).await)
+    }
+
+    /// The first `n` items of a list (newest first).
+    pub async fn list_range(&self, key: &str, n: usize) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.0, s => s.list_range(key, n).await)
     }
 }
 

@@ -24,7 +24,9 @@ use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 use crate::config::SentinelTarget;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::keys::{Key, PersonTag};
 use super::outage::OutageLog;
+use super::record::{Guard, Op, Txn};
 use super::{StoreError, ttl_millis};
 
 #[derive(Clone)]
@@ -99,6 +101,67 @@ impl LazyCluster {
 /// across a cluster connection); `NX` keeps the window fixed from the first increment.
 const INCR_WITH_WINDOW: &str =
     "local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1], 'NX') return n";
+
+/// A decrement that never creates a counter (a missing one would live forever) nor goes
+/// below zero.
+const DECR_EXISTING: &str = "local n = tonumber(redis.call('GET', KEYS[1]) or '0') \
+     if n > 0 then redis.call('DECR', KEYS[1]) end return 0";
+
+/// A person's transaction (see `record::Txn`): KEYS[1] is the person's index, the others
+/// their records (one hash slot). ARGV: the number of guards, each `E key#` (exists) or
+/// `V key# value` (unchanged); then the operations, `S key# value ms` (set),
+/// `D key#` (delete), `L field entry ms` (index entry; the index lives at least `ms`),
+/// `U field` (index entry removed). Guards are all checked before anything is written,
+/// so a failed guard changes nothing.
+const COMMIT: &str = r"
+local a, i = ARGV, 2
+for _ = 1, tonumber(a[1]) do
+  local k = KEYS[tonumber(a[i+1])]
+  if a[i] == 'E' then
+    if redis.call('EXISTS', k) == 0 then return 0 end
+    i = i + 2
+  else
+    if redis.call('GET', k) ~= a[i+2] then return 0 end
+    i = i + 3
+  end
+end
+while i <= #a do
+  local op = a[i]
+  if op == 'S' then redis.call('SET', KEYS[tonumber(a[i+1])], a[i+2], 'PX', a[i+3]) i = i + 4
+  elseif op == 'D' then redis.call('DEL', KEYS[tonumber(a[i+1])]) i = i + 2
+  elseif op == 'L' then
+    redis.call('HSET', KEYS[1], a[i+1], a[i+2])
+    if redis.call('PTTL', KEYS[1]) < tonumber(a[i+3]) then redis.call('PEXPIRE', KEYS[1], a[i+3]) end
+    i = i + 4
+  else redis.call('HDEL', KEYS[1], a[i+1]) i = i + 2 end
+end
+return 1";
+
+/// GETDEL of a person's record and HDEL of its index entry.
+const TAKE_LISTED: &str =
+    "local v = redis.call('GETDEL', KEYS[1]) redis.call('HDEL', KEYS[2], ARGV[1]) return v";
+
+/// Removes index entries whose record is gone; returns the fields removed.
+const PRUNE_INDEX: &str = r"
+local dead = {}
+for j = 1, #ARGV do
+  if redis.call('EXISTS', KEYS[j+1]) == 0 then
+    redis.call('HDEL', KEYS[1], ARGV[j]) dead[#dead+1] = ARGV[j]
+  end
+end
+return dead";
+
+/// One field of a hash set (ARGV[2] = 'S') or deleted, and a version field bumped in the
+/// same step (ARGV[4], when not empty).
+const HASH_WRITE: &str = r"
+local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
+if ARGV[2] == 'S' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) else redis.call('HDEL', KEYS[1], ARGV[1]) end
+if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
+return existed";
+
+/// LPUSH, LTRIM to a cap, and the list's lifetime, in one step.
+const LIST_PUSH: &str = "redis.call('LPUSH', KEYS[1], ARGV[1]) \
+     redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1) redis.call('PEXPIRE', KEYS[1], ARGV[3]) return 0";
 
 fn certificates(ca_pem: &[u8]) -> redis::TlsCertificates {
     redis::TlsCertificates {
@@ -314,8 +377,158 @@ impl RedisStore {
         Ok(n > 0)
     }
 
+    pub async fn decr_existing(&self, key: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(DECR_EXISTING).arg(1).arg(self.key(key));
+        self.run::<i64>(&cmd).await.map(|_| ())
+    }
+
+    pub async fn commit(&self, txn: &Txn) -> Result<bool, StoreError> {
+        let mut keys: Vec<String> = vec![self.key(Key::index(&txn.tag).as_str())];
+        let mut slot = |k: &Key| -> usize {
+            let full = self.key(k.as_str());
+            match keys.iter().position(|x| *x == full) {
+                Some(p) => p + 1,
+                None => {
+                    keys.push(full);
+                    keys.len()
+                }
+            }
+        };
+        let mut args: Vec<String> = vec![txn.guards.len().to_string()];
+        for g in &txn.guards {
+            match g {
+                Guard::Exists(k) => args.extend(["E".into(), slot(k).to_string()]),
+                Guard::Unchanged(k, v) => args.extend(["V".into(), slot(k).to_string(), v.clone()]),
+            }
+        }
+        for op in &txn.ops {
+            match op {
+                Op::Set(k, v, ttl) => args.extend([
+                    "S".into(),
+                    slot(k).to_string(),
+                    v.clone(),
+                    ttl_millis(*ttl).to_string(),
+                ]),
+                Op::Delete(k) => args.extend(["D".into(), slot(k).to_string()]),
+                Op::List(f, e, ttl) => args.extend([
+                    "L".into(),
+                    f.clone(),
+                    e.clone(),
+                    ttl_millis(*ttl).to_string(),
+                ]),
+                Op::Unlist(f) => args.extend(["U".into(), f.clone()]),
+            }
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(COMMIT).arg(keys.len()).arg(&keys).arg(&args);
+        let done: i64 = self.run(&cmd).await?;
+        Ok(done == 1)
+    }
+
+    pub async fn take_listed(
+        &self,
+        key: &str,
+        index: &str,
+        field: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(TAKE_LISTED)
+            .arg(2)
+            .arg(self.key(key))
+            .arg(self.key(index))
+            .arg(field);
+        self.run(&cmd).await
+    }
+
+    pub async fn index_live(&self, tag: &PersonTag) -> Result<Vec<(String, String)>, StoreError> {
+        let index = self.key(Key::index(tag).as_str());
+        let mut all = redis::cmd("HGETALL");
+        all.arg(&index);
+        let entries: Vec<(String, String)> = self.run(&all).await?;
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(PRUNE_INDEX).arg(entries.len() + 1).arg(&index);
+        for (f, _) in &entries {
+            cmd.arg(self.key(Key::of_field(tag, f).as_str()));
+        }
+        for (f, _) in &entries {
+            cmd.arg(f);
+        }
+        let dead: Vec<String> = self.run(&cmd).await?;
+        Ok(entries
+            .into_iter()
+            .filter(|(f, _)| !dead.contains(f))
+            .collect())
+    }
+
+    pub async fn hash_get(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.key(key)).arg(field);
+        self.run(&cmd).await
+    }
+
+    pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.key(key));
+        self.run(&cmd).await
+    }
+
+    pub async fn hash_write(
+        &self,
+        key: &str,
+        field: &str,
+        value: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(HASH_WRITE)
+            .arg(1)
+            .arg(self.key(key))
+            .arg(field)
+            .arg(if value.is_some() { "S" } else { "D" })
+            .arg(value.unwrap_or(""))
+            .arg(version.unwrap_or(""));
+        let existed: i64 = self.run(&cmd).await?;
+        Ok(existed == 1)
+    }
+
+    pub async fn list_push(
+        &self,
+        key: &str,
+        value: &str,
+        cap: usize,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(LIST_PUSH)
+            .arg(1)
+            .arg(self.key(key))
+            .arg(value)
+            .arg(cap.max(1))
+            .arg(ttl_millis(ttl));
+        self.run::<i64>(&cmd).await.map(|_| ())
+    }
+
+    pub async fn list_range(&self, key: &str, n: usize) -> Result<Vec<String>, StoreError> {
+        let mut cmd = redis::cmd("LRANGE");
+        cmd.arg(self.key(key)).arg(0).arg(n.max(1) as i64 - 1);
+        self.run(&cmd).await
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let reply: String = self.run(&redis::cmd("PING")).await?;
+        let ping = redis::cmd("PING");
+        // A keyless PING goes to any node; right after a cluster failover that can be a
+        // node the client still lists but no longer reaches (ClusterConnectionNotFound).
+        // One retry lets the client refresh its view before the failure counts.
+        let first = self.query::<String>(&ping).await;
+        let result = match (first, &self.conn) {
+            (Err(_), Connection::Cluster(_)) => self.query::<String>(&ping).await,
+            (r, _) => r,
+        };
+        let reply: String = self.observe(result)?;
         if reply == "PONG" {
             Ok(())
         } else {

@@ -191,6 +191,11 @@ pub async fn cors(
             map.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         }
         map.insert(header::VARY, HeaderValue::from_static("Origin"));
+        // A 429's Retry-After and a 401's challenge are for the app's code to read.
+        map.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After, WWW-Authenticate"),
+        );
     };
     if allowed && req.method() == actix_web::http::Method::OPTIONS {
         let mut res = actix_web::HttpResponse::NoContent()

@@ -306,6 +306,18 @@ async fn a_redis_outage_is_logged_once_and_its_end_with_the_count() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The outage ends once the store has answered for a while (5 s) without failing.
+    let healthy_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < healthy_until {
+        assert_eq!(
+            reqwest::get(format!("{base}/readyz"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let (status, stderr) = served.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     let outage_lines = stderr

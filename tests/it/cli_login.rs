@@ -273,11 +273,6 @@ async fn hostile_loopback_requests_get_precise_errors() {
             "an unregistered client",
             authorize_url(&s, &challenge, REDIRECT, "nobody"),
         ),
-        (
-            "no PKCE",
-            authorize_url(&s, &challenge, REDIRECT, "rolegate-cli")
-                .replace("code_challenge_method=S256", "code_challenge_method=plain"),
-        ),
     ] {
         let res = b.get(url).send().await.unwrap();
         assert_eq!(res.status(), 400, "{what}");

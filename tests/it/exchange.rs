@@ -236,7 +236,7 @@ async fn hostile_subject_tokens_are_refused_audited_and_reach_no_sts() {
             b64(&json!({"alg": "none", "typ": "JWT"})),
             b64(&claims(&s))
         ),
-        "invalid_grant",
+        "invalid_request",
     ));
     // HS256 keyed with the IdP's public key (its JWKS): symmetric algorithms are refused.
     let jwks = reqwest::get(format!("{}/jwks", s.op.issuer()))
@@ -254,7 +254,7 @@ async fn hostile_subject_tokens_are_refused_audited_and_reach_no_sts() {
     cases.push((
         "HS256 with the IdP's public key".into(),
         hs,
-        "invalid_grant",
+        "invalid_request",
     ));
     // A key the IdP does not publish.
     let mut h = Header::new(Algorithm::RS256);
@@ -262,7 +262,7 @@ async fn hostile_subject_tokens_are_refused_audited_and_reach_no_sts() {
     cases.push((
         "unknown kid".into(),
         forged(&s, h, claims(&s)),
-        "invalid_grant",
+        "invalid_request",
     ));
     for field in ["jku", "x5u", "jwk"] {
         let mut h = Header::new(Algorithm::RS256);
@@ -280,15 +280,16 @@ async fn hostile_subject_tokens_are_refused_audited_and_reach_no_sts() {
         cases.push((
             format!("{field} header"),
             forged(&s, h, claims(&s)),
-            "invalid_grant",
+            "invalid_request",
         ));
     }
     // A broker-issued token presented as a subject token.
     cases.push((
         "a broker token".into(),
         "rga_notajwt".into(),
-        "invalid_grant",
+        "invalid_request",
     ));
+    // RFC 8693 §2.2.2: an invalid subject token is `invalid_request`.
     for (what, token, code) in cases {
         let before = issuances(&s);
         let (status, err, desc) = error_of(
@@ -366,7 +367,7 @@ async fn hostile_subject_tokens_are_refused_audited_and_reach_no_sts() {
         .await;
         assert_eq!(
             (status, err.as_str()),
-            (400, "invalid_grant"),
+            (400, "invalid_request"),
             "{what}: {desc}"
         );
         assert!(desc.contains(reason), "{what}: {desc}");

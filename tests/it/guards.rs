@@ -13,23 +13,38 @@ use crate::oidc::{browser, is_signed_in, login_until_callback};
 /// Writes a browser session straight into Redis (as a sign-in would), for a test whose
 /// broker cannot complete a sign-in itself. Returns the session id and its CSRF token.
 fn plant_session(prefix: &str, subject: &str, groups: &[&str], created: u64) -> (String, String) {
-    let id: String = format!("{:0>43}", format!("{:x}", rand::random::<u128>()));
-    let csrf: String = format!("{:0>43}", format!("{:x}", rand::random::<u128>()));
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let tag = rolegate::store::PersonTag::of("corp", subject);
+    let secret: String = format!("{:0>43}", format!("{:x}", rand::random::<u128>()));
+    let id = format!("{tag}.{secret}");
+    let csrf = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(
+        format!("rolegate csrf\0{id}").as_bytes(),
+    ));
+    let expires = created + 8 * 3600;
     let record = json!({
-        "idp": "corp",
-        "subject": subject,
-        "username": format!("{subject}@example.com"),
-        "email": format!("{subject}@example.com"),
-        "groups": groups,
-        "claims": { "sub": subject, "email": format!("{subject}@example.com"), "groups": groups },
-        "csrf": csrf,
+        "identity": {
+            "idp": "corp",
+            "subject": subject,
+            "username": format!("{subject}@example.com"),
+            "email": format!("{subject}@example.com"),
+            "groups": groups,
+            "claims": { "sub": subject, "email": format!("{subject}@example.com"), "groups": groups },
+        },
         "created": created,
+        "expires": expires,
+        "idle": 1800,
+        "holding": {
+            "kind": "session", "idp": "corp", "subject": subject, "username": subject,
+            "client_path": "web", "created": created, "last_used": created,
+            "expires": expires, "ip": "127.0.0.1", "user_agent": "planted",
+        },
     });
     let ok = Command::new("redis-cli")
         .args(["-u", shared_redis()])
         .args([
             "SET",
-            &format!("{prefix}session:{id}"),
+            &session_key(prefix, &id),
             &record.to_string(),
             "EX",
             "600",
@@ -42,6 +57,15 @@ fn plant_session(prefix: &str, subject: &str, groups: &[&str], created: u64) -> 
         String::from_utf8_lossy(&ok.stderr)
     );
     (id, csrf)
+}
+
+/// Where a session id's record lives: in its person's slot, under the id's hash.
+fn session_key(prefix: &str, id: &str) -> String {
+    let (tag, _) = id.split_once('.').unwrap();
+    format!(
+        "{prefix}{{{tag}}}:session:{}",
+        rolegate::store::Hashed::of(id)
+    )
 }
 
 fn now() -> u64 {
@@ -145,19 +169,19 @@ async fn session_lifetimes_and_the_id_format_hold() {
                 .map(|v| v.split(';').next().unwrap().to_owned())
         })
         .expect("a session cookie");
-    let t = ttl(&format!("{prefix}session:{id}"));
+    let t = ttl(&session_key(&prefix, &id));
     assert!((1790..=1800).contains(&t), "new session TTL {t}");
 
     // Use renews to the idle timeout (the planted one had 600 s left).
     let (id, _) = plant_session(&prefix, "alice", &["aws-admins"], now() - 60);
     assert_eq!(home_with(&s.app.address, &id).await.status(), 200);
-    let t = ttl(&format!("{prefix}session:{id}"));
+    let t = ttl(&session_key(&prefix, &id));
     assert!((1790..=1800).contains(&t), "renewed TTL {t}");
 
     // Near the absolute end (8h), renewal stops at that end.
     let (id, _) = plant_session(&prefix, "alice", &["aws-admins"], now() - 8 * 3600 + 100);
     assert_eq!(home_with(&s.app.address, &id).await.status(), 200);
-    let t = ttl(&format!("{prefix}session:{id}"));
+    let t = ttl(&session_key(&prefix, &id));
     assert!(
         (1..=100).contains(&t),
         "TTL capped by the absolute timeout: {t}"
@@ -166,7 +190,7 @@ async fn session_lifetimes_and_the_id_format_hold() {
     // Past the absolute end: not signed in, and the record is deleted.
     let (id, _) = plant_session(&prefix, "alice", &["aws-admins"], now() - 8 * 3600 - 5);
     assert_eq!(home_with(&s.app.address, &id).await.status(), 303);
-    assert_eq!(ttl(&format!("{prefix}session:{id}")), -2, "deleted");
+    assert_eq!(ttl(&session_key(&prefix, &id)), -2, "deleted");
 
     // A record under an id that is not token-shaped is never found.
     let odd = "not-a-token";

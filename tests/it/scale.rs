@@ -449,6 +449,11 @@ async fn redis_bytes_per_kind_of_state() {
     for key in cli(&["--scan", "--pattern", &format!("{prefix}*")]).lines() {
         let bytes: u64 = cli(&["memory", "usage", key]).trim().parse().unwrap_or(0);
         let rest = key.strip_prefix(&prefix).unwrap();
+        // A person's records carry their hash tag first: `{tag}:kind:hash`.
+        let rest = match rest.split_once("}:") {
+            Some((tag, r)) if tag.starts_with('{') => r,
+            _ => rest,
+        };
         // The kind: the key without its random or hashed last part.
         let kind = rest
             .rsplit_once(':')

@@ -215,7 +215,14 @@ async fn boto3_logs_in_through_the_sso_apis_and_keeps_working_after_the_token_ex
         assert_eq!(arn, ADMIN_ARN);
         let issued = issuances(&s);
         assert_eq!(issued.len(), 1);
-        assert_eq!(issued[0]["client_path"], "cli", "{:#}", issued[0]);
+        // An AWS SDK's login (a client registered through the SSO OIDC API) is `sdk`,
+        // with the registered client's id.
+        assert_eq!(issued[0]["client_path"], "sdk", "{:#}", issued[0]);
+        assert!(
+            issued[0]["client_id"].as_str().unwrap().starts_with("sso-"),
+            "{:#}",
+            issued[0]
+        );
 
         // The AWS SDK for Rust (aws-config's SSO support) from the same cached token: it
         // refreshes the short-lived token through CreateToken and gets role credentials.

@@ -37,39 +37,50 @@ fn cluster() -> Store {
 const TTL: Duration = Duration::from_secs(60);
 
 async fn put_get_delete(s: Store) {
-    assert_eq!(s.get("k").await.unwrap(), None, "absent key reads as None");
-    s.put("k", "v1", TTL).await.unwrap();
-    assert_eq!(s.get("k").await.unwrap().as_deref(), Some("v1"));
-    s.put("k", "v2", TTL).await.unwrap();
     assert_eq!(
-        s.get("k").await.unwrap().as_deref(),
+        s.raw().get("k").await.unwrap(),
+        None,
+        "absent key reads as None"
+    );
+    s.raw().put("k", "v1", TTL).await.unwrap();
+    assert_eq!(s.raw().get("k").await.unwrap().as_deref(), Some("v1"));
+    s.raw().put("k", "v2", TTL).await.unwrap();
+    assert_eq!(
+        s.raw().get("k").await.unwrap().as_deref(),
         Some("v2"),
         "put replaces"
     );
-    assert!(s.delete("k").await.unwrap());
-    assert!(!s.delete("k").await.unwrap(), "second delete finds nothing");
-    assert_eq!(s.get("k").await.unwrap(), None);
+    assert!(s.raw().delete("k").await.unwrap());
+    assert!(
+        !s.raw().delete("k").await.unwrap(),
+        "second delete finds nothing"
+    );
+    assert_eq!(s.raw().get("k").await.unwrap(), None);
 }
 
 async fn take_is_single_use(s: Store) {
-    s.put("once", "secret-state", TTL).await.unwrap();
+    s.raw().put("once", "secret-state", TTL).await.unwrap();
     assert_eq!(
-        s.take("once").await.unwrap().as_deref(),
+        s.raw().take("once").await.unwrap().as_deref(),
         Some("secret-state")
     );
-    assert_eq!(s.take("once").await.unwrap(), None, "a taken value is gone");
-    assert_eq!(s.get("once").await.unwrap(), None);
+    assert_eq!(
+        s.raw().take("once").await.unwrap(),
+        None,
+        "a taken value is gone"
+    );
+    assert_eq!(s.raw().get("once").await.unwrap(), None);
 }
 
 async fn concurrent_takes_yield_one_winner(s: Store) {
     for round in 0..5 {
         let key = format!("race{round}");
-        s.put(&key, "v", TTL).await.unwrap();
+        s.raw().put(&key, "v", TTL).await.unwrap();
         let s = Arc::new(s.clone());
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let (s, key) = (s.clone(), key.clone());
-                tokio::spawn(async move { s.take(&key).await.unwrap() })
+                tokio::spawn(async move { s.raw().take(&key).await.unwrap() })
             })
             .collect();
         let mut winners = 0;
@@ -81,13 +92,21 @@ async fn concurrent_takes_yield_one_winner(s: Store) {
 }
 
 async fn put_if_absent_is_first_writer_wins(s: Store) {
-    assert!(s.put_if_absent("assertion-id", "1", TTL).await.unwrap());
     assert!(
-        !s.put_if_absent("assertion-id", "2", TTL).await.unwrap(),
+        s.raw()
+            .put_if_absent("assertion-id", "1", TTL)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.raw()
+            .put_if_absent("assertion-id", "2", TTL)
+            .await
+            .unwrap(),
         "replay refused"
     );
     assert_eq!(
-        s.get("assertion-id").await.unwrap().as_deref(),
+        s.raw().get("assertion-id").await.unwrap().as_deref(),
         Some("1"),
         "first value kept"
     );
@@ -96,7 +115,8 @@ async fn put_if_absent_is_first_writer_wins(s: Store) {
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.put_if_absent("contended", &i.to_string(), TTL)
+                s.raw()
+                    .put_if_absent("contended", &i.to_string(), TTL)
                     .await
                     .unwrap()
             })
@@ -113,16 +133,16 @@ async fn put_if_absent_is_first_writer_wins(s: Store) {
 // only need to exceed them.
 async fn counters_count_within_a_window(s: Store) {
     let window = Duration::from_millis(1500);
-    assert_eq!(s.incr("hits", window).await.unwrap(), 1);
-    assert_eq!(s.incr("hits", window).await.unwrap(), 2);
+    assert_eq!(s.raw().incr("hits", window).await.unwrap(), 1);
+    assert_eq!(s.raw().incr("hits", window).await.unwrap(), 2);
     assert_eq!(
-        s.incr("hits", Duration::from_secs(60)).await.unwrap(),
+        s.raw().incr("hits", Duration::from_secs(60)).await.unwrap(),
         3,
         "later TTLs do not extend the window"
     );
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(
-        s.incr("hits", window).await.unwrap(),
+        s.raw().incr("hits", window).await.unwrap(),
         1,
         "a new window starts at 1"
     );
@@ -130,53 +150,59 @@ async fn counters_count_within_a_window(s: Store) {
 
 async fn get_renewing_reads_and_extends_the_ttl_in_one_step(s: Store) {
     let short = Duration::from_millis(1000);
-    s.put("r", "v", short).await.unwrap();
+    s.raw().put("r", "v", short).await.unwrap();
     assert_eq!(
-        s.get_renewing("r", Duration::from_secs(10))
+        s.raw()
+            .get_renewing("r", Duration::from_secs(10))
             .await
             .unwrap()
             .as_deref(),
         Some("v")
     );
-    assert_eq!(s.get_renewing("absent", TTL).await.unwrap(), None);
-    assert_eq!(s.get("absent").await.unwrap(), None, "nothing is created");
+    assert_eq!(s.raw().get_renewing("absent", TTL).await.unwrap(), None);
+    assert_eq!(
+        s.raw().get("absent").await.unwrap(),
+        None,
+        "nothing is created"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        s.get("r").await.unwrap().as_deref(),
+        s.raw().get("r").await.unwrap().as_deref(),
         Some("v"),
         "renewed past its first TTL"
     );
     // Renewing can also shorten.
-    s.get_renewing("r", Duration::from_millis(300))
+    s.raw()
+        .get_renewing("r", Duration::from_millis(300))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(s.get("r").await.unwrap(), None);
+    assert_eq!(s.raw().get("r").await.unwrap(), None);
 }
 
 async fn values_expire(s: Store) {
     let short = Duration::from_millis(1500);
-    s.put("p", "v", short).await.unwrap();
-    assert!(s.put_if_absent("n", "v", short).await.unwrap());
-    s.put("t", "v", short).await.unwrap();
-    assert_eq!(s.get("p").await.unwrap().as_deref(), Some("v"));
+    s.raw().put("p", "v", short).await.unwrap();
+    assert!(s.raw().put_if_absent("n", "v", short).await.unwrap());
+    s.raw().put("t", "v", short).await.unwrap();
+    assert_eq!(s.raw().get("p").await.unwrap().as_deref(), Some("v"));
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(s.get("p").await.unwrap(), None, "put expires");
+    assert_eq!(s.raw().get("p").await.unwrap(), None, "put expires");
     assert_eq!(
-        s.take("t").await.unwrap(),
+        s.raw().take("t").await.unwrap(),
         None,
         "take after expiry finds nothing"
     );
     assert!(
-        s.put_if_absent("n", "again", TTL).await.unwrap(),
+        s.raw().put_if_absent("n", "again", TTL).await.unwrap(),
         "an expired replay entry frees the id"
     );
 }
 
 async fn values_round_trip_unchanged(s: Store) {
     let tricky = "{\"json\":\"ünïcødé\",\"nl\":\"a\\nb\"} \r\n\t\u{0}end";
-    s.put("raw", tricky, TTL).await.unwrap();
-    assert_eq!(s.get("raw").await.unwrap().as_deref(), Some(tricky));
+    s.raw().put("raw", tricky, TTL).await.unwrap();
+    assert_eq!(s.raw().get("raw").await.unwrap().as_deref(), Some(tricky));
 }
 
 macro_rules! contract {
@@ -215,15 +241,15 @@ async fn an_unreachable_redis_is_an_error_never_not_found() {
         .unwrap(),
     );
     assert!(
-        matches!(s.take("k").await, Err(StoreError::Unavailable(_))),
+        matches!(s.raw().take("k").await, Err(StoreError::Unavailable(_))),
         "take fails closed"
     );
     assert!(
-        matches!(s.get("k").await, Err(StoreError::Unavailable(_))),
+        matches!(s.raw().get("k").await, Err(StoreError::Unavailable(_))),
         "get fails closed"
     );
     assert!(
-        s.put_if_absent("k", "v", TTL).await.is_err(),
+        s.raw().put_if_absent("k", "v", TTL).await.is_err(),
         "replay check fails closed"
     );
     assert!(s.ping().await.is_err());
@@ -232,15 +258,19 @@ async fn an_unreachable_redis_is_an_error_never_not_found() {
 #[tokio::test]
 async fn a_full_memory_store_refuses_new_keys_but_serves_existing_ones() {
     let s = Store::Memory(MemoryStore::new("cap:", 2));
-    s.put("a", "1", TTL).await.unwrap();
-    s.put("b", "2", TTL).await.unwrap();
+    s.raw().put("a", "1", TTL).await.unwrap();
+    s.raw().put("b", "2", TTL).await.unwrap();
     assert!(matches!(
-        s.put("c", "3", TTL).await,
+        s.raw().put("c", "3", TTL).await,
         Err(StoreError::Full(2))
     ));
-    s.put("a", "1b", TTL)
+    s.raw()
+        .put("a", "1b", TTL)
         .await
         .expect("overwriting an existing key is allowed");
-    assert_eq!(s.take("b").await.unwrap().as_deref(), Some("2"));
-    s.put("c", "3", TTL).await.expect("room again after a take");
+    assert_eq!(s.raw().take("b").await.unwrap().as_deref(), Some("2"));
+    s.raw()
+        .put("c", "3", TTL)
+        .await
+        .expect("room again after a take");
 }

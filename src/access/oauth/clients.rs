@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::OAuthError;
 use super::code::loopback_redirect;
-use super::{OAuthError, token_hash};
-use crate::access::session::{now_unix, random_token, tokens_match};
-use crate::access::{Access, RequestContext};
+use crate::access::session::{random_token, tokens_match};
+use crate::access::{Access, ClientPath, RequestContext, Requester};
+use crate::store::{Allowance, Hashed, Record, Window, now_unix, until};
 
 const SSO_CLIENT_PREFIX: &str = "sso-";
 
 #[derive(Serialize, Deserialize)]
 struct RegisteredClient {
     name: String,
-    secret_hash: String,
+    secret_hash: Hashed,
     /// Loopback redirect URIs for the authorization-code grant (exact match).
     #[serde(default)]
     redirect_uris: Vec<String>,
@@ -26,8 +27,11 @@ struct RegisteredClient {
     expires_at: u64,
 }
 
-fn client_key(id: &str) -> String {
-    format!("oauth:client:{id}")
+impl Record for RegisteredClient {
+    const KIND: &'static str = "oauth:client";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires_at, now)
+    }
 }
 
 /// The redirect URIs a client may receive codes at (each already a loopback URI).
@@ -82,19 +86,21 @@ impl Access {
                 ),
             ));
         }
-        let window = now_unix() / 60;
-        let n = self
-            .store
-            .incr(
-                &format!("ratelimit:register:{}:{window}", ctx.client_ip),
-                Duration::from_secs(61),
-            )
-            .await?;
-        if n > 30 {
-            return Err(OAuthError::new(
+        let window = Window {
+            name: "register",
+            subject: &ctx.client_ip,
+            limit: 30,
+            period: Duration::from_secs(60),
+        };
+        if let Allowance::Exceeded { retry_after } = self.store.hit(&window).await? {
+            let mut e = OAuthError::new(
                 "slow_down",
-                "too many client registrations from this address; wait a minute",
-            ));
+                format!(
+                    "too many client registrations from this address; try again in {retry_after} s"
+                ),
+            );
+            e.retry_after = Some(retry_after);
+            return Err(e);
         }
         let client_id = format!("{SSO_CLIENT_PREFIX}{}", random_token());
         let client_secret = random_token();
@@ -102,15 +108,12 @@ impl Access {
         let lifetime = self.config.cli.client_registration_lifetime;
         let record = RegisteredClient {
             name: name.chars().take(128).collect(),
-            secret_hash: token_hash(&client_secret),
+            secret_hash: Hashed::of(&client_secret),
             redirect_uris: redirect_uris.to_vec(),
             issued_at: now,
             expires_at: now + lifetime.as_secs(),
         };
-        let json = serde_json::to_string(&record).map_err(|_| OAuthError::unavailable())?;
-        self.store
-            .put(&client_key(&client_id), &json, lifetime)
-            .await?;
+        self.store.save(&Hashed::of(&client_id), &record).await?;
         Ok(Registration {
             client_id,
             client_secret,
@@ -132,20 +135,22 @@ impl Access {
         if !client_id.starts_with(SSO_CLIENT_PREFIX) || client_id.len() > 100 {
             return Err(OAuthError::invalid_client("not a registered client"));
         }
-        let Some(json) = self.store.get(&client_key(client_id)).await? else {
+        let Some(record) = self
+            .store
+            .load::<RegisteredClient>(&Hashed::of(client_id))
+            .await?
+        else {
             return Err(OAuthError::invalid_client(
                 "the client is not registered, or its registration expired",
             ));
         };
-        let record: RegisteredClient = serde_json::from_str(&json)
-            .map_err(|_| OAuthError::invalid_client("not a registered client"))?;
         if record.expires_at <= now_unix() {
             return Err(OAuthError::invalid_client(
                 "the client's registration expired",
             ));
         }
         match secret {
-            Some(s) if tokens_match(&token_hash(s), &record.secret_hash) => Ok(()),
+            Some(s) if tokens_match(Hashed::of(s).as_str(), record.secret_hash.as_str()) => Ok(()),
             Some(_) => Err(OAuthError::invalid_client("the client secret is wrong")),
             None => Err(OAuthError::invalid_client("the client secret is missing")),
         }
@@ -162,9 +167,8 @@ impl Access {
         }
         Ok(self
             .store
-            .get(&client_key(client_id))
+            .load::<RegisteredClient>(&Hashed::of(client_id))
             .await?
-            .and_then(|json| serde_json::from_str::<RegisteredClient>(&json).ok())
             .map(|r| r.name))
     }
 
@@ -182,10 +186,30 @@ impl Access {
         }
         Ok(self
             .store
-            .get(&client_key(client_id))
+            .load::<RegisteredClient>(&Hashed::of(client_id))
             .await?
-            .and_then(|json| serde_json::from_str::<RegisteredClient>(&json).ok())
             .filter(|r| r.expires_at > now_unix())
             .map(|r| ClientRedirects::Registered(r.redirect_uris)))
+    }
+
+    /// Which kind of client `client_id` is, for audit records and metrics: an app
+    /// (`[[app]]`), an AWS SDK (registered through the SSO OIDC API), or the CLI.
+    pub(crate) fn requester_for(&self, client_id: &str) -> Requester {
+        if let Some(app) = self.config.app(client_id) {
+            return Requester {
+                path: ClientPath::Mobile,
+                client_id: Some(app.id.clone()),
+                app: Some(app.id.clone()),
+            };
+        }
+        Requester {
+            path: if client_id.starts_with(SSO_CLIENT_PREFIX) {
+                ClientPath::Sdk
+            } else {
+                ClientPath::Cli
+            },
+            client_id: Some(client_id.to_owned()),
+            app: None,
+        }
     }
 }

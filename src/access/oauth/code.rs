@@ -3,21 +3,30 @@
 //! the browser at `/oauth/authorize`, the person signs in and approves, and the CLI
 //! exchanges the code with its PKCE verifier.
 //!
-//! The request is checked before anything is shown (a bad `client_id` or `redirect_uri`
-//! gets an error page, never a redirect), kept server-side while the person approves,
-//! and the approval form carries only its id. Codes are single use and live 60 seconds.
+//! Until the client and its redirect URI are verified, an error is a page (the redirect
+//! URI is not trusted yet). After that, every error goes back to the client as an
+//! authorization error response (`error`, `error_description`, `state`, and `iss` per RFC
+//! 9207), so a CLI waiting on its loopback hears it at once (RFC 6749 §4.1.2.1, RFC 7636
+//! §4.4.1). The request is kept server-side while the person approves, bound to the
+//! browser session that saw the page; the form carries only its id. Codes are
+//! `TAG.SECRET`, single use, live 60 seconds, are listed in the person's index, and a
+//! replayed code revokes the login it started (RFC 6749 §4.1.2).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{Approval, OAuthError, TokenResponse, clean_device_name, token_hash};
-use crate::access::session::{IdentityRecord, random_token, tokens_match};
-use crate::access::{Access, RequestContext};
+use super::tokens::CodeRedeemed;
+use super::{Approval, OAuthError, TokenResponse, clean_device_name};
+use crate::access::holdings::{Holding, HoldingKind};
+use crate::access::session::{IdentityRecord, owned_id, random_token, tag_of, tokens_match};
+use crate::access::{Access, Audited, RequestContext};
+use crate::audit::{Event, Outcome};
 use crate::idp::VerifiedIdentity;
-use crate::store::FlowState;
+use crate::store::{FlowState, Hashed, Record, now_unix, split_owned_id, until};
 
 /// What `/oauth/authorize` was asked, once checked.
 #[derive(Serialize, Deserialize, Clone)]
@@ -34,7 +43,7 @@ pub struct AuthorizeRequest {
 struct PendingAuthorization {
     request: AuthorizeRequest,
     /// The browser session that saw the approval page: only it may decide.
-    session_id_hash: String,
+    session_id_hash: Hashed,
 }
 
 impl FlowState for PendingAuthorization {
@@ -42,29 +51,59 @@ impl FlowState for PendingAuthorization {
     const TTL: Duration = Duration::from_secs(600);
 }
 
+/// An issued code, waiting to be redeemed (listed in the person's index).
 #[derive(Serialize, Deserialize)]
 struct IssuedCode {
     approval: Approval,
     redirect_uri: String,
     code_challenge: String,
+    expires: u64,
 }
 
-impl FlowState for IssuedCode {
+impl Record for IssuedCode {
     const KIND: &'static str = "oauth:code";
-    const TTL: Duration = Duration::from_secs(60);
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
 }
 
-/// The raw query of `/oauth/authorize`.
-#[derive(Deserialize, Default)]
+const CODE_LIFETIME: u64 = 60;
+
+/// The query of `/oauth/authorize`, each parameter at most once (RFC 6749 §3.1).
+#[derive(Default)]
 pub struct AuthorizeQuery {
-    pub response_type: Option<String>,
-    pub client_id: Option<String>,
-    pub redirect_uri: Option<String>,
-    pub code_challenge: Option<String>,
-    pub code_challenge_method: Option<String>,
-    pub state: Option<String>,
-    /// The machine name the CLI reports (shown on the approval page).
-    pub device_name: Option<String>,
+    params: BTreeMap<String, String>,
+    repeated: Vec<String>,
+}
+
+impl AuthorizeQuery {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut q = Self::default();
+        for (k, v) in pairs {
+            match q.params.entry(k) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    if !q.repeated.contains(e.key()) {
+                        q.repeated.push(e.key().clone());
+                    }
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+            }
+        }
+        q
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.params.get(k).map(String::as_str)
+    }
+}
+
+/// Why an authorization request is refused: before the client and redirect URI are
+/// verified, as a page; after, back to the client at its redirect URI.
+pub enum AuthorizeError {
+    Page(OAuthError),
+    Redirect { error: OAuthError, to: Url },
 }
 
 /// A loopback redirect URI as RFC 8252 §7.3 allows: `http`, an IP loopback literal
@@ -100,59 +139,107 @@ pub struct AuthorizeDecision {
 }
 
 impl Access {
-    /// Checks an authorization request. An error here is shown as a page: the redirect
-    /// URI is not trusted until this succeeds.
+    /// This server's issuer identifier (RFC 8414 `issuer`, RFC 9207 `iss`).
+    pub fn issuer_id(&self) -> &str {
+        self.config.server.public_url.as_str()
+    }
+
+    /// A redirect back to the client with an authorization response's parameters
+    /// (`state` and `iss` included).
+    fn client_redirect(&self, base: &Url, params: &[(&str, &str)], state: &str) -> Url {
+        let mut to = base.clone();
+        {
+            let mut q = to.query_pairs_mut();
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+            if !state.is_empty() {
+                q.append_pair("state", state);
+            }
+            q.append_pair("iss", self.issuer_id());
+        }
+        to
+    }
+
+    /// Checks an authorization request. See [`AuthorizeError`] for how a refusal is
+    /// answered.
     pub async fn check_authorize(
         &self,
         q: &AuthorizeQuery,
-    ) -> Result<AuthorizeRequest, OAuthError> {
+    ) -> Result<AuthorizeRequest, AuthorizeError> {
+        let page = AuthorizeError::Page;
+        for key in ["client_id", "redirect_uri"] {
+            if q.repeated.iter().any(|r| r == key) {
+                return Err(page(OAuthError::invalid_request(format!(
+                    "{key} is given more than once"
+                ))));
+            }
+        }
         let client_id = q
-            .client_id
-            .as_deref()
-            .ok_or_else(|| OAuthError::invalid_request("client_id is missing"))?;
-        let Some(redirects) = self.client_redirects(client_id).await? else {
-            return Err(OAuthError::invalid_client(format!(
+            .get("client_id")
+            .ok_or_else(|| page(OAuthError::invalid_request("client_id is missing")))?;
+        let Some(redirects) = self.client_redirects(client_id).await.map_err(page)? else {
+            return Err(page(OAuthError::invalid_client(format!(
                 "{:?} is not a registered client",
                 client_id.chars().take(64).collect::<String>()
-            )));
+            ))));
         };
         let redirect_uri = q
-            .redirect_uri
-            .as_deref()
-            .ok_or_else(|| OAuthError::invalid_request("redirect_uri is missing"))?;
-        if loopback_redirect(redirect_uri).is_none() {
-            return Err(OAuthError::invalid_request(
+            .get("redirect_uri")
+            .ok_or_else(|| page(OAuthError::invalid_request("redirect_uri is missing")))?;
+        let Some(to) = loopback_redirect(redirect_uri) else {
+            return Err(page(OAuthError::invalid_request(
                 "redirect_uri must be http://127.0.0.1:PORT/… or http://[::1]:PORT/… (a loopback address)",
-            ));
-        }
+            )));
+        };
         if !redirects.allows(redirect_uri) {
-            return Err(OAuthError::invalid_request(
+            return Err(page(OAuthError::invalid_request(
                 "redirect_uri is not one the client registered",
-            ));
+            )));
         }
-        if q.response_type.as_deref() != Some("code") {
-            return Err(OAuthError::new(
+        // The client and its redirect URI are verified: from here on, errors go back to it.
+        let state = q.get("state").unwrap_or_default();
+        let state = if state.len() > 256 { "" } else { state };
+        let back = |error: OAuthError| {
+            let to = self.client_redirect(
+                &to,
+                &[
+                    ("error", error.code),
+                    ("error_description", &error.description),
+                ],
+                state,
+            );
+            AuthorizeError::Redirect { error, to }
+        };
+        if let Some(r) = q.repeated.first() {
+            return Err(back(OAuthError::invalid_request(format!(
+                "{r} is given more than once"
+            ))));
+        }
+        if q.get("response_type") != Some("code") {
+            return Err(back(OAuthError::new(
                 "unsupported_response_type",
                 "response_type must be code",
-            ));
+            )));
         }
-        if q.code_challenge_method.as_deref() != Some("S256")
-            || !q.code_challenge.as_deref().is_some_and(is_s256_challenge)
+        if q.get("code_challenge_method") != Some("S256")
+            || !q.get("code_challenge").is_some_and(is_s256_challenge)
         {
-            return Err(OAuthError::invalid_request(
+            return Err(back(OAuthError::invalid_request(
                 "PKCE is required: code_challenge_method=S256 and a 43-character code_challenge",
-            ));
+            )));
         }
-        let state = q.state.as_deref().unwrap_or_default();
-        if state.is_empty() || state.len() > 256 {
-            return Err(OAuthError::invalid_request("state is required"));
+        if state.is_empty() {
+            return Err(back(OAuthError::invalid_request(
+                "state is required (at most 256 characters)",
+            )));
         }
         Ok(AuthorizeRequest {
             client_id: client_id.to_owned(),
             redirect_uri: redirect_uri.to_owned(),
-            code_challenge: q.code_challenge.clone().unwrap_or_default(),
+            code_challenge: q.get("code_challenge").unwrap_or_default().to_owned(),
             state: state.to_owned(),
-            device_name: clean_device_name(q.device_name.as_deref()),
+            device_name: clean_device_name(q.get("device_name")),
         })
     }
 
@@ -168,7 +255,7 @@ impl Access {
                 &id,
                 &PendingAuthorization {
                     request,
-                    session_id_hash: token_hash(session_id),
+                    session_id_hash: Hashed::of(session_id),
                 },
             )
             .await?;
@@ -186,6 +273,9 @@ impl Access {
         session_id: &str,
         ctx: &RequestContext,
     ) -> Result<AuthorizeDecision, OAuthError> {
+        if id.is_empty() || id.len() > 64 {
+            return Err(OAuthError::invalid_request("this approval is unknown"));
+        }
         let pending = self
             .store
             .consume_flow::<PendingAuthorization>(id)
@@ -195,73 +285,103 @@ impl Access {
                     "this approval is unknown, expired or was already answered",
                 )
             })?;
-        if !tokens_match(&pending.session_id_hash, &token_hash(session_id)) {
+        if !tokens_match(
+            pending.session_id_hash.as_str(),
+            Hashed::of(session_id).as_str(),
+        ) {
             return Err(OAuthError::invalid_request(
                 "this approval belongs to another browser session",
             ));
         }
         let r = pending.request;
-        let mut redirect = loopback_redirect(&r.redirect_uri)
+        let base = loopback_redirect(&r.redirect_uri)
             .ok_or_else(|| OAuthError::invalid_request("redirect_uri"))?;
-        let c = identity.claims();
+        let requester = self.requester_for(&r.client_id);
         if !approve {
-            redirect
-                .query_pairs_mut()
-                .append_pair("error", "access_denied")
-                .append_pair("error_description", "the person denied the login")
-                .append_pair("state", &r.state);
-            let _ = self.audit.record(
-                ctx,
-                serde_json::json!({
-                    "event": "cli_login", "idp": c.idp.as_str(), "subject": c.subject,
-                    "client_id": r.client_id, "device_name": r.device_name,
-                    "outcome": "denied", "reason": "the person denied the login",
-                }),
+            let redirect = self.client_redirect(
+                &base,
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "the person denied the login"),
+                ],
+                &r.state,
             );
+            let event = Event::CliLogin {
+                person: super::super::session::person_of(identity),
+                client: requester.audit(),
+                device_name: r.device_name,
+                outcome: Outcome::Denied,
+                reason: "the person denied the login".into(),
+                session_expires_in_seconds: None,
+            };
+            if let Err(e) = self.record(ctx, &event) {
+                tracing::error!(error = %e, "audit write failed for a denied login");
+            }
             return Ok(AuthorizeDecision { redirect });
         }
-        let code = random_token();
-        self.store
-            .save_flow(
-                &token_hash(&code),
-                &IssuedCode {
-                    approval: Approval {
-                        identity: IdentityRecord::from_identity(identity),
-                        client_id: r.client_id,
-                        device_name: r.device_name,
-                    },
-                    redirect_uri: r.redirect_uri,
-                    code_challenge: r.code_challenge,
-                },
-            )
-            .await?;
-        redirect
-            .query_pairs_mut()
-            .append_pair("code", &code)
-            .append_pair("state", &r.state);
+        let tag = tag_of(identity);
+        let code = owned_id(&tag);
+        let expires = now_unix() + CODE_LIFETIME;
+        let issued = IssuedCode {
+            approval: Approval {
+                identity: IdentityRecord::from_identity(identity),
+                client_id: r.client_id.clone(),
+                device_name: r.device_name.clone(),
+            },
+            redirect_uri: r.redirect_uri,
+            code_challenge: r.code_challenge,
+            expires,
+        };
+        let holding = Holding::new(
+            HoldingKind::AuthorizationCode,
+            identity,
+            requester.path.as_str(),
+            Some(&r.client_id),
+            expires,
+            ctx,
+        )
+        .with_device(&r.device_name);
+        let mut txn = self.store.txn(&tag);
+        txn.put_listed(&Hashed::of(&code), &issued, &holding)?;
+        self.store.commit(&txn).await?;
+        let redirect = self.client_redirect(&base, &[("code", &code)], &r.state);
         Ok(AuthorizeDecision { redirect })
     }
 
     /// The `authorization_code` grant: the code is consumed (single use), then client,
-    /// redirect URI and PKCE verifier must all match.
-    pub async fn exchange_code(
+    /// redirect URI and PKCE verifier must all match. A code used twice revokes the login
+    /// its first use started.
+    pub(in crate::access) async fn exchange_code(
         &self,
         code: &str,
         client_id: &str,
         redirect_uri: &str,
         code_verifier: &str,
         ctx: &RequestContext,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Audited<TokenResponse>, OAuthError> {
         let invalid =
             || OAuthError::invalid_grant("the code is invalid, expired or was already used");
-        if code.len() > 100 {
+        let Some((tag, id)) = split_owned_id(code) else {
+            return Err(invalid());
+        };
+        let Some(issued) = self.store.take_owned::<IssuedCode>(&tag, &id).await? else {
+            if let Some(redeemed) = self.store.load_owned::<CodeRedeemed>(&tag, &id).await?
+                && let Some(family) = self.family(&tag, &redeemed.value.family).await?
+            {
+                self.revoke_family(
+                    &tag,
+                    &redeemed.value.family,
+                    &family,
+                    "authorization code replayed",
+                    ctx,
+                )
+                .await?;
+            }
+            return Err(invalid());
+        };
+        if issued.expires <= now_unix() {
             return Err(invalid());
         }
-        let issued = self
-            .store
-            .consume_flow::<IssuedCode>(&token_hash(code))
-            .await?
-            .ok_or_else(invalid)?;
         if issued.approval.client_id != client_id {
             return Err(OAuthError::invalid_grant(
                 "the code was issued to another client",
@@ -286,7 +406,8 @@ impl Access {
                 "the PKCE code_verifier does not match",
             ));
         }
-        self.issue_token_family(issued.approval, ctx).await
+        self.issue_token_family(issued.approval, Some(&id), ctx)
+            .await
     }
 }
 

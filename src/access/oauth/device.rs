@@ -3,21 +3,27 @@
 //!
 //! The CLI gets a `device_code` (256 bits, its secret) and a `user_code` for the person:
 //! 8 characters from 20 consonants (no vowels: no words; no look-alikes), shown as
-//! `XXXX-XXXX`, read case-insensitively with or without the dash. The person signs in at
-//! `/device`, enters the code, sees which client and machine asked and when, and approves
-//! with a click (a pre-filled link never approves by itself). Entering codes is rate
-//! limited per IP and globally; after 5 wrong codes an IP is locked out for the window.
-//! Polling faster than the interval answers `slow_down` and adds 5 s to it.
+//! `XXXX-XXXX`, read case-insensitively with or without the dash. Both are stored only
+//! hashed (a user code has 34.6 bits and lives minutes: its hash is not a secret against
+//! a determined offline search, which is why a copy of the store never gets anyone in
+//! without the device code too). The person signs in at `/device`, enters the code, sees
+//! which client and machine asked and when, and approves with a click (a pre-filled link
+//! never approves by itself). The approval is a record of the person's, listed in their
+//! index until the polling client collects it. Entering codes is rate limited per IP and
+//! globally; after 5 wrong codes an IP is locked out for the window. Polling faster than
+//! the interval answers `slow_down` and adds 5 s to it.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Approval, OAuthError, TokenResponse, clean_device_name, token_hash};
-use crate::access::session::{IdentityRecord, now_unix, random_token};
-use crate::access::{Access, RequestContext};
+use super::{Approval, OAuthError, TokenResponse, clean_device_name};
+use crate::access::holdings::{Holding, HoldingKind};
+use crate::access::session::{IdentityRecord, person_of, random_token, tag_of};
+use crate::access::{Access, Audited, RequestContext};
+use crate::audit::{Event, Outcome};
 use crate::idp::VerifiedIdentity;
-use crate::store::FirstUse;
+use crate::store::{FirstUse, Hashed, PersonTag, Record, Window, now_unix, until};
 
 /// The user-code alphabet: 20 consonants.
 const ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -26,11 +32,14 @@ const MAX_WRONG_PER_IP: u64 = 5;
 /// Wrong codes all IPs together may enter per window.
 const MAX_WRONG_GLOBAL: u64 = 500;
 const WRONG_WINDOW: Duration = Duration::from_secs(600);
+/// How long a device record outlives its code, so a late poll hears `expired_token`.
+const AFTERLIFE: u64 = 600;
 
 #[derive(Serialize, Deserialize, Clone)]
 enum DeviceStatus {
     Pending,
-    Approved(Approval),
+    /// Approved by the person whose tag this is: the approval waits in their records.
+    Approved(PersonTag),
     Denied,
 }
 
@@ -45,32 +54,56 @@ struct DeviceRecord {
     status: DeviceStatus,
 }
 
+impl Record for DeviceRecord {
+    const KIND: &'static str = "oauth:device";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires + AFTERLIFE, now)
+    }
+}
+
+/// A user code, naming its device code (both hashed).
+#[derive(Serialize, Deserialize)]
+struct UserCode {
+    device: Hashed,
+    expires: u64,
+}
+
+impl Record for UserCode {
+    const KIND: &'static str = "oauth:usercode";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
+}
+
+/// An approved device login waiting for its client's next poll.
+#[derive(Serialize, Deserialize)]
+struct DeviceApproval {
+    approval: Approval,
+    expires: u64,
+}
+
+impl Record for DeviceApproval {
+    const KIND: &'static str = "oauth:device-approval";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct PollState {
     last: u64,
     interval: u64,
+    expires: u64,
 }
 
-fn device_key(hash: &str) -> String {
-    format!("oauth:device:{hash}")
-}
-fn user_code_key(code: &str) -> String {
-    format!("oauth:usercode:{code}")
-}
-fn poll_key(hash: &str) -> String {
-    format!("oauth:devicepoll:{hash}")
+impl Record for PollState {
+    const KIND: &'static str = "oauth:devicepoll";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
 }
 
-/// The answer to a device authorization request (RFC 8628 §3.2).
-#[derive(Debug, Serialize)]
-pub struct DeviceAuthorization {
-    pub device_code: String,
-    pub user_code: String,
-    pub verification_uri: String,
-    pub verification_uri_complete: String,
-    pub expires_in: u64,
-    pub interval: u64,
-}
+pub use crate::wire::DeviceAuthorization;
 
 /// What the approval page shows about a pending device login.
 pub struct DeviceView {
@@ -92,6 +125,18 @@ pub enum CodeEntryError {
     Unavailable,
 }
 
+impl From<crate::store::StoreError> for CodeEntryError {
+    fn from(_: crate::store::StoreError) -> Self {
+        Self::Unavailable
+    }
+}
+
+impl From<OAuthError> for CodeEntryError {
+    fn from(_: OAuthError) -> Self {
+        Self::Unavailable
+    }
+}
+
 /// `ABCDEFGH` → `ABCD-EFGH`.
 pub fn display_user_code(code: &str) -> String {
     format!("{}-{}", &code[..4], &code[4..])
@@ -99,6 +144,9 @@ pub fn display_user_code(code: &str) -> String {
 
 /// Reads a user code as a person types it: case-insensitive, dash and spaces optional.
 pub fn normalize_user_code(input: &str) -> Option<String> {
+    if input.len() > 32 {
+        return None;
+    }
     let code: String = input
         .chars()
         .filter(|c| !matches!(c, '-' | ' '))
@@ -113,6 +161,15 @@ fn new_user_code() -> String {
         .collect()
 }
 
+fn wrong_codes(subject: &str, limit: u64) -> Window<'_> {
+    Window {
+        name: "wrongcode",
+        subject,
+        limit,
+        period: WRONG_WINDOW,
+    }
+}
+
 impl Access {
     /// Starts a device login for `client_id` (RFC 8628 §3.1).
     pub async fn start_device_authorization(
@@ -125,39 +182,32 @@ impl Access {
         self.check_client(client_id, client_secret).await?;
         let cfg = &self.config.cli;
         let lifetime = cfg.device_code_lifetime;
+        let now = now_unix();
+        let expires = now + lifetime.as_secs();
         let device_code = random_token();
-        let hash = token_hash(&device_code);
+        let device = Hashed::of(&device_code);
         // A fresh user code; on the rare collision with a live one, draw again.
         let mut user_code = new_user_code();
         for _ in 0..5 {
-            if self
-                .store
-                .put_if_absent(&user_code_key(&user_code), &hash, lifetime)
-                .await?
-            {
+            let entry = UserCode {
+                device: device.clone(),
+                expires,
+            };
+            if self.store.save_new(&Hashed::of(&user_code), &entry).await? {
                 break;
             }
             user_code = new_user_code();
         }
-        let now = now_unix();
         let record = DeviceRecord {
             client_id: client_id.to_owned(),
             device_name: clean_device_name(device_name),
             client_ip: ctx.client_ip.clone(),
             user_code: user_code.clone(),
             created: now,
-            expires: now + lifetime.as_secs(),
+            expires,
             status: DeviceStatus::Pending,
         };
-        let json = serde_json::to_string(&record).map_err(|_| OAuthError::unavailable())?;
-        // Kept past its expiry so a late poll hears `expired_token`, not `invalid_grant`.
-        self.store
-            .put(
-                &device_key(&hash),
-                &json,
-                lifetime + Duration::from_secs(600),
-            )
-            .await?;
+        self.store.save(&device, &record).await?;
         let base = self.config.server.public_url.as_str().trim_end_matches('/');
         let display = display_user_code(&user_code);
         Ok(DeviceAuthorization {
@@ -173,18 +223,15 @@ impl Access {
     async fn device_by_user_code(
         &self,
         code: &str,
-    ) -> Result<Option<(String, DeviceRecord)>, OAuthError> {
-        let Some(hash) = self.store.get(&user_code_key(code)).await? else {
+    ) -> Result<Option<(Hashed, DeviceRecord)>, OAuthError> {
+        let Some(entry) = self.store.load::<UserCode>(&Hashed::of(code)).await? else {
             return Ok(None);
         };
-        let Some(json) = self.store.get(&device_key(&hash)).await? else {
-            return Ok(None);
-        };
-        let Ok(record) = serde_json::from_str::<DeviceRecord>(&json) else {
+        let Some(record) = self.store.load::<DeviceRecord>(&entry.device).await? else {
             return Ok(None);
         };
         let live = matches!(record.status, DeviceStatus::Pending) && record.expires > now_unix();
-        Ok(live.then_some((hash, record)))
+        Ok(live.then_some((entry.device, record)))
     }
 
     /// A user code as typed at `/device`: the pending login it names, for the approval
@@ -194,38 +241,19 @@ impl Access {
         input: &str,
         ctx: &RequestContext,
     ) -> Result<DeviceView, CodeEntryError> {
-        let ip_key = format!("ip:{}", ctx.client_ip);
-        let wrong = |key: String| async move {
-            self.store
-                .get(&format!("oauth:wrongcode:{key}"))
-                .await
-                .map(|v| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-        };
-        let (mine, all) = (
-            wrong(ip_key.clone())
-                .await
-                .map_err(|_| CodeEntryError::Unavailable)?,
-            wrong("all".into())
-                .await
-                .map_err(|_| CodeEntryError::Unavailable)?,
-        );
-        if mine >= MAX_WRONG_PER_IP || all >= MAX_WRONG_GLOBAL {
+        let ip = format!("ip:{}", ctx.client_ip);
+        let mine = wrong_codes(&ip, MAX_WRONG_PER_IP);
+        let all = wrong_codes("all", MAX_WRONG_GLOBAL);
+        if self.store.exceeded(&mine).await? || self.store.exceeded(&all).await? {
             return Err(CodeEntryError::Locked);
         }
         let found = match normalize_user_code(input) {
             None => None,
-            Some(code) => self
-                .device_by_user_code(&code)
-                .await
-                .map_err(|_| CodeEntryError::Unavailable)?,
+            Some(code) => self.device_by_user_code(&code).await?,
         };
         let Some((_, record)) = found else {
-            for key in [ip_key, "all".into()] {
-                self.store
-                    .incr(&format!("oauth:wrongcode:{key}"), WRONG_WINDOW)
-                    .await
-                    .map_err(|_| CodeEntryError::Unavailable)?;
-            }
+            self.store.hit(&mine).await?;
+            self.store.hit(&all).await?;
             tracing::warn!(client_ip = %ctx.client_ip, "wrong device user code entered");
             return Err(CodeEntryError::Unknown);
         };
@@ -247,66 +275,84 @@ impl Access {
         ctx: &RequestContext,
     ) -> Result<(), CodeEntryError> {
         let code = normalize_user_code(input).ok_or(CodeEntryError::Unknown)?;
-        let (hash, mut record) = self
+        let (device, mut record) = self
             .device_by_user_code(&code)
-            .await
-            .map_err(|_| CodeEntryError::Unavailable)?
+            .await?
             .ok_or(CodeEntryError::Unknown)?;
         let decided = self
             .store
-            .mark_used("oauth:devicedecided", &hash, Duration::from_secs(1200))
-            .await
-            .map_err(|_| CodeEntryError::Unavailable)?;
+            .first_use(
+                "oauth:devicedecided",
+                device.as_str(),
+                Duration::from_secs(AFTERLIFE * 2),
+            )
+            .await?;
         if decided == FirstUse::Replay {
             return Err(CodeEntryError::Unknown);
         }
-        let c = identity.claims();
-        record.status = if approve {
-            DeviceStatus::Approved(Approval {
-                identity: IdentityRecord::from_identity(identity),
-                client_id: record.client_id.clone(),
-                device_name: record.device_name.clone(),
-            })
-        } else {
-            DeviceStatus::Denied
-        };
-        let json = serde_json::to_string(&record).map_err(|_| CodeEntryError::Unavailable)?;
-        let remaining = record.expires.saturating_sub(now_unix()) + 600;
-        self.store
-            .put(&device_key(&hash), &json, Duration::from_secs(remaining))
-            .await
-            .map_err(|_| CodeEntryError::Unavailable)?;
-        let _ = self.store.delete(&user_code_key(&code)).await;
-        if !approve {
-            let _ = self.audit.record(
+        let requester = self.requester_for(&record.client_id);
+        if approve {
+            let tag = tag_of(identity);
+            let approval = DeviceApproval {
+                approval: Approval {
+                    identity: IdentityRecord::from_identity(identity),
+                    client_id: record.client_id.clone(),
+                    device_name: record.device_name.clone(),
+                },
+                expires: record.expires,
+            };
+            let holding = Holding::new(
+                HoldingKind::DeviceApproval,
+                identity,
+                requester.path.as_str(),
+                Some(&record.client_id),
+                record.expires,
                 ctx,
-                serde_json::json!({
-                    "event": "cli_login", "idp": c.idp.as_str(), "subject": c.subject,
-                    "client_id": record.client_id, "device_name": record.device_name,
-                    "outcome": "denied", "reason": "the person denied the device login",
-                }),
-            );
+            )
+            .with_device(&record.device_name);
+            // The approval first, then the status that points to it: a client that sees
+            // "approved" always finds the approval (unless it was revoked since).
+            let mut txn = self.store.txn(&tag);
+            txn.put_listed(&device, &approval, &holding)?;
+            self.store.commit(&txn).await?;
+            record.status = DeviceStatus::Approved(tag);
+        } else {
+            record.status = DeviceStatus::Denied;
+        }
+        self.store.save(&device, &record).await?;
+        self.store.remove::<UserCode>(&Hashed::of(&code)).await?;
+        if !approve {
+            let event = Event::CliLogin {
+                person: person_of(identity),
+                client: requester.audit(),
+                device_name: record.device_name,
+                outcome: Outcome::Denied,
+                reason: "the person denied the device login".into(),
+                session_expires_in_seconds: None,
+            };
+            if let Err(e) = self.record(ctx, &event) {
+                tracing::error!(error = %e, "audit write failed for a denied login");
+            }
         }
         Ok(())
     }
 
     /// The device-code grant (RFC 8628 §3.4-3.5): pending, slow down, denied, expired, or
     /// the tokens (once).
-    pub async fn poll_device(
+    pub(in crate::access) async fn poll_device(
         &self,
         device_code: &str,
         client_id: &str,
         ctx: &RequestContext,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Audited<TokenResponse>, OAuthError> {
         let invalid = || OAuthError::invalid_grant("unknown device_code");
         if device_code.len() > 100 {
             return Err(invalid());
         }
-        let hash = token_hash(device_code);
-        let Some(json) = self.store.get(&device_key(&hash)).await? else {
+        let device = Hashed::of(device_code);
+        let Some(record) = self.store.load::<DeviceRecord>(&device).await? else {
             return Err(invalid());
         };
-        let record: DeviceRecord = serde_json::from_str(&json).map_err(|_| invalid())?;
         if record.client_id != client_id {
             return Err(OAuthError::invalid_grant(
                 "the device_code was issued to another client",
@@ -321,20 +367,17 @@ impl Access {
         }
         // Polling politely: at most once per interval; each violation adds 5 s.
         let base = self.config.cli.device_poll_interval.as_secs();
-        let poll = match self.store.get(&poll_key(&hash)).await? {
-            Some(p) => serde_json::from_str::<PollState>(&p).ok(),
-            None => None,
-        };
-        let remaining = Duration::from_secs(record.expires - now + 600);
+        let poll = self.store.load::<PollState>(&device).await?;
+        let expires = record.expires + AFTERLIFE;
         if let Some(p) = &poll
             && now < p.last + p.interval
         {
             let slowed = PollState {
                 last: now,
                 interval: p.interval + 5,
+                expires,
             };
-            let json = serde_json::to_string(&slowed).map_err(|_| OAuthError::unavailable())?;
-            self.store.put(&poll_key(&hash), &json, remaining).await?;
+            self.store.save(&device, &slowed).await?;
             return Err(OAuthError::new(
                 "slow_down",
                 format!("poll at most every {} seconds", slowed.interval),
@@ -343,33 +386,40 @@ impl Access {
         let next = PollState {
             last: now,
             interval: poll.map(|p| p.interval).unwrap_or(base),
+            expires,
         };
-        let json = serde_json::to_string(&next).map_err(|_| OAuthError::unavailable())?;
-        self.store.put(&poll_key(&hash), &json, remaining).await?;
+        self.store.save(&device, &next).await?;
         match record.status {
             DeviceStatus::Pending => Err(OAuthError::new(
                 "authorization_pending",
                 "waiting for the person to approve",
             )),
             DeviceStatus::Denied => {
-                let _ = self.store.delete(&device_key(&hash)).await;
+                self.store.remove::<DeviceRecord>(&device).await?;
                 Err(OAuthError::new(
                     "access_denied",
                     "the person denied the login",
                 ))
             }
-            DeviceStatus::Approved(_) => {
-                // Single use: of two polls, one takes the approval.
-                let taken = self
+            DeviceStatus::Approved(tag) => {
+                // Single use: of two polls, one takes the approval. A revoked approval is
+                // gone: the login ends here.
+                let Some(approved) = self
                     .store
-                    .take(&device_key(&hash))
+                    .take_owned::<DeviceApproval>(&tag, &device)
                     .await?
-                    .ok_or_else(invalid)?;
-                let record: DeviceRecord = serde_json::from_str(&taken).map_err(|_| invalid())?;
-                let DeviceStatus::Approved(approval) = record.status else {
-                    return Err(invalid());
+                else {
+                    self.store.remove::<DeviceRecord>(&device).await?;
+                    return Err(OAuthError::new(
+                        "access_denied",
+                        "the approval was revoked or already used",
+                    ));
                 };
-                self.issue_token_family(approval, ctx).await
+                let tokens = self
+                    .issue_token_family(approved.approval, None, ctx)
+                    .await?;
+                self.store.remove::<DeviceRecord>(&device).await?;
+                Ok(tokens)
             }
         }
     }

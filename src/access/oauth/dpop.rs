@@ -3,11 +3,13 @@
 //! keeps; the token is bound to that key's thumbprint, so a stolen token without the key
 //! is useless.
 //!
-//! A proof is checked for: `typ: dpop+jwt`; an asymmetric `alg`; a public `jwk` in the
-//! header (never a private one) whose signature verifies; `htm` and `htu` equal to this
-//! request's method and URL (no query or fragment); `iat` within a minute; a `jti` not seen
-//! before (kept in the store, so replay fails on every instance); and, at the API, `ath`,
-//! the hash of the access token it accompanies.
+//! RFC 9449 §4.3, item by item: exactly one `DPoP` header; a JWT; `typ: dpop+jwt`; an
+//! `alg` from [`DPOP_ALGS`] (asymmetric); a `jwk` in the header that is a public key (the
+//! raw header is checked, before any JWK type could drop a private member); the signature
+//! verifies with that key; `htm` and `htu` equal to this request's method and URL (no query
+//! or fragment); `iat` within a minute either way; a `jti` not seen before (kept in the
+//! store, so replay fails on every instance); and, at the API, `ath`, the hash of the
+//! access token it accompanies, and the key the token is bound to (`bearer`).
 
 use std::time::Duration;
 
@@ -23,12 +25,29 @@ use crate::store::FirstUse;
 /// How far a proof's `iat` may be from now.
 const IAT_WINDOW: i64 = 60;
 
-/// A DPoP header and the request it came with.
+/// The proof algorithms accepted (RFC 9449 `dpop_signing_alg_values_supported`, and the
+/// `algs` of a `DPoP` challenge).
+pub const DPOP_ALGS: &[&str] = &["ES256", "ES384", "RS256", "PS256", "EdDSA"];
+
+/// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037).
+const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The `DPoP` headers of a request and the request they came with.
 pub struct DpopProof<'a> {
-    pub jwt: &'a str,
+    /// Every `DPoP` header value sent (more than one is refused).
+    pub headers: Vec<&'a str>,
     pub method: &'a str,
     /// The request's URL at the broker's public address, without query or fragment.
     pub url: &'a str,
+}
+
+/// The header of a JWT as sent, before any typed parsing.
+fn raw_header(jwt: &str) -> Option<Json> {
+    let part = jwt.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 fn invalid(why: impl Into<String>) -> OAuthError {
@@ -49,22 +68,37 @@ impl Access {
         proof: &DpopProof<'_>,
         access_token: Option<&str>,
     ) -> Result<String, OAuthError> {
-        let header = jsonwebtoken::decode_header(proof.jwt)
-            .map_err(|_| invalid("the DPoP proof is not a JWT"))?;
+        let jwt = match proof.headers.as_slice() {
+            [one] => *one,
+            [] => return Err(invalid("a DPoP proof is required")),
+            _ => return Err(invalid("send exactly one DPoP header")),
+        };
+        if jwt.len() > 8192 {
+            return Err(invalid("the DPoP proof is too large"));
+        }
+        let raw = raw_header(jwt).ok_or_else(|| invalid("the DPoP proof is not a JWT"))?;
+        if let Some(jwk) = raw.get("jwk")
+            && PRIVATE_JWK_MEMBERS.iter().any(|m| jwk.get(m).is_some())
+        {
+            return Err(invalid("the DPoP proof's jwk must be a public key"));
+        }
+        let header =
+            jsonwebtoken::decode_header(jwt).map_err(|_| invalid("the DPoP proof is not a JWT"))?;
         if header.typ.as_deref() != Some("dpop+jwt") {
             return Err(invalid("the DPoP proof's typ must be dpop+jwt"));
         }
         let alg = header.alg;
-        if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-            return Err(invalid("the DPoP proof must use an asymmetric algorithm"));
+        if !DPOP_ALGS.contains(&format!("{alg:?}").as_str())
+            || matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        {
+            return Err(invalid(format!(
+                "the DPoP proof must use one of {} (asymmetric)",
+                DPOP_ALGS.join(", ")
+            )));
         }
         let jwk: Jwk = header
             .jwk
             .ok_or_else(|| invalid("the DPoP proof has no jwk header"))?;
-        let raw_jwk = serde_json::to_value(&jwk).unwrap_or_default();
-        if raw_jwk.get("d").is_some() {
-            return Err(invalid("the DPoP proof's jwk must be a public key"));
-        }
         let key = DecodingKey::from_jwk(&jwk)
             .map_err(|_| invalid("the DPoP proof's jwk is not a usable key"))?;
         let mut v = Validation::new(alg);
@@ -72,7 +106,7 @@ impl Access {
         v.set_required_spec_claims::<&str>(&[]);
         v.validate_exp = false;
         v.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Json>(proof.jwt, &key, &v)
+        let claims = jsonwebtoken::decode::<Json>(jwt, &key, &v)
             .map_err(|_| invalid("the DPoP proof's signature does not verify"))?
             .claims;
         let s = |k: &str| claims.get(k).and_then(Json::as_str);
@@ -88,7 +122,10 @@ impl Access {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let iat = claims.get("iat").and_then(Json::as_i64).unwrap_or(0);
+        let iat = claims
+            .get("iat")
+            .and_then(Json::as_i64)
+            .ok_or_else(|| invalid("the DPoP proof has no iat"))?;
         if (iat - now).abs() > IAT_WINDOW {
             return Err(invalid("the DPoP proof is not fresh (iat)"));
         }
@@ -102,9 +139,9 @@ impl Access {
             .ok_or_else(|| invalid("the DPoP proof has no jti"))?;
         let seen = self
             .store
-            .mark_used(
+            .first_use(
                 "dpop:jti",
-                &super::token_hash(jti),
+                jti,
                 Duration::from_secs((2 * IAT_WINDOW) as u64),
             )
             .await?;

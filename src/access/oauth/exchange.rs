@@ -11,15 +11,15 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::dpop::DpopProof;
-use super::{Approval, OAuthError, token_hash};
+use super::{Approval, OAuthError};
 use crate::access::issuer::IssueFailure;
-use crate::access::session::{IdentityRecord, tokens_match};
-use crate::access::{Access, ClientPath, IssuedCredentials, RequestContext};
-use crate::idp::subject::{SubjectKind, verify_subject_token};
+use crate::access::session::{IdentityRecord, person_of, tokens_match};
+use crate::access::{Access, Audited, IssuedCredentials, RequestContext};
+use crate::audit::{Event, Outcome, Person};
+use crate::idp::subject::{SubjectError, SubjectKind, verify_subject_token};
 use crate::metrics::AppLabels;
+use crate::store::{Allowance, Window};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// rolegate's token type for AWS credentials (the response carries `aws_credentials`).
@@ -55,22 +55,30 @@ pub enum Exchanged {
     },
 }
 
-fn minute_window() -> u64 {
-    crate::access::session::now_unix() / 60
+fn per_minute<'a>(name: &'static str, subject: &'a str, limit: u64) -> Window<'a> {
+    Window {
+        name,
+        subject,
+        limit,
+        period: Duration::from_secs(60),
+    }
 }
+
+/// The replay-cache namespace of subject tokens.
+const EXCHANGED: &str = "exchange:used";
 
 impl Access {
     /// The token-exchange grant. See the module doc for the order of checks.
-    pub async fn exchange_token(
+    pub(in crate::access) async fn exchange_token(
         &self,
         r: ExchangeRequest<'_>,
         ctx: &RequestContext,
-    ) -> Result<Exchanged, OAuthError> {
+    ) -> Result<Audited<Exchanged>, OAuthError> {
         let app_id: String = r.client_id.chars().take(64).collect();
         let result = self.exchange_inner(&r, ctx).await;
         let outcome = match &result {
             Ok(_) => "success",
-            Err(e) => e.code,
+            Err((e, _)) => e.code,
         };
         let known_app = self.config.app(&app_id).is_some();
         self.metrics
@@ -85,94 +93,113 @@ impl Access {
                 outcome: outcome.into(),
             })
             .inc();
-        if let Err(e) = &result {
+        result.map_err(|(e, person)| {
             tracing::warn!(app = %app_id, error = %e, "token exchange refused");
             let idp = self
                 .config
                 .app(&app_id)
                 .map(|a| a.idp.to_string())
                 .unwrap_or_default();
-            let record = json!({
-                "event": "token_exchange",
-                "client_path": ClientPath::Mobile.as_str(),
-                "app": app_id,
-                "idp": idp,
-                "outcome": "refused",
-                "reason": format!("{}: {}", e.code, e.description),
-            });
-            if let Err(err) = self.audit.record(ctx, record) {
+            let event = Event::TokenExchange {
+                person: person.unwrap_or(Person {
+                    idp,
+                    subject: String::new(),
+                }),
+                client: crate::access::Requester {
+                    path: crate::access::ClientPath::Mobile,
+                    client_id: Some(app_id.clone()),
+                    app: Some(app_id.clone()),
+                }
+                .audit(),
+                outcome: Outcome::Refused,
+                reason: format!("{}: {}", e.code, e.description),
+                issued_token_type: None,
+                dpop_bound: None,
+            };
+            if let Err(err) = self.record(ctx, &event) {
                 tracing::error!(error = %err, "audit write failed for a refused exchange");
             }
-        }
-        result
+            e
+        })
     }
 
     async fn exchange_inner(
         &self,
         r: &ExchangeRequest<'_>,
         ctx: &RequestContext,
-    ) -> Result<Exchanged, OAuthError> {
+    ) -> Result<Audited<Exchanged>, (OAuthError, Option<Person>)> {
+        let anonymous = |e: OAuthError| (e, None);
         let app = self
             .config
             .app(r.client_id)
-            .ok_or_else(|| OAuthError::invalid_client("not an app registered for token exchange"))?
+            .ok_or_else(|| OAuthError::invalid_client("not an app registered for token exchange"))
+            .map_err(anonymous)?
             .clone();
         match (&app.client_secret, r.client_secret) {
             (Some(secret), Some(given)) => {
                 use secrecy::ExposeSecret;
                 if !tokens_match(secret.expose_secret(), given) {
-                    return Err(OAuthError::invalid_client("the client secret is wrong"));
+                    return Err(anonymous(OAuthError::invalid_client(
+                        "the client secret is wrong",
+                    )));
                 }
             }
             (Some(_), None) => {
-                return Err(OAuthError::invalid_client("the client secret is missing"));
+                return Err(anonymous(OAuthError::invalid_client(
+                    "the client secret is missing",
+                )));
             }
             (None, _) => {}
         }
         let jkt = match &r.dpop {
-            Some(proof) => Some(self.verify_dpop(proof, None).await?),
+            Some(proof) => Some(self.verify_dpop(proof, None).await.map_err(anonymous)?),
             None if app.dpop_required => {
-                return Err(OAuthError::new(
+                return Err(anonymous(OAuthError::new(
                     "invalid_dpop_proof",
                     "this app must send a DPoP proof",
-                ));
+                )));
             }
             None => None,
         };
-        let window = minute_window();
-        let app_count = self
+        let limit = per_minute("app", &app.id, app.rate_limit_per_minute);
+        if let Allowance::Exceeded { retry_after } = self
             .store
-            .incr(
-                &format!("ratelimit:app:{}:{window}", app.id),
-                Duration::from_secs(61),
-            )
-            .await?;
-        if app_count > app.rate_limit_per_minute {
-            return Err(OAuthError::rate_limited(
-                "this app",
-                60 - crate::access::session::now_unix() % 60,
-            ));
+            .hit(&limit)
+            .await
+            .map_err(|e| anonymous(e.into()))?
+        {
+            return Err(anonymous(OAuthError::rate_limited("this app", retry_after)));
         }
         let kind = match r.subject_token_type {
             ID_TOKEN if app.accept_id_tokens => SubjectKind::IdToken,
             ACCESS_TOKEN | JWT if app.accept_access_tokens => SubjectKind::AccessToken,
             ID_TOKEN | ACCESS_TOKEN | JWT => {
-                return Err(OAuthError::invalid_request(format!(
+                return Err(anonymous(OAuthError::invalid_request(format!(
                     "this app may not present subject tokens of type {}",
                     r.subject_token_type
-                )));
+                ))));
             }
             _ => {
-                return Err(OAuthError::invalid_request(
+                return Err(anonymous(OAuthError::invalid_request(
                     "subject_token_type must be …:id_token, …:access_token or …:jwt",
-                ));
+                )));
             }
+        };
+        let idp_unavailable = || {
+            OAuthError::new(
+                "temporarily_unavailable",
+                format!(
+                    "the identity provider {} cannot be reached right now; try again in a minute",
+                    app.idp
+                ),
+            )
         };
         let provider = self
             .oidc
             .iter()
             .find(|p| p.idp.id == app.idp)
-            .ok_or_else(OAuthError::unavailable)?;
+            .ok_or_else(idp_unavailable)
+            .map_err(anonymous)?;
         let (identity, claims) = verify_subject_token(
             provider,
             r.subject_token,
@@ -181,106 +208,139 @@ impl Access {
             app.max_token_age,
         )
         .await
-        .map_err(|e| match e {
-            crate::idp::subject::SubjectError::Unavailable => OAuthError::unavailable(),
-            other => OAuthError::invalid_grant(other.to_string()),
+        .map_err(|e| {
+            anonymous(match e {
+                SubjectError::Unavailable => idp_unavailable(),
+                // RFC 8693 §2.2.2: an invalid subject token is `invalid_request`.
+                other => OAuthError::invalid_request(other.to_string()),
+            })
         })?;
-        let subject = identity.claims().subject.clone();
-        let subject_count = self
+        let person = person_of(&identity);
+        let with_person = |e: OAuthError| (e, Some(person.clone()));
+        let who = format!("{}\n{}\n{}", app.id, person.idp, person.subject);
+        let limit = per_minute("subject", &who, app.subject_rate_limit_per_minute);
+        if let Allowance::Exceeded { retry_after } = self
             .store
-            .incr(
-                &format!(
-                    "ratelimit:subject:{}:{}:{window}",
-                    app.id,
-                    token_hash(&subject)
-                ),
-                Duration::from_secs(61),
-            )
-            .await?;
-        if subject_count > app.subject_rate_limit_per_minute {
-            return Err(OAuthError::rate_limited(
+            .hit(&limit)
+            .await
+            .map_err(|e| with_person(e.into()))?
+        {
+            return Err(with_person(OAuthError::rate_limited(
                 "this person",
-                60 - crate::access::session::now_unix() % 60,
-            ));
+                retry_after,
+            )));
         }
-        // Replay limit: per jti (or the token's hash), until the token expires.
-        let now = crate::access::session::now_unix();
+        // The replay allowance: per jti (or the token's hash), until the token expires.
+        // It is counted only once the request could issue something, and given back if
+        // nothing was issued.
+        let now = crate::store::now_unix();
         let exp = claims
             .get("exp")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(now);
-        let id = claims
-            .get("jti")
-            .and_then(serde_json::Value::as_str)
-            .map(|j| format!("jti:{}", token_hash(j)))
-            .unwrap_or_else(|| format!("tok:{}", token_hash(r.subject_token)));
-        let uses = self
-            .store
-            .incr(
-                &format!("exchange:used:{}:{id}", app.id),
-                Duration::from_secs(exp.saturating_sub(now) + 60),
-            )
-            .await?;
-        if uses > app.max_exchanges_per_token {
-            return Err(OAuthError::invalid_grant(format!(
-                "this subject token was already exchanged (at most {} time(s))",
-                app.max_exchanges_per_token
-            )));
-        }
-
+        let use_id = match claims.get("jti").and_then(serde_json::Value::as_str) {
+            Some(jti) => format!("{}\njti\n{jti}", app.id),
+            None => format!("{}\ntok\n{}", app.id, r.subject_token),
+        };
+        let use_ttl = Duration::from_secs(exp.saturating_sub(now) + 60);
+        let count_use = || async {
+            let uses = self
+                .store
+                .count_use(EXCHANGED, &use_id, use_ttl)
+                .await
+                .map_err(|e| with_person(e.into()))?;
+            if uses > app.max_exchanges_per_token {
+                return Err(with_person(OAuthError::invalid_grant(format!(
+                    "this subject token was already exchanged (at most {} time(s))",
+                    app.max_exchanges_per_token
+                ))));
+            }
+            Ok(())
+        };
+        let refund = || async {
+            if let Err(e) = self.store.refund_use(EXCHANGED, &use_id).await {
+                tracing::warn!(error = %e, "could not give back an exchange's replay allowance");
+            }
+        };
+        let requester = self.requester_for(&app.id);
         match r.requested_token_type.unwrap_or(AWS_CREDENTIALS) {
             AWS_CREDENTIALS => {
-                let role = self.exchange_target(&identity, r.target)?;
-                let issued = self
-                    .issue_credentials(&identity, &role, None, ClientPath::Mobile, ctx)
+                let role = self
+                    .exchange_target(&identity, r.target)
+                    .map_err(with_person)?;
+                count_use().await?;
+                let issued = match self
+                    .issue_credentials(&identity, &role, None, &requester, ctx)
                     .await
-                    .map_err(|e| match e {
-                        IssueFailure::Refused(_) => OAuthError::new(
-                            "invalid_target",
-                            "the requested role is not available to this person",
-                        ),
-                        IssueFailure::AuditUnavailable => OAuthError::unavailable(),
-                        other => OAuthError::new("temporarily_unavailable", other.to_string()),
-                    })?;
-                let expires_in = issued
-                    .credentials
-                    .expiration
-                    .duration_since(std::time::SystemTime::now())
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                Ok(Exchanged::Credentials {
-                    issued,
-                    role,
-                    expires_in,
-                })
+                {
+                    Ok(issued) => issued,
+                    Err(e) => {
+                        refund().await;
+                        return Err(with_person(match e {
+                            IssueFailure::Refused(_) => OAuthError::new(
+                                "invalid_target",
+                                "the requested role is not available to this person",
+                            ),
+                            IssueFailure::AuditUnavailable => OAuthError::unavailable(),
+                            other => OAuthError::new("temporarily_unavailable", other.to_string()),
+                        }));
+                    }
+                };
+                Ok(issued.map(|issued| {
+                    let expires_in = issued
+                        .credentials
+                        .expiration
+                        .duration_since(std::time::SystemTime::now())
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    Exchanged::Credentials {
+                        issued,
+                        role,
+                        expires_in,
+                    }
+                }))
             }
             ACCESS_TOKEN => {
+                count_use().await?;
                 let approval = Approval {
                     identity: IdentityRecord::from_identity(&identity),
                     client_id: app.id.clone(),
                     device_name: format!("app {}", app.id),
                 };
                 let bound = jkt.is_some();
-                let (token, expires_in) = self
-                    .issue_app_access_token(approval, app.access_token_lifetime, jkt)
-                    .await?;
-                let _ = self.audit.record(
+                let (token, expires_in) = match self
+                    .store_app_access_token(approval, app.access_token_lifetime, jkt, ctx)
+                    .await
+                {
+                    Ok(t) => t,
+                    Err(e) => {
+                        refund().await;
+                        return Err(with_person(e));
+                    }
+                };
+                let event = Event::TokenExchange {
+                    person: person.clone(),
+                    client: requester.audit(),
+                    outcome: Outcome::Success,
+                    reason: String::new(),
+                    issued_token_type: Some(ACCESS_TOKEN),
+                    dpop_bound: Some(bound),
+                };
+                self.release(
                     ctx,
-                    json!({
-                        "event": "token_exchange", "client_path": ClientPath::Mobile.as_str(),
-                        "app": app.id, "idp": app.idp.as_str(), "subject": subject,
-                        "outcome": "success", "issued_token_type": ACCESS_TOKEN, "dpop_bound": bound,
-                    }),
-                );
-                Ok(Exchanged::AccessToken {
-                    token,
-                    expires_in,
-                    token_type: if bound { "DPoP" } else { "Bearer" },
-                })
+                    &event,
+                    Exchanged::AccessToken {
+                        token,
+                        expires_in,
+                        token_type: if bound { "DPoP" } else { "Bearer" },
+                    },
+                )
+                .map_err(|e| with_person(e.into()))
             }
-            other => Err(OAuthError::invalid_request(format!(
-                "requested_token_type {other:?} is not supported (use {AWS_CREDENTIALS} or {ACCESS_TOKEN})"
-            ))),
+            other => Err(with_person(OAuthError::invalid_request(format!(
+                "requested_token_type {:?} is not supported (use {AWS_CREDENTIALS} or {ACCESS_TOKEN})",
+                other.chars().take(100).collect::<String>()
+            )))),
         }
     }
 

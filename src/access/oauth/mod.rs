@@ -9,19 +9,27 @@
 //! - [`exchange`]: token exchange (RFC 8693) for mobile and single-page apps, with
 //!   [`dpop`] (RFC 9449) for sender-constrained tokens.
 //!
-//! **Invariants.** Every token and code is 256 random bits, handed out once and stored only
-//! as its SHA-256. A token names the identity captured at login, never a grant: every
-//! credential request re-evaluates the rules through the access core. State lives in the
-//! store, so any instance (on Redis) serves any step.
+//! - [`grant`]: the token endpoint's one dispatch (both `/oauth/token` and the SSO OIDC
+//!   API's `CreateToken` call it), and [`bearer`]: a presented access token (and its DPoP
+//!   proof) turned back into the identity, with one binding rule for every API.
+//!
+//! **Invariants.** Every token and code is 256 random bits (plus the person's tag),
+//! handed out once and stored only as its SHA-256. A token names the identity captured
+//! at login, never a grant: every credential request re-evaluates the rules through the
+//! access core. State lives in the store, so any instance (on Redis) serves any step.
 
+pub mod bearer;
 pub mod clients;
 pub mod code;
 pub mod device;
 pub mod dpop;
 pub mod exchange;
+pub mod grant;
 pub mod tokens;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::wire::TokenResponse;
 
 use super::session::IdentityRecord;
 
@@ -87,21 +95,22 @@ impl OAuthError {
     }
 }
 
+impl From<crate::audit::AuditError> for OAuthError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        tracing::error!(error = %e, "audit log write failed; refusing");
+        Self::new(
+            "temporarily_unavailable",
+            "the broker cannot write its audit log; try again in a minute",
+        )
+    }
+}
+
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         // Logged once per outage by the store.
         tracing::debug!(error = %e, "refused: state store unavailable");
         Self::unavailable()
     }
-}
-
-/// SHA-256 of a token, hex: the only form in which a token is stored.
-pub(crate) fn token_hash(token: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Who approved a CLI login and for which client and machine: what tokens carry.
@@ -127,13 +136,4 @@ pub fn clean_device_name(raw: Option<&str>) -> String {
     } else {
         name
     }
-}
-
-/// The token response of RFC 6749 §5.1.
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    pub refresh_token: String,
 }

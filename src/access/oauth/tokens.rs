@@ -1,14 +1,21 @@
 //! Broker access and refresh tokens.
 //!
-//! A login (code or device grant) starts a *family*: a record that lives at most
-//! `cli.session_lifetime`; deleting it revokes every token of the family. Access tokens
-//! live minutes. A refresh token is used once: its use returns a new pair and marks it
-//! rotated. Processes on one machine refresh lazily and without locks, so within
+//! A login (code or device grant, or an app's exchange) starts a *family*: a record that
+//! lives at most `cli.session_lifetime` and is listed in the person's index; deleting it
+//! revokes every token of the family. Access tokens live minutes to an hour and are
+//! checked against their family at every use, so ending the family ends them at once. A
+//! refresh token is used once: its use returns a new pair and marks it rotated.
+//! Processes on one machine refresh lazily and without locks, so within
 //! `cli.refresh_reuse_interval` a rotated token returns *the same* successor pair (kept
 //! encrypted under a key derived from the rotated token, so the store never holds a
 //! usable token); a use after that interval is reuse — a stolen copy, or a leak — and
-//! revokes the family, so the legitimate holder's next refresh fails too and the person
-//! logs in again.
+//! revokes the family, so the legitimate holder's next refresh fails too.
+//!
+//! Tokens are `rga_TAG.SECRET` / `rgr_TAG.SECRET`: every record of a family lives in the
+//! person's slot, so a rotation (new pair, sealed successor, old token marked, family still
+//! there) is one store transaction. A store that fails mid-rotation leaves the old refresh
+//! token as it was, and the client's retry works; a store failure is `503
+//! temporarily_unavailable`, never `invalid_grant`.
 
 use std::time::Duration;
 
@@ -16,39 +23,94 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Approval, OAuthError, TokenResponse, token_hash};
-use crate::access::session::{now_unix, random_token};
-use crate::access::{Access, RequestContext};
-use crate::idp::VerifiedIdentity;
-use crate::store::FirstUse;
+use super::{Approval, OAuthError, TokenResponse};
+use crate::access::holdings::{Holding, HoldingKind};
+use crate::access::session::{owned_id, random_token};
+use crate::access::{Access, Audited, RequestContext};
+use crate::audit::{Event, Outcome};
+use crate::store::{Hashed, PersonTag, Record, now_unix, split_owned_id, until};
 
 const ACCESS_PREFIX: &str = "rga_";
 const REFRESH_PREFIX: &str = "rgr_";
 
+/// A login: who approved it, for which client, until when.
 #[derive(Serialize, Deserialize)]
-struct Family {
-    approval: Approval,
+pub(in crate::access) struct Family {
+    pub(in crate::access) approval: Approval,
     created: u64,
-    expires: u64,
+    pub(in crate::access) expires: u64,
+    holding: Holding,
+}
+
+impl Record for Family {
+    const KIND: &'static str = "oauth:family";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct AccessRecord {
-    family: String,
+    family: Hashed,
     expires: u64,
     /// The DPoP key thumbprint the token is bound to (apps with `dpop = "required"`).
     #[serde(default)]
     jkt: Option<String>,
 }
 
+impl Record for AccessRecord {
+    const KIND: &'static str = "oauth:at";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct RefreshRecord {
-    family: String,
+    family: Hashed,
+    /// The family's end: a refresh token lives as long as its login.
+    expires: u64,
     /// When this token was used (and a successor issued); `None` while current.
     rotated_at: Option<u64>,
 }
 
-/// The successor pair, for the reuse interval.
+impl Record for RefreshRecord {
+    const KIND: &'static str = "oauth:rt";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
+}
+
+/// The successor pair of a rotated refresh token, sealed with a key derived from it, for
+/// the reuse interval.
+#[derive(Serialize, Deserialize)]
+struct Grace {
+    sealed: String,
+    expires: u64,
+}
+
+impl Record for Grace {
+    const KIND: &'static str = "oauth:grace";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
+}
+
+/// Marks an authorization code as redeemed, naming the family it started: a replay of
+/// the code revokes that family (RFC 6749 §4.1.2).
+#[derive(Serialize, Deserialize)]
+pub(in crate::access) struct CodeRedeemed {
+    pub(in crate::access) family: Hashed,
+    expires: u64,
+}
+
+impl Record for CodeRedeemed {
+    const KIND: &'static str = "oauth:code-redeemed";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Successor {
     access_token: String,
@@ -56,17 +118,13 @@ struct Successor {
     expires_in: u64,
 }
 
-fn family_key(id: &str) -> String {
-    format!("oauth:family:{id}")
-}
-fn access_key(hash: &str) -> String {
-    format!("oauth:at:{hash}")
-}
-fn refresh_key(hash: &str) -> String {
-    format!("oauth:rt:{hash}")
-}
-fn grace_key(hash: &str) -> String {
-    format!("oauth:grace:{hash}")
+/// A token of the given kind: its person tag and stored id; `None` if it is not shaped
+/// like one (it is then never looked up).
+fn parse_token(token: &str, prefix: &str) -> Option<(PersonTag, Hashed)> {
+    if token.len() > 100 {
+        return None;
+    }
+    split_owned_id(token.strip_prefix(prefix)?)
 }
 
 /// AES-256-GCM key derived from a token the client holds (the store has only its hash).
@@ -113,157 +171,208 @@ fn open(token: &str, sealed: &str) -> Option<Vec<u8>> {
     Some(plain.to_vec())
 }
 
+/// A fresh pair and the records to store for it.
+struct NewPair {
+    response: TokenResponse,
+    access: (Hashed, AccessRecord),
+    refresh: (Hashed, RefreshRecord),
+}
+
 /// What a valid access token stands for.
 pub struct BearerGrant {
-    pub identity: VerifiedIdentity,
+    pub identity: crate::idp::VerifiedIdentity,
     pub client_id: String,
     pub device_name: String,
     /// When the login (the refresh family) ends, Unix seconds.
     pub session_expires: u64,
     /// The DPoP key the token is bound to: requests must prove possession of it.
     pub jkt: Option<String>,
+    /// Which client the login is (for the audit of what it asks for).
+    pub requester: crate::access::Requester,
+}
+
+fn expired() -> OAuthError {
+    OAuthError::invalid_grant(
+        "the refresh token is invalid, expired or revoked; run `rolegate login`",
+    )
 }
 
 impl Access {
-    /// Starts a family for an approved login and returns its first token pair.
+    fn new_pair(&self, tag: &PersonTag, family: &Hashed, family_expires: u64) -> NewPair {
+        let now = now_unix();
+        let access_lifetime = self
+            .config
+            .cli
+            .access_token_lifetime
+            .as_secs()
+            .min(family_expires.saturating_sub(now));
+        let access_token = format!("{ACCESS_PREFIX}{}", owned_id(tag));
+        let refresh_token = format!("{REFRESH_PREFIX}{}", owned_id(tag));
+        let access = AccessRecord {
+            family: family.clone(),
+            expires: now + access_lifetime,
+            jkt: None,
+        };
+        let refresh = RefreshRecord {
+            family: family.clone(),
+            expires: family_expires,
+            rotated_at: None,
+        };
+        NewPair {
+            access: (Hashed::of(&access_token[ACCESS_PREFIX.len()..]), access),
+            refresh: (Hashed::of(&refresh_token[REFRESH_PREFIX.len()..]), refresh),
+            response: TokenResponse {
+                access_token,
+                token_type: "Bearer".into(),
+                expires_in: access_lifetime,
+                refresh_token: Some(refresh_token),
+            },
+        }
+    }
+
+    /// Starts a family for an approved login and returns its first token pair, released
+    /// with its `cli_login` record. With `code`, the redeemed authorization code is marked
+    /// with the family (a replay of the code revokes it).
     pub(in crate::access) async fn issue_token_family(
         &self,
         approval: Approval,
+        code: Option<&Hashed>,
         ctx: &RequestContext,
-    ) -> Result<TokenResponse, OAuthError> {
-        let cfg = &self.config.cli;
+    ) -> Result<Audited<TokenResponse>, OAuthError> {
+        let identity = approval
+            .identity
+            .clone()
+            .into_identity()
+            .map_err(|_| OAuthError::unavailable())?;
+        let requester = self.requester_for(&approval.client_id);
         let now = now_unix();
-        let family_id = random_token();
-        let lifetime = cfg.session_lifetime;
-        let subject = approval.identity.subject().to_owned();
-        let idp = approval.identity.idp().to_owned();
-        let (client, device) = (approval.client_id.clone(), approval.device_name.clone());
+        let lifetime = self.config.cli.session_lifetime;
+        let expires = now + lifetime.as_secs();
+        let tag = approval.identity.tag();
+        let family_id = Hashed::of(&random_token());
         let family = Family {
+            holding: Holding::new(
+                HoldingKind::Login,
+                &identity,
+                requester.path.as_str(),
+                Some(&approval.client_id),
+                expires,
+                ctx,
+            )
+            .with_device(&approval.device_name),
             approval,
             created: now,
-            expires: now + lifetime.as_secs(),
+            expires,
         };
-        let json = serde_json::to_string(&family).map_err(|_| OAuthError::unavailable())?;
-        self.store
-            .put(&family_key(&family_id), &json, lifetime)
-            .await?;
-        let pair = self.new_pair(&family_id, lifetime).await?;
-        let record = serde_json::json!({
-            "event": "cli_login",
-            "idp": idp,
-            "subject": subject,
-            "client_id": client,
-            "device_name": device,
-            "outcome": "success",
-            "session_expires_in_seconds": lifetime.as_secs(),
-        });
-        if let Err(e) = self.audit.record(ctx, record) {
-            tracing::error!(error = %e, "audit write failed; revoking the new CLI login");
-            let _ = self.store.delete(&family_key(&family_id)).await;
-            return Err(OAuthError::unavailable());
+        let pair = self.new_pair(&tag, &family_id, expires);
+        let mut txn = self.store.txn(&tag);
+        txn.put_listed(&family_id, &family, &family.holding)?
+            .put(&pair.access.0, &pair.access.1)?
+            .put(&pair.refresh.0, &pair.refresh.1)?;
+        if let Some(code) = code {
+            txn.put(
+                code,
+                &CodeRedeemed {
+                    family: family_id.clone(),
+                    expires,
+                },
+            )?;
         }
-        Ok(pair)
+        self.store.commit(&txn).await?;
+        let event = Event::CliLogin {
+            person: family.approval.identity.person(),
+            client: requester.audit(),
+            device_name: family.approval.device_name.clone(),
+            outcome: Outcome::Success,
+            reason: String::new(),
+            session_expires_in_seconds: Some(lifetime.as_secs()),
+        };
+        match self.release(ctx, &event, pair.response) {
+            Ok(released) => Ok(released),
+            Err(e) => {
+                tracing::error!(error = %e, "audit write failed; revoking the new login");
+                let mut undo = self.store.txn(&tag);
+                undo.delete::<Family>(&family_id);
+                let _ = self.store.commit(&undo).await;
+                Err(OAuthError::unavailable())
+            }
+        }
     }
 
     /// A single access token for an app (token exchange): its own short family (so it can
-    /// be revoked), no refresh token, bound to a DPoP key when `jkt` is given.
-    pub(in crate::access) async fn issue_app_access_token(
+    /// be listed and revoked), no refresh token, bound to a DPoP key when `jkt` is given.
+    /// The caller releases it with its record.
+    pub(in crate::access) async fn store_app_access_token(
         &self,
         approval: Approval,
         lifetime: Duration,
         jkt: Option<String>,
+        ctx: &RequestContext,
     ) -> Result<(String, u64), OAuthError> {
+        let identity = approval
+            .identity
+            .clone()
+            .into_identity()
+            .map_err(|_| OAuthError::unavailable())?;
         let now = now_unix();
-        let family_id = random_token();
+        let expires = now + lifetime.as_secs();
+        let tag = approval.identity.tag();
+        let family_id = Hashed::of(&random_token());
+        let requester = self.requester_for(&approval.client_id);
         let family = Family {
+            holding: Holding::new(
+                HoldingKind::Login,
+                &identity,
+                requester.path.as_str(),
+                Some(&approval.client_id),
+                expires,
+                ctx,
+            )
+            .with_device(&approval.device_name),
             approval,
             created: now,
-            expires: now + lifetime.as_secs(),
+            expires,
         };
-        let json = serde_json::to_string(&family).map_err(|_| OAuthError::unavailable())?;
-        self.store
-            .put(&family_key(&family_id), &json, lifetime)
-            .await?;
-        let token = format!("{ACCESS_PREFIX}{}", random_token());
+        let token = format!("{ACCESS_PREFIX}{}", owned_id(&tag));
         let at = AccessRecord {
-            family: family_id,
-            expires: now + lifetime.as_secs(),
+            family: family_id.clone(),
+            expires,
             jkt,
         };
-        let at = serde_json::to_string(&at).map_err(|_| OAuthError::unavailable())?;
-        self.store
-            .put(&access_key(&token_hash(&token)), &at, lifetime)
-            .await?;
+        let mut txn = self.store.txn(&tag);
+        txn.put_listed(&family_id, &family, &family.holding)?
+            .put(&Hashed::of(&token[ACCESS_PREFIX.len()..]), &at)?;
+        self.store.commit(&txn).await?;
         Ok((token, lifetime.as_secs()))
     }
 
-    /// A fresh access + refresh pair in `family`, the refresh token living as long as the
-    /// family (`remaining`).
-    async fn new_pair(
+    /// A family of `tag`'s, if it is still live.
+    pub(in crate::access) async fn family(
         &self,
-        family: &str,
-        remaining: Duration,
-    ) -> Result<TokenResponse, OAuthError> {
-        let access_lifetime = self.config.cli.access_token_lifetime.min(remaining);
-        let access_token = format!("{ACCESS_PREFIX}{}", random_token());
-        let refresh_token = format!("{REFRESH_PREFIX}{}", random_token());
-        let at = AccessRecord {
-            family: family.to_owned(),
-            expires: now_unix() + access_lifetime.as_secs(),
-            jkt: None,
-        };
-        let rt = RefreshRecord {
-            family: family.to_owned(),
-            rotated_at: None,
-        };
-        let at = serde_json::to_string(&at).map_err(|_| OAuthError::unavailable())?;
-        let rt = serde_json::to_string(&rt).map_err(|_| OAuthError::unavailable())?;
-        self.store
-            .put(
-                &access_key(&token_hash(&access_token)),
-                &at,
-                access_lifetime,
-            )
-            .await?;
-        self.store
-            .put(&refresh_key(&token_hash(&refresh_token)), &rt, remaining)
-            .await?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: access_lifetime.as_secs(),
-            refresh_token,
-        })
-    }
-
-    async fn family(&self, id: &str) -> Result<Option<Family>, OAuthError> {
-        match self.store.get(&family_key(id)).await? {
-            None => Ok(None),
-            Some(json) => Ok(serde_json::from_str(&json).ok()),
-        }
+        tag: &PersonTag,
+        id: &Hashed,
+    ) -> Result<Option<Family>, OAuthError> {
+        Ok(self
+            .store
+            .load_owned::<Family>(tag, id)
+            .await?
+            .map(|s| s.value)
+            .filter(|f| f.expires > now_unix()))
     }
 
     /// The `refresh_token` grant: rotation with reuse detection (see the module doc).
-    pub async fn refresh(
+    pub(in crate::access) async fn refresh(
         &self,
         refresh_token: &str,
         client_id: &str,
         ctx: &RequestContext,
-    ) -> Result<TokenResponse, OAuthError> {
-        let expired = || {
-            OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked; run `rolegate login`",
-            )
-        };
-        if !refresh_token.starts_with(REFRESH_PREFIX) || refresh_token.len() > 100 {
-            return Err(expired());
-        }
-        let hash = token_hash(refresh_token);
-        let Some(json) = self.store.get(&refresh_key(&hash)).await? else {
+    ) -> Result<Audited<TokenResponse>, OAuthError> {
+        let (tag, rt_id) = parse_token(refresh_token, REFRESH_PREFIX).ok_or_else(expired)?;
+        let Some(stored) = self.store.load_owned::<RefreshRecord>(&tag, &rt_id).await? else {
             return Err(expired());
         };
-        let rec: RefreshRecord = serde_json::from_str(&json).map_err(|_| expired())?;
-        let Some(family) = self.family(&rec.family).await? else {
+        let family_id = stored.value.family.clone();
+        let Some(family) = self.family(&tag, &family_id).await? else {
             return Err(expired());
         };
         if family.approval.client_id != client_id {
@@ -273,111 +382,144 @@ impl Access {
         }
         let now = now_unix();
         let interval = self.config.cli.refresh_reuse_interval.as_secs();
-        if let Some(rotated_at) = rec.rotated_at {
+        if let Some(rotated_at) = stored.value.rotated_at {
             if now.saturating_sub(rotated_at) <= interval {
-                return self.successor(refresh_token, &hash).await;
+                return self
+                    .successor(refresh_token, &tag, &rt_id, &family, ctx)
+                    .await;
             }
-            self.revoke_family(&rec.family, &family, "refresh token reused", ctx)
-                .await;
+            self.revoke_family(&tag, &family_id, &family, "refresh token reused", ctx)
+                .await?;
             return Err(OAuthError::invalid_grant(
                 "this refresh token was already used; the login is revoked for safety. Run `rolegate login`",
             ));
         }
-        // Claim the rotation: of several processes refreshing at once, one creates the
-        // successor; the others get the same one.
-        let claim_ttl = Duration::from_secs(interval.max(1) + 5);
-        if self
-            .store
-            .mark_used("oauth:rotating", &hash, claim_ttl)
-            .await?
-            == FirstUse::Replay
-        {
-            return self.successor(refresh_token, &hash).await;
-        }
-        let remaining = Duration::from_secs(family.expires.saturating_sub(now));
-        if remaining < Duration::from_secs(1) {
-            return Err(expired());
-        }
-        let pair = self.new_pair(&rec.family, remaining).await?;
+        let pair = self.new_pair(&tag, &family_id, family.expires);
         let bundle = serde_json::to_vec(&Successor {
-            access_token: pair.access_token.clone(),
-            refresh_token: pair.refresh_token.clone(),
-            expires_in: pair.expires_in,
+            access_token: pair.response.access_token.clone(),
+            refresh_token: pair.response.refresh_token.clone().unwrap_or_default(),
+            expires_in: pair.response.expires_in,
         })
         .map_err(|_| OAuthError::unavailable())?;
-        self.store
-            .put(
-                &grace_key(&hash),
-                &seal(refresh_token, &bundle),
-                Duration::from_secs(interval.max(1)),
-            )
-            .await?;
+        let grace = Grace {
+            sealed: seal(refresh_token, &bundle),
+            // A second more than the interval: the check above is in whole seconds.
+            expires: now + interval + 1,
+        };
         let rotated = RefreshRecord {
-            family: rec.family.clone(),
+            family: stored.value.family.clone(),
+            expires: stored.value.expires,
             rotated_at: Some(now),
         };
-        let rotated = serde_json::to_string(&rotated).map_err(|_| OAuthError::unavailable())?;
-        self.store
-            .put(&refresh_key(&hash), &rotated, remaining)
-            .await?;
-        Ok(pair)
-    }
-
-    /// The successor of a just-rotated refresh token (waiting briefly for the process
-    /// that is creating it).
-    async fn successor(&self, token: &str, hash: &str) -> Result<TokenResponse, OAuthError> {
-        for _ in 0..40 {
-            if let Some(sealed) = self.store.get(&grace_key(hash)).await? {
-                let plain = open(token, &sealed)
-                    .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
-                let s: Successor = serde_json::from_slice(&plain)
-                    .map_err(|_| OAuthError::invalid_grant("the refresh token is invalid"))?;
-                return Ok(TokenResponse {
-                    access_token: s.access_token,
-                    token_type: "Bearer",
-                    expires_in: s.expires_in,
-                    refresh_token: s.refresh_token,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        // One transaction: of several processes refreshing at once exactly one rotates
+        // (the refresh token must still be as read, and the family must still exist);
+        // a failure anywhere leaves everything as it was.
+        let mut txn = self.store.txn(&tag);
+        txn.require_unchanged(&rt_id, &stored)
+            .require::<Family>(&family_id)
+            .put(&pair.access.0, &pair.access.1)?
+            .put(&pair.refresh.0, &pair.refresh.1)?
+            .put(&rt_id, &grace)?
+            .put(&rt_id, &rotated)?
+            .relist::<Family>(&family_id, &family.holding.used_now(), family.ttl(now))?;
+        if !self.store.commit(&txn).await? {
+            // Another process rotated it just now (or the login ended): its successor.
+            return self
+                .successor(refresh_token, &tag, &rt_id, &family, ctx)
+                .await;
         }
-        Err(OAuthError::invalid_grant(
-            "the refresh token was just used; try again",
-        ))
+        self.release_refresh(ctx, &family, pair.response)
     }
 
-    async fn revoke_family(&self, id: &str, family: &Family, reason: &str, ctx: &RequestContext) {
-        let _ = self.store.delete(&family_key(id)).await;
+    fn release_refresh(
+        &self,
+        ctx: &RequestContext,
+        family: &Family,
+        response: TokenResponse,
+    ) -> Result<Audited<TokenResponse>, OAuthError> {
+        let event = Event::TokenRefresh {
+            person: family.approval.identity.person(),
+            client: self.requester_for(&family.approval.client_id).audit(),
+            device_name: family.approval.device_name.clone(),
+            outcome: Outcome::Success,
+        };
+        self.release(ctx, &event, response).map_err(|e| {
+            tracing::error!(error = %e, "audit write failed; not handing out refreshed tokens");
+            OAuthError::unavailable()
+        })
+    }
+
+    /// The successor of a just-rotated refresh token.
+    async fn successor(
+        &self,
+        token: &str,
+        tag: &PersonTag,
+        id: &Hashed,
+        family: &Family,
+        ctx: &RequestContext,
+    ) -> Result<Audited<TokenResponse>, OAuthError> {
+        let Some(grace) = self.store.load_owned::<Grace>(tag, id).await? else {
+            return Err(expired());
+        };
+        let plain = open(token, &grace.value.sealed)
+            .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
+        let s: Successor = serde_json::from_slice(&plain)
+            .map_err(|_| OAuthError::invalid_grant("the refresh token is invalid"))?;
+        self.release_refresh(
+            ctx,
+            family,
+            TokenResponse {
+                access_token: s.access_token,
+                token_type: "Bearer".into(),
+                expires_in: s.expires_in,
+                refresh_token: Some(s.refresh_token),
+            },
+        )
+    }
+
+    /// Ends a family (every token of a login) and audits why.
+    pub(in crate::access) async fn revoke_family(
+        &self,
+        tag: &PersonTag,
+        id: &Hashed,
+        family: &Family,
+        reason: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), OAuthError> {
+        let mut txn = self.store.txn(tag);
+        txn.delete::<Family>(id);
+        self.store.commit(&txn).await?;
         tracing::warn!(client_id = %family.approval.client_id, reason, "CLI login revoked");
-        let record = serde_json::json!({
-            "event": "cli_logout",
-            "idp": family.approval.identity.idp(),
-            "subject": family.approval.identity.subject(),
-            "client_id": family.approval.client_id,
-            "device_name": family.approval.device_name,
-            "outcome": "revoked",
-            "reason": reason,
-        });
-        if let Err(e) = self.audit.record(ctx, record) {
+        let event = Event::CliLogout {
+            person: family.approval.identity.person(),
+            client: self.requester_for(&family.approval.client_id).audit(),
+            device_name: family.approval.device_name.clone(),
+            outcome: Outcome::Revoked,
+            reason: reason.to_owned(),
+        };
+        if let Err(e) = self.record(ctx, &event) {
             tracing::error!(error = %e, "audit write failed for a revocation");
         }
+        Ok(())
     }
 
-    /// RFC 7009: revokes a refresh token (its whole family: the CLI login ends) or an
-    /// access token. Unknown tokens are not an error.
+    /// RFC 7009: revokes a refresh token (its whole family: the login ends) or an access
+    /// token. Unknown tokens are not an error.
     pub async fn revoke(&self, token: &str, ctx: &RequestContext) -> Result<(), OAuthError> {
-        let hash = token_hash(token);
-        if token.starts_with(REFRESH_PREFIX)
-            && let Some(json) = self.store.get(&refresh_key(&hash)).await?
-            && let Ok(rec) = serde_json::from_str::<RefreshRecord>(&json)
-        {
-            if let Some(family) = self.family(&rec.family).await? {
-                self.revoke_family(&rec.family, &family, "logout", ctx)
-                    .await;
+        if let Some((tag, id)) = parse_token(token, REFRESH_PREFIX) {
+            if let Some(rt) = self.store.load_owned::<RefreshRecord>(&tag, &id).await? {
+                if let Some(family) = self.family(&tag, &rt.value.family).await? {
+                    self.revoke_family(&tag, &rt.value.family, &family, "logout", ctx)
+                        .await?;
+                }
+                let mut txn = self.store.txn(&tag);
+                txn.delete::<RefreshRecord>(&id);
+                self.store.commit(&txn).await?;
             }
-            self.store.delete(&refresh_key(&hash)).await?;
-        } else if token.starts_with(ACCESS_PREFIX) {
-            self.store.delete(&access_key(&hash)).await?;
+        } else if let Some((tag, id)) = parse_token(token, ACCESS_PREFIX) {
+            let mut txn = self.store.txn(&tag);
+            txn.delete::<AccessRecord>(&id);
+            self.store.commit(&txn).await?;
         }
         Ok(())
     }
@@ -390,82 +532,49 @@ impl Access {
         access_token: &str,
         ctx: &RequestContext,
     ) -> Result<bool, OAuthError> {
-        if !access_token.starts_with(ACCESS_PREFIX) || access_token.len() > 100 {
-            return Ok(false);
-        }
-        let Some(json) = self
-            .store
-            .get(&access_key(&token_hash(access_token)))
-            .await?
-        else {
+        let Some((tag, id)) = parse_token(access_token, ACCESS_PREFIX) else {
             return Ok(false);
         };
-        let Ok(at) = serde_json::from_str::<AccessRecord>(&json) else {
+        let Some(at) = self.store.load_owned::<AccessRecord>(&tag, &id).await? else {
             return Ok(false);
         };
-        let Some(family) = self.family(&at.family).await? else {
+        let Some(family) = self.family(&tag, &at.value.family).await? else {
             return Ok(false);
         };
-        self.revoke_family(&at.family, &family, "logout", ctx).await;
+        self.revoke_family(&tag, &at.value.family, &family, "logout", ctx)
+            .await?;
         Ok(true)
     }
 
-    /// The identity behind a bearer access token, if it is valid, unexpired, and its
-    /// login (family) has not ended or been revoked.
-    pub async fn bearer(&self, token: &str) -> Result<Option<BearerGrant>, OAuthError> {
-        if !token.starts_with(ACCESS_PREFIX) || token.len() > 100 {
-            return Ok(None);
-        }
-        let Some(json) = self.store.get(&access_key(&token_hash(token))).await? else {
-            return Ok(None);
-        };
-        let Ok(at) = serde_json::from_str::<AccessRecord>(&json) else {
+    /// The live family and binding behind an access token: `None` when the token is
+    /// malformed, unknown, expired, or its login ended.
+    pub(in crate::access) async fn access_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(PersonTag, Hashed, Family, Option<String>)>, OAuthError> {
+        let Some((tag, id)) = parse_token(token, ACCESS_PREFIX) else {
             return Ok(None);
         };
-        if at.expires <= now_unix() {
-            return Ok(None);
-        }
-        let Some(family) = self.family(&at.family).await? else {
+        let Some(at) = self.store.load_owned::<AccessRecord>(&tag, &id).await? else {
             return Ok(None);
         };
-        let identity = family
-            .approval
-            .identity
-            .clone()
-            .into_identity()
-            .map_err(|_| OAuthError::unavailable())?;
-        // Per person (all their logins), per minute: a cap for a stolen token in a loop
-        // or a runaway script, far above what tools refreshing credentials need.
-        let claims = identity.claims();
         let now = now_unix();
-        let calls = self
-            .store
-            .incr(
-                &format!(
-                    "ratelimit:bearer:{}:{}",
-                    token_hash(&format!("{}\n{}", claims.idp, claims.subject)),
-                    now / 60
-                ),
-                Duration::from_secs(61),
-            )
-            .await?;
-        if calls > self.config.cli.requests_per_minute {
-            return Err(OAuthError::too_many(
-                format!(
-                    "more than {} requests this minute for this person; try again in {} s",
-                    self.config.cli.requests_per_minute,
-                    60 - now % 60
-                ),
-                60 - now % 60,
-            ));
+        if at.value.expires <= now {
+            return Ok(None);
         }
-        Ok(Some(BearerGrant {
-            identity,
-            client_id: family.approval.client_id,
-            device_name: family.approval.device_name,
-            session_expires: family.expires,
-            jkt: at.jkt,
-        }))
+        let Some(family) = self.family(&tag, &at.value.family).await? else {
+            return Ok(None);
+        };
+        if self.touches.due(at.value.family.as_str()) {
+            let mut txn = self.store.txn(&tag);
+            txn.require::<Family>(&at.value.family).relist::<Family>(
+                &at.value.family,
+                &family.holding.used_now(),
+                family.ttl(now),
+            )?;
+            self.store.commit(&txn).await?;
+        }
+        Ok(Some((tag, at.value.family, family, at.value.jkt)))
     }
 }
 
@@ -480,5 +589,15 @@ mod tests {
         assert_eq!(open(token, &sealed).as_deref(), Some(&b"secret pair"[..]));
         assert_eq!(open("rgr_abd", &sealed), None);
         assert!(!sealed.contains("secret"));
+    }
+
+    #[test]
+    fn tokens_name_their_person_and_kind() {
+        let tag = PersonTag::of("corp", "alice");
+        let at = format!("{ACCESS_PREFIX}{}", owned_id(&tag));
+        assert_eq!(parse_token(&at, ACCESS_PREFIX).unwrap().0, tag);
+        assert!(parse_token(&at, REFRESH_PREFIX).is_none());
+        assert!(parse_token(&format!("{at}x"), ACCESS_PREFIX).is_none());
+        assert!(parse_token("rga_short", ACCESS_PREFIX).is_none());
     }
 }

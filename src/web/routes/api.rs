@@ -1,82 +1,36 @@
 //! The JSON API for the CLI (and apps), authenticated by a broker access token
-//! (`Authorization: Bearer …`, RFC 6750): who am I, my roles, credentials for a role, a
-//! console sign-in URL. Every credential goes through the access core with client path
-//! `cli`: the rules are evaluated again at each request against the identity captured at
-//! login.
+//! (`Authorization: Bearer …`, RFC 6750, or `DPoP …`, RFC 9449): who am I, my roles,
+//! credentials for a role, a console sign-in URL. The token and its binding are the
+//! access core's to check (`Access::authenticate`); every credential goes through the
+//! core with the login's client (`cli`, `sdk`, or `mobile` and the app): the rules are
+//! evaluated again at each request against the identity captured at login.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::fallback::request_id;
 use crate::access::issuer::IssueFailure;
 use crate::access::oauth::tokens::BearerGrant;
-use crate::access::{ClientPath, IssuedCredentials};
+use crate::access::{Audited, IssuedCredentials};
 use crate::credential_formats;
+use crate::web::extract::{bearer_refused, json_body, presented_token};
 use crate::web::{ApiError, AppState, request_context};
+use crate::wire;
 
-/// The bearer grant of the request, or the RFC 6750 401.
+/// The login behind the request's access token, or the answer refusing it.
 async fn bearer(req: &HttpRequest, state: &AppState) -> Result<BearerGrant, HttpResponse> {
-    let id = request_id(req);
-    let unauthorized = |desc: &str| {
-        let mut res =
-            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", desc, &id).error_response();
-        res.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            actix_web::http::header::HeaderValue::from_static(
-                "Bearer realm=\"rolegate\", error=\"invalid_token\"",
-            ),
-        );
-        res
-    };
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let (token, dpop_scheme) = match (header.strip_prefix("Bearer "), header.strip_prefix("DPoP "))
-    {
-        (Some(t), _) => (t.trim(), false),
-        (_, Some(t)) => (t.trim(), true),
-        _ => {
-            return Err(unauthorized(
-                "an access token is required (Authorization: Bearer … or DPoP …)",
-            ));
-        }
-    };
-    match state.access.bearer(token).await {
-        // A token bound to a DPoP key (RFC 9449) is only good with a proof of that key
-        // for this request, naming this token.
-        Ok(Some(grant)) if grant.jkt.is_some() => {
-            let mut url = String::new();
-            let Some(proof) = super::oauth::dpop_proof(req, state, &mut url) else {
-                return Err(unauthorized("this token is DPoP-bound: send a DPoP proof"));
-            };
-            if !dpop_scheme {
-                return Err(unauthorized(
-                    "this token is DPoP-bound: use Authorization: DPoP",
-                ));
-            }
-            match state.access.verify_dpop(&proof, Some(token)).await {
-                Ok(jkt) if Some(&jkt) == grant.jkt.as_ref() => Ok(grant),
-                Ok(_) => Err(unauthorized("the DPoP proof is signed by another key")),
-                Err(e) if e.is_unavailable() => {
-                    Err(super::oauth::oauth_error(req, &e).error_response())
-                }
-                Err(e) => Err(unauthorized(&e.description)),
-            }
-        }
-        Ok(Some(grant)) => Ok(grant),
-        Ok(None) => Err(unauthorized(
-            "the access token is invalid, expired or revoked; refresh it or run `rolegate login`",
-        )),
-        Err(e) => Err(super::oauth::oauth_error(req, &e).error_response()),
-    }
+    let mut url = String::new();
+    let presented = presented_token(req, state, &mut url, false);
+    state
+        .access
+        .authenticate(&presented)
+        .await
+        .map_err(|e| bearer_refused(req, &e))
 }
 
-fn json_no_store(value: serde_json::Value) -> HttpResponse {
+fn json_no_store(value: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(value)
@@ -89,18 +43,19 @@ pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Err(res) => return res,
     };
     let c = grant.identity.claims();
-    json_no_store(json!({
-        "idp": c.idp.as_str(),
-        "subject": c.subject,
-        "username": c.username,
-        "email": c.email,
-        "groups": c.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "client_id": grant.client_id,
-        "device_name": grant.device_name,
-        "session_expires_at": humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.session_expires)
-        ).to_string(),
-    }))
+    json_no_store(wire::Me {
+        idp: c.idp.to_string(),
+        subject: c.subject.clone(),
+        username: c.username.clone(),
+        email: c.email.clone(),
+        groups: c.groups.iter().map(|g| g.as_str().to_owned()).collect(),
+        client_id: grant.client_id,
+        device_name: grant.device_name,
+        session_expires_at: humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.session_expires),
+        )
+        .to_string(),
+    })
 }
 
 /// `GET /api/v1/roles`: what the rules grant now, grouped by account.
@@ -110,26 +65,28 @@ pub async fn roles(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Err(res) => return res,
     };
     let menu = state.access.role_menu(&grant.identity);
-    json_no_store(json!({
-        "region": state.config().aws.region,
-        "accounts": menu.accounts.iter().map(|a| json!({
-            "id": a.id.as_str(),
-            "name": a.display_name,
-            "number": a.number.as_str(),
-            "roles": a.roles.iter().map(|r| json!({
-                "id": r.id.as_str(),
-                "name": r.display_name,
-                "arn": r.arn.as_str(),
-                "max_duration_seconds": r.max_duration.as_secs(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    }))
-}
-
-#[derive(Deserialize, Default)]
-pub struct CredentialsBody {
-    /// Seconds or e.g. `"1h"`; default: the grant's maximum.
-    duration: Option<serde_json::Value>,
+    json_no_store(wire::RoleList {
+        region: state.config().aws.region.clone(),
+        accounts: menu
+            .accounts
+            .iter()
+            .map(|a| wire::AccountEntry {
+                id: a.id.to_string(),
+                name: a.display_name.clone(),
+                number: a.number.to_string(),
+                roles: a
+                    .roles
+                    .iter()
+                    .map(|r| wire::RoleEntry {
+                        id: r.id.to_string(),
+                        name: r.display_name.clone(),
+                        arn: r.arn.to_string(),
+                        max_duration_seconds: r.max_duration.as_secs().into(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
 }
 
 fn failure(req: &HttpRequest, e: &IssueFailure) -> HttpResponse {
@@ -164,7 +121,7 @@ fn failure(req: &HttpRequest, e: &IssueFailure) -> HttpResponse {
     ApiError::new(status, code, description, &id).error_response()
 }
 
-fn duration_text(v: &Option<serde_json::Value>) -> Option<String> {
+fn duration_text(v: Option<&serde_json::Value>) -> Option<String> {
     match v {
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -172,10 +129,11 @@ fn duration_text(v: &Option<serde_json::Value>) -> Option<String> {
     }
 }
 
-fn credentials_json(state: &AppState, issued: &IssuedCredentials) -> serde_json::Value {
+fn credentials_json(state: &AppState, issued: Audited<IssuedCredentials>) -> HttpResponse {
     use secrecy::ExposeSecret;
+    let issued = issued.into_inner();
     let c = &issued.credentials;
-    json!({
+    json_no_store(json!({
         "Version": 1,
         "AccessKeyId": c.access_key_id,
         "SecretAccessKey": c.secret_access_key.expose_secret(),
@@ -183,34 +141,39 @@ fn credentials_json(state: &AppState, issued: &IssuedCredentials) -> serde_json:
         "Expiration": credential_formats::expiration(c),
         "Region": state.config().aws.region,
         "AssumedRoleArn": issued.assumed_role_arn,
-    })
+    }))
 }
 
-/// `POST /api/v1/roles/{role}/credentials`.
+/// `POST /api/v1/roles/{role}/credentials`, with an optional JSON body
+/// `{"duration": "1h"}` (seconds or a duration; default: the grant's maximum).
 pub async fn credentials(
     req: HttpRequest,
     path: web::Path<String>,
-    body: Option<web::Json<CredentialsBody>>,
+    body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let grant = match bearer(&req, &state).await {
         Ok(g) => g,
         Err(res) => return res,
     };
+    let body = match json_body(&req, &body) {
+        Ok(b) => b,
+        Err(e) => return e.error_response(),
+    };
     let ctx = request_context(&req, &state);
-    let duration = body.and_then(|b| duration_text(&b.duration));
+    let duration = duration_text(body.as_ref().and_then(|b| b.get("duration")));
     match state
         .access
         .issue_credentials(
             &grant.identity,
             &path,
             duration.as_deref(),
-            ClientPath::Cli,
+            &grant.requester,
             &ctx,
         )
         .await
     {
-        Ok(issued) => json_no_store(credentials_json(&state, &issued)),
+        Ok(issued) => credentials_json(&state, issued),
         Err(e) => failure(&req, &e),
     }
 }
@@ -229,10 +192,10 @@ pub async fn console(
     let ctx = request_context(&req, &state);
     match state
         .access
-        .console_sign_in(&grant.identity, &path, None, ClientPath::Cli, &ctx)
+        .console_sign_in(&grant.identity, &path, None, &grant.requester, &ctx)
         .await
     {
-        Ok(url) => json_no_store(json!({ "url": url.as_str() })),
+        Ok(url) => json_no_store(json!({ "url": url.into_inner().as_str() })),
         Err(e) => failure(&req, &e),
     }
 }

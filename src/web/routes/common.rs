@@ -1,16 +1,20 @@
-//! What the page routes share: rendering, redirects, the page for each sign-in failure,
-//! and the responses that start and end a sign-in (cookies included).
+//! What the page routes share: rendering, redirects, the sign-in page, the approval page
+//! of a CLI or SDK login, the page for each sign-in failure, and the responses that start
+//! and end a sign-in (cookies included). Route modules import this, never each other.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
+use serde::Deserialize;
+
 use super::fallback::request_id;
 use crate::access::login::LOGIN_TTL;
 use crate::access::{LoginRedirect, SignInError, SignedIn};
 use crate::config::Config;
-use crate::web::{PageError, cookies};
+use crate::web::pages::{ApprovePage, IdpLink, SignInPage};
+use crate::web::{AppState, PageError, cookies};
 
 fn html(body: String) -> HttpResponse {
     HttpResponse::Ok()
@@ -191,4 +195,92 @@ pub fn sign_in_failed(req: &HttpRequest, e: &SignInError) -> PageError {
             page(status, "Sign-in failed", message)
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+    /// Requested session length (role actions only): seconds or e.g. `1h`; default: the
+    /// maximum.
+    pub duration: Option<String>,
+}
+
+/// The sign-in page (or, with one IdP, straight to it), coming back to `return_to`.
+pub fn sign_in_page(
+    req: &HttpRequest,
+    state: &AppState,
+    return_to: Option<&str>,
+) -> Result<HttpResponse, PageError> {
+    let query = return_to
+        .map(|r| {
+            format!(
+                "?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", r)
+                    .finish()
+            )
+        })
+        .unwrap_or_default();
+    let idps = &state.config().idps;
+    if idps.len() == 1 {
+        return Ok(see_other(&format!("/login/{}{query}", idps[0].id)));
+    }
+    let idps = idps
+        .iter()
+        .map(|i| IdpLink {
+            id: i.id.as_str(),
+            display_name: &i.display_name,
+        })
+        .collect();
+    render(SignInPage { idps, query }, req)
+}
+
+/// What the approval page says about the login being approved.
+pub struct ApprovalFacts<'a> {
+    pub client_id: &'a str,
+    pub client_name: Option<&'a str>,
+    pub device_name: &'a str,
+    pub client_ip: &'a str,
+    pub started: std::time::SystemTime,
+    pub user_code: Option<&'a str>,
+}
+
+pub fn approval_page(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &crate::access::Session,
+    facts: ApprovalFacts<'_>,
+    action: &str,
+    key_name: &str,
+    key_value: &str,
+) -> Result<HttpResponse, PageError> {
+    let c = session.identity.claims();
+    let idp_name = state
+        .config()
+        .idp(c.idp.as_str())
+        .map(|i| i.display_name.as_str())
+        .unwrap_or("your IdP");
+    render(
+        ApprovePage {
+            client_id: facts.client_id,
+            client_name: facts.client_name,
+            device_name: facts.device_name,
+            client_ip: if facts.client_ip.is_empty() {
+                "unknown"
+            } else {
+                facts.client_ip
+            },
+            started: humantime::format_rfc3339_seconds(facts.started).to_string(),
+            user_code: facts.user_code,
+            username: &c.username,
+            idp_name,
+            session_lifetime: humantime::format_duration(state.config().cli.session_lifetime)
+                .to_string(),
+            csrf: &session.csrf,
+            action,
+            key_name,
+            key_value,
+        },
+        req,
+    )
 }

@@ -9,11 +9,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::common::{render, store_down};
+use super::common::{ApprovalFacts, approval_page, render, sign_in_page, store_down};
 use super::fallback::request_id;
-use super::login::{CsrfForm, current_session, require_session_and_csrf, sign_in_page};
-use super::oauth::{ApprovalFacts, approval_page};
 use crate::access::oauth::device::CodeEntryError;
+use crate::web::extract::{MaybeSession, SignedIn, check_csrf};
 use crate::web::pages::{CliDonePage, DeviceCodePage};
 use crate::web::{AppState, PageError, request_context};
 
@@ -34,10 +33,11 @@ fn prefill(code: Option<&str>) -> String {
 pub async fn enter(
     req: HttpRequest,
     query: web::Query<DeviceQuery>,
+    session: MaybeSession,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let code = prefill(query.user_code.as_deref());
-    let Some(session) = current_session(&req, &state).await? else {
+    let Some(session) = session.0 else {
         let here = if code.is_empty() {
             "/device".to_owned()
         } else {
@@ -76,27 +76,15 @@ fn entry_failed(req: &HttpRequest, e: &CodeEntryError) -> PageError {
     )
 }
 
-/// The signed-in session of a CSRF-protected form post, and the request's context.
-async fn signed_in_post(
-    req: &HttpRequest,
-    state: &AppState,
-    form: &CodeForm,
-) -> Result<(crate::access::Session, crate::access::RequestContext), PageError> {
-    let csrf = CsrfForm {
-        csrf: form.csrf.clone(),
-        duration: None,
-    };
-    let session = require_session_and_csrf(req, state, &csrf).await?;
-    Ok((session, request_context(req, state)))
-}
-
 /// `POST /device`: the entered code; shows the approval page for it.
 pub async fn submit(
     req: HttpRequest,
+    SignedIn(session): SignedIn,
     form: web::Form<CodeForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let (session, ctx) = signed_in_post(&req, &state, &form).await?;
+    check_csrf(&req, &session, form.csrf.as_deref())?;
+    let ctx = request_context(&req, &state);
     let input = form.user_code.as_deref().unwrap_or_default();
     let view = match state.access.find_device_login(input, &ctx).await {
         Ok(v) => v,
@@ -142,10 +130,12 @@ pub async fn submit(
 /// `POST /device/approve`: the click that approves (or denies) the device login.
 pub async fn approve(
     req: HttpRequest,
+    SignedIn(session): SignedIn,
     form: web::Form<CodeForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let (session, ctx) = signed_in_post(&req, &state, &form).await?;
+    check_csrf(&req, &session, form.csrf.as_deref())?;
+    let ctx = request_context(&req, &state);
     let approve = form.decision.as_deref() == Some("approve");
     state
         .access

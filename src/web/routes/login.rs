@@ -2,71 +2,29 @@
 //! start, the OIDC callback and logout. The protocol work is the access core's
 //! (`access::login`); these handlers read the request, call it, and answer.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::common::{redirect_to_idp, render, see_other, sign_in_failed, signed_in, store_down};
-use super::fallback::request_id;
-use crate::access::login::OidcCallback;
-use crate::access::{Session, tokens_match};
-use crate::web::pages::{
-    AccountGroup, IdpLink, RoleEntry, RolePickerPage, SignInPage, SignedOutPage, duration_choices,
+use super::common::{
+    CsrfForm, redirect_to_idp, render, sign_in_failed, sign_in_page, signed_in, store_down,
 };
+use crate::access::Session;
+use crate::access::login::OidcCallback;
+use crate::web::extract::{MaybeSession, SignedIn, check_csrf};
+use crate::web::pages::{AccountGroup, RoleEntry, RolePickerPage, SignedOutPage, duration_choices};
 use crate::web::{AppState, PageError, cookies, request_context};
-
-/// The signed-in session of this request, if any (a store failure is an error page).
-pub async fn current_session(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<Session>, PageError> {
-    let Some(id) = cookies::session_id(req, state.config()) else {
-        return Ok(None);
-    };
-    state
-        .access
-        .session(&id)
-        .await
-        .map_err(|e| store_down(req, e))
-}
 
 /// `GET /`: the role picker when signed in; otherwise the sign-in page (or straight to
 /// the IdP when only one is configured).
-pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    match current_session(&req, &state).await? {
+pub async fn home(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    match session.0 {
         Some(s) => role_picker(&req, &state, &s),
         None => sign_in_page(&req, &state, None),
     }
-}
-
-/// The sign-in page (or, with one IdP, straight to it), coming back to `return_to`.
-pub fn sign_in_page(
-    req: &HttpRequest,
-    state: &AppState,
-    return_to: Option<&str>,
-) -> Result<HttpResponse, PageError> {
-    let query = return_to
-        .map(|r| {
-            format!(
-                "?{}",
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("return_to", r)
-                    .finish()
-            )
-        })
-        .unwrap_or_default();
-    let idps = &state.config().idps;
-    if idps.len() == 1 {
-        return Ok(see_other(&format!("/login/{}{query}", idps[0].id)));
-    }
-    let idps = idps
-        .iter()
-        .map(|i| IdpLink {
-            id: i.id.as_str(),
-            display_name: &i.display_name,
-        })
-        .collect();
-    render(SignInPage { idps, query }, req)
 }
 
 fn role_picker(
@@ -166,55 +124,19 @@ pub async fn callback(
         .finish_oidc_login(&cb, binding.as_deref(), previous.as_deref(), &ctx)
         .await
     {
-        Ok(session) => Ok(signed_in(config, session)),
+        Ok(session) => Ok(signed_in(config, session.into_inner())),
         Err(e) => Err(sign_in_failed(&req, &e)),
-    }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    pub csrf: Option<String>,
-    /// Requested session length (role actions only): seconds or e.g. `1h`; default: the
-    /// maximum.
-    pub duration: Option<String>,
-}
-
-/// The session of a form post, which must carry the session's CSRF token.
-pub async fn require_session_and_csrf(
-    req: &HttpRequest,
-    state: &AppState,
-    form: &CsrfForm,
-) -> Result<Session, PageError> {
-    let id = request_id(req);
-    let s = current_session(req, state).await?.ok_or_else(|| {
-        PageError::new(
-            StatusCode::UNAUTHORIZED,
-            "Not signed in",
-            "Your session has ended. Sign in again.",
-            &id,
-        )
-    })?;
-    match &form.csrf {
-        Some(t) if tokens_match(t, &s.csrf) => Ok(s),
-        _ => {
-            tracing::warn!("form posted without a valid CSRF token");
-            Err(PageError::new(
-                StatusCode::FORBIDDEN,
-                "Request refused",
-                "This form was not sent from your rolegate page. Reload the page and try again.",
-                &id,
-            ))
-        }
     }
 }
 
 /// `POST /logout`: deletes the session and clears the cookie.
 pub async fn logout(
     req: HttpRequest,
+    SignedIn(s): SignedIn,
     form: web::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let s = require_session_and_csrf(&req, &state, &form).await?;
+    check_csrf(&req, &s, form.csrf.as_deref())?;
     state
         .access
         .end_session(&s.id)

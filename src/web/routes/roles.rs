@@ -7,12 +7,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::common::render;
+use super::common::{CsrfForm, render};
 use super::fallback::request_id;
-use super::login::{CsrfForm, require_session_and_csrf};
 use crate::access::issuer::IssueFailure;
-use crate::access::{ClientPath, IssuedCredentials};
+use crate::access::{ClientPath, IssuedCredentials, Requester};
 use crate::credential_formats::{self as formats, CredentialFormat, FormatOptions};
+use crate::web::extract::{SignedIn, check_csrf};
 use crate::web::pages::CredentialsPage;
 use crate::web::{AppState, PageError, request_context};
 
@@ -21,10 +21,11 @@ use crate::web::{AppState, PageError, request_context};
 pub async fn role_action(
     req: HttpRequest,
     path: web::Path<(String, String)>,
+    SignedIn(s): SignedIn,
     form: web::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let s = require_session_and_csrf(&req, &state, &form).await?;
+    check_csrf(&req, &s, form.csrf.as_deref())?;
     let (role, action) = path.into_inner();
     let id = request_id(&req);
     let ctx = request_context(&req, &state);
@@ -35,11 +36,12 @@ pub async fn role_action(
                 &s.identity,
                 &role,
                 form.duration.as_deref(),
-                ClientPath::WebConsole,
+                &Requester::web(ClientPath::WebConsole),
                 &ctx,
             )
             .await
-            .map_err(|e| issue_failed(&e, &id))?;
+            .map_err(|e| issue_failed(&e, &id))?
+            .into_inner();
         return Ok(HttpResponse::Found()
             .insert_header((LOCATION, url.as_str()))
             .insert_header((CACHE_CONTROL, "no-store"))
@@ -51,11 +53,12 @@ pub async fn role_action(
             &s.identity,
             &role,
             form.duration.as_deref(),
-            ClientPath::WebCli,
+            &Requester::web(ClientPath::WebCli),
             &ctx,
         )
         .await
-        .map_err(|e| issue_failed(&e, &id))?;
+        .map_err(|e| issue_failed(&e, &id))?
+        .into_inner();
     credentials_page(&req, &state, &role, &creds, &id)
 }
 

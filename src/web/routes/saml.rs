@@ -101,5 +101,5 @@ pub async fn finish(
         )
         .await
         .map_err(|e| sign_in_failed(&req, &e))?;
-    Ok(signed_in(config, session))
+    Ok(signed_in(config, session.into_inner()))
 }

@@ -21,10 +21,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::fallback::request_id;
+use crate::access::RequestContext;
 use crate::access::issuer::IssueFailure;
 use crate::access::oauth::OAuthError;
+use crate::access::oauth::bearer::BearerError;
+use crate::access::oauth::grant::{Granted, OAuthParams, TokenEndpoint};
 use crate::access::oauth::tokens::BearerGrant;
-use crate::access::{ClientPath, RequestContext};
+use crate::web::extract::{dpop_proof, presented_token};
 use crate::web::{AppState, request_context};
 
 /// An SSO API error: status, the exception name the SDKs map, and its message.
@@ -172,62 +175,59 @@ pub struct CreateTokenBody {
     refresh_token: Option<String>,
 }
 
-/// `POST /sso-oidc/token` (`CreateToken`).
+/// `POST /sso-oidc/token` (`CreateToken`): the body's camelCase fields as the OAuth
+/// parameters they are, through the core's one grant dispatch.
 pub async fn create_token(
     req: HttpRequest,
     body: web::Json<CreateTokenBody>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let ctx = request_context(&req, &state);
-    let missing = |what: &str| OAuthError::invalid_request(format!("{what} is missing"));
-    let result = async {
-        let client_id = body.client_id.as_deref().ok_or_else(|| missing("clientId"))?;
-        state
-            .access
-            .check_client(client_id, body.client_secret.as_deref())
-            .await?;
-        match body.grant_type.as_deref() {
-            Some("urn:ietf:params:oauth:grant-type:device_code") => {
-                let code = body.device_code.as_deref().ok_or_else(|| missing("deviceCode"))?;
-                state.access.poll_device(code, client_id, &ctx).await
-            }
-            Some("authorization_code") => {
-                state
-                    .access
-                    .exchange_code(
-                        body.code.as_deref().ok_or_else(|| missing("code"))?,
-                        client_id,
-                        body.redirect_uri.as_deref().ok_or_else(|| missing("redirectUri"))?,
-                        body.code_verifier.as_deref().ok_or_else(|| missing("codeVerifier"))?,
-                        &ctx,
-                    )
-                    .await
-            }
-            Some("refresh_token") => {
-                let rt = body.refresh_token.as_deref().ok_or_else(|| missing("refreshToken"))?;
-                state.access.refresh(rt, client_id, &ctx).await
-            }
-            _ => Err(OAuthError::new(
-                "unsupported_grant_type",
-                "grantType must be urn:ietf:params:oauth:grant-type:device_code, authorization_code or refresh_token",
-            )),
-        }
-    }
-    .await;
-    match result {
-        Ok(t) => ok(json!({
+    let b = body.into_inner();
+    let pairs: Vec<(String, String)> = [
+        ("client_id", b.client_id),
+        ("client_secret", b.client_secret),
+        ("grant_type", b.grant_type),
+        ("device_code", b.device_code),
+        ("code", b.code),
+        ("redirect_uri", b.redirect_uri),
+        ("code_verifier", b.code_verifier),
+        ("refresh_token", b.refresh_token),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+    .collect();
+    let params = match OAuthParams::from_pairs(pairs) {
+        Ok(p) => p,
+        Err(e) => return oidc_error(&req, &e),
+    };
+    let mut url = String::new();
+    let proof = dpop_proof(&req, &state, &mut url);
+    match state
+        .access
+        .token_grant(TokenEndpoint::SsoOidc, &params, proof, &ctx)
+        .await
+        .map(|g| g.into_inner())
+    {
+        Ok(Granted::Tokens(t)) => ok(json!({
             "accessToken": t.access_token,
             "tokenType": "Bearer",
             "expiresIn": t.expires_in,
             "refreshToken": t.refresh_token,
         })),
+        Ok(Granted::Exchanged(_)) => oidc_error(
+            &req,
+            &OAuthError::new("unsupported_grant_type", "no token exchange here"),
+        ),
         Err(e) => oidc_error(&req, &e),
     }
 }
 
 // ---- the SSO portal API -------------------------------------------------------------------
 
-/// The grant of the `x-amz-sso_bearer_token` header, or the API's `UnauthorizedException`.
+/// The login of the `x-amz-sso_bearer_token` header (through the core's one bearer rule:
+/// a DPoP-bound token is refused here, where no proof can be sent), or the API's
+/// `UnauthorizedException`.
 async fn portal_grant(req: &HttpRequest, state: &AppState) -> Result<BearerGrant, HttpResponse> {
     let unauthorized = |m: &str| {
         aws_error(
@@ -238,33 +238,41 @@ async fn portal_grant(req: &HttpRequest, state: &AppState) -> Result<BearerGrant
             m,
         )
     };
-    let Some(token) = req
-        .headers()
-        .get("x-amz-sso_bearer_token")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(unauthorized("the x-amz-sso_bearer_token header is missing"));
-    };
-    match state.access.bearer(token.trim()).await {
-        Ok(Some(g)) if g.jkt.is_none() => Ok(g),
-        Ok(_) => Err(unauthorized(
-            "the session token is invalid, expired or revoked",
-        )),
-        Err(e) if e.retry_after.is_some() => {
+    let mut url = String::new();
+    let presented = presented_token(req, state, &mut url, true);
+    match state.access.authenticate(&presented).await {
+        Ok(g) => Ok(g),
+        Err(BearerError::Missing) => {
+            Err(unauthorized("the x-amz-sso_bearer_token header is missing"))
+        }
+        Err(BearerError::RateLimited {
+            description,
+            retry_after,
+        }) => {
             let mut res = aws_error(
                 req,
                 StatusCode::TOO_MANY_REQUESTS,
                 "TooManyRequestsException",
-                e.code,
-                &e.description,
+                "rate_limited",
+                &description,
             );
-            if let Ok(v) = e.retry_after.unwrap_or(60).to_string().parse() {
+            if let Ok(v) = retry_after.to_string().parse() {
                 res.headers_mut()
                     .insert(actix_web::http::header::RETRY_AFTER, v);
             }
             Err(res)
         }
-        Err(e) => Err(oidc_error(req, &e)),
+        Err(BearerError::Unavailable) => Err(oidc_error(req, &OAuthError::unavailable())),
+        Err(BearerError::Locked(m)) => Err(aws_error(
+            req,
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "access_locked",
+            &m,
+        )),
+        Err(BearerError::Invalid { .. } | BearerError::InvalidProof(_)) => Err(unauthorized(
+            "the session token is invalid, expired or revoked",
+        )),
     }
 }
 
@@ -403,11 +411,12 @@ pub async fn get_role_credentials(
     };
     match state
         .access
-        .issue_credentials_in_account(&grant.identity, role, account, ClientPath::Cli, &ctx)
+        .issue_credentials_in_account(&grant.identity, role, account, &grant.requester, &ctx)
         .await
     {
         Ok(issued) => {
             use secrecy::ExposeSecret;
+            let issued = issued.into_inner();
             let c = &issued.credentials;
             let millis = c
                 .expiration

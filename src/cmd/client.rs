@@ -1,0 +1,183 @@
+//! The client's subcommands (both builds): logging in, credentials in every form, AWS
+//! CLI profiles. Errors become messages in `main`.
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use rolegate::cli::{broker, commands, convert_credentials, login};
+use rolegate::credential_formats::{CredentialFormat, FormatOptions};
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Log in to the broker: opens the browser (or, with --device-code, prints a code
+    /// to enter on any device). `--broker` once is remembered.
+    Login {
+        /// The broker's URL, e.g. https://rolegate.example.com
+        #[arg(long, env = "ROLEGATE_BROKER")]
+        broker: Option<String>,
+        /// Log in with a code on another device (SSH, containers, no browser here).
+        #[arg(long)]
+        device_code: bool,
+        /// Print the browser address instead of opening it.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// End the login (revoked at the broker) and forget cached credentials.
+    Logout,
+    /// Who the login is.
+    Whoami,
+    /// The roles the rules grant you, by account.
+    Roles,
+    /// Credentials for a role (cached; refreshed 5 minutes before they expire).
+    Credentials {
+        #[arg(long)]
+        role: String,
+        /// env (bash/zsh), fish, powershell, credentials-file, credential-process, json
+        #[arg(long, default_value = "env")]
+        format: String,
+        /// Session length (seconds or e.g. 1h); default the role's maximum.
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// Opens (or prints) an AWS console sign-in for a role.
+    Console {
+        #[arg(long)]
+        role: String,
+        /// Print the sign-in URL instead of opening it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Runs a command with a role's credentials in its environment.
+    Exec {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        duration: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Writes an AWS CLI profile per granted role to ~/.aws/config (a marked block;
+    /// other profiles are never touched).
+    Configure {
+        /// Write AWS SSO profiles (sso-session + services sections) that the AWS SDKs
+        /// and `aws sso login` use without rolegate, instead of credential_process.
+        #[arg(long)]
+        sso: bool,
+        /// Show the change instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read credential_process JSON (Version 1) on stdin and print it in another form:
+    /// env (bash/zsh), fish, powershell, credentials-file, credential-process, json.
+    ConvertCredentials {
+        #[arg(long, default_value = "env")]
+        format: String,
+        /// Region to set alongside the credentials (AWS_REGION, AWS_DEFAULT_REGION).
+        #[arg(long, env = "AWS_REGION")]
+        region: Option<String>,
+        /// Profile name for the credentials-file form.
+        #[arg(long, default_value = "default")]
+        profile: String,
+    },
+}
+
+fn format(name: &str) -> anyhow::Result<CredentialFormat> {
+    let Some(f) = CredentialFormat::parse(name) else {
+        let names: Vec<&str> = CredentialFormat::ALL.iter().map(|f| f.as_str()).collect();
+        bail!("unknown format {name:?} (one of: {})", names.join(", "));
+    };
+    Ok(f)
+}
+
+pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ClientCommand::Login {
+            broker: flag,
+            device_code,
+            no_browser,
+        } => {
+            let url = broker::broker_url(flag.as_deref())?;
+            let method = if device_code {
+                login::Method::DeviceCode
+            } else {
+                login::Method::Loopback {
+                    open_browser: !no_browser,
+                }
+            };
+            login::login(&url, method)?;
+            eprintln!("Logged in at {url}. Next: `rolegate configure` writes AWS CLI profiles.");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Logout => {
+            print!("{}", commands::logout()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Whoami => {
+            print!("{}", commands::whoami()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Roles => {
+            print!("{}", commands::roles()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Credentials {
+            role,
+            format: f,
+            duration,
+        } => {
+            // credential_process never prompts or opens a browser: errors are one line
+            // on stderr (the AWS CLI shows it) and a non-zero exit.
+            print!(
+                "{}",
+                commands::credentials(&role, format(&f)?, duration.as_deref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Console { role, print } => {
+            let url = commands::console_url(&role)?;
+            if print || open::that(&url).is_err() {
+                println!("{url}");
+            } else {
+                eprintln!("Opened the AWS console for {role} in your browser.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Exec {
+            role,
+            duration,
+            command,
+        } => {
+            let code = commands::exec(&role, duration.as_deref(), &command)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        ClientCommand::Configure { sso, dry_run } => {
+            print!("{}", commands::configure(sso, dry_run)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::ConvertCredentials {
+            format: f,
+            region,
+            profile,
+        } => {
+            let f = format(&f)?;
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("cannot read stdin")?;
+            let out = convert_credentials(
+                &input,
+                f,
+                &FormatOptions {
+                    region: region.as_deref(),
+                    profile: &profile,
+                },
+            )?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

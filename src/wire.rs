@@ -1,0 +1,74 @@
+//! The JSON both the broker and the rolegate CLI speak: OAuth token responses and errors
+//! (RFC 6749 §5), the device authorization response (RFC 8628 §3.2), and the answers of
+//! the JSON API. One definition each, used by the server to write and by the client to
+//! read, in both builds.
+
+use serde::{Deserialize, Serialize};
+
+/// A token response (RFC 6749 §5.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// An OAuth error answer (RFC 6749 §5.2), with the broker's request id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OAuthErrorBody {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// The answer to a device authorization request (RFC 8628 §3.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceAuthorization {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: u64,
+    pub interval: u64,
+}
+
+/// `GET /api/v1/me`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Me {
+    pub idp: String,
+    pub subject: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub client_id: String,
+    pub device_name: String,
+    /// RFC 3339.
+    pub session_expires_at: String,
+}
+
+/// `GET /api/v1/roles`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleList {
+    pub region: String,
+    pub accounts: Vec<AccountEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountEntry {
+    pub id: String,
+    pub name: String,
+    pub number: String,
+    pub roles: Vec<RoleEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleEntry {
+    pub id: String,
+    pub name: String,
+    pub arn: String,
+    pub max_duration_seconds: u64,
+}
