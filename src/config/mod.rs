@@ -25,6 +25,7 @@ use secrecy::SecretString;
 use url::Url;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use raw::accepted_keys;
 
 use crate::domain::{
     AccountId, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy,

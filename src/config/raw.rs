@@ -313,3 +313,73 @@ pub struct RawApp {
     /// Oldest subject token accepted, by its `iat` (default 1h).
     pub max_token_age: Option<String>,
 }
+
+/// The keys each table of the file accepts, read from the serde structs above (so the
+/// list cannot drift from what the parser takes): `(table, keys)`. The reference config
+/// (`config/rolegate.example.toml`) must show every one; a test checks it.
+pub fn accepted_keys() -> Vec<(&'static str, &'static [&'static str])> {
+    fn fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+        let mut grab = FieldNames(&[]);
+        let _ = T::deserialize(&mut grab);
+        grab.0
+    }
+    vec![
+        ("server", fields::<RawServer>()),
+        ("session", fields::<RawSession>()),
+        ("cli", fields::<RawCli>()),
+        ("audit", fields::<RawAudit>()),
+        ("aws", fields::<RawAws>()),
+        ("web_identity", fields::<RawWebIdentity>()),
+        ("idp (oidc)", fields::<RawOidcIdp>()),
+        ("idp (saml)", fields::<RawSamlIdp>()),
+        ("account", fields::<RawAccount>()),
+        ("role", fields::<RawRole>()),
+        ("rule", fields::<RawRule>()),
+        ("rule.session", fields::<RawGrantSession>()),
+        ("app", fields::<RawApp>()),
+    ]
+}
+
+/// A deserializer that only records the field names a struct asks for.
+struct FieldNames(&'static [&'static str]);
+
+#[derive(Debug)]
+struct Stop;
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field names recorded")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl serde::de::Error for Stop {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Stop
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for &mut FieldNames {
+    type Error = Stop;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(Stop)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Stop> {
+        self.0 = fields;
+        Err(Stop)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}

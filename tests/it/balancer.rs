@@ -52,8 +52,10 @@ fn haproxy(dir: &Path, listen: u16, backends: &[u16], retry: &str) -> Child {
         .expect("haproxy (tests/run.sh installs it)")
 }
 
-/// A `rolegate serve` process on `port` with the setup's configuration.
+/// A `rolegate serve` process on `port` with the setup's configuration; its log goes to
+/// `serve-PORT.log` next to the configuration.
 fn serve(config: &Path, port: u16, pre_stop: &str) -> Child {
+    let log = std::fs::File::create(config.with_file_name(format!("serve-{port}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_rolegate"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("ROLEGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -61,7 +63,7 @@ fn serve(config: &Path, port: u16, pre_stop: &str) -> Child {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -366,6 +368,149 @@ async fn redis_failovers_under_load_through_haproxy_mean_503s_for_the_switch_ove
         assert!(
             is_signed_in(&b.s, &browser).await,
             "{name}: the session survived"
+        );
+    }
+}
+
+/// CLI logins refreshing their tokens through HAProxy while a Redis Cluster master is
+/// stopped (with the role picker and bearer API under load): a rotation the failover
+/// interrupts changes nothing, so the client's retry with the same refresh token works.
+/// Nobody is ever told `invalid_grant` (which the rolegate CLI takes as a lost login), the
+/// logins survive, and each instance logs the outage as one ERROR.
+#[tokio::test]
+async fn refresh_rotations_survive_a_cluster_failover_and_the_outage_is_one_story() {
+    let cluster = crate::helpers::RedisCluster::start();
+    // Everything alice holds lives in one hash slot: stop the master serving it (and seed
+    // the brokers elsewhere).
+    let tag = rolegate::store::PersonTag::of("corp", "alice");
+    let master = cluster.master_of(&format!("{{{tag}}}"));
+    let session = format!(
+        "store = \"redis-cluster\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+        cluster.seed_other_than(master),
+        unique_prefix("lb-refresh")
+    );
+    let b = balanced_on(session, "0s", "  retries 3\n  option redispatch 1\n").await;
+    let public = b.s.app.address.clone();
+    let browser = oidc_sign_in(&b.s).await;
+    let mut logins = Vec::new();
+    for _ in 0..2 {
+        let (verifier, challenge) = crate::cli_login::pkce();
+        let code = crate::cli_login::approve_loopback(&b.s, &browser, &challenge).await;
+        let tokens: serde_json::Value = crate::cli_login::exchange(&b.s, &code, &verifier)
+            .await
+            .json()
+            .await
+            .unwrap();
+        logins.push(tokens);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let load = steady_load(&public, &browser, 2, &running);
+    let refreshers: Vec<_> = logins
+        .into_iter()
+        .map(|tokens| {
+            let (running, public) = (running.clone(), public.clone());
+            tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                let mut rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+                let mut at = tokens["access_token"].as_str().unwrap().to_owned();
+                let (mut rotations, mut unavailable, mut wrong) = (0u32, 0u32, Vec::new());
+                while running.load(Ordering::Relaxed) {
+                    let res = c
+                        .post(format!("{public}/oauth/token"))
+                        .form(&[
+                            ("grant_type", "refresh_token"),
+                            ("client_id", "rolegate-cli"),
+                            ("refresh_token", rt.as_str()),
+                        ])
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == 200 => {
+                            let j: serde_json::Value = r.json().await.unwrap();
+                            rt = j["refresh_token"].as_str().unwrap().to_owned();
+                            at = j["access_token"].as_str().unwrap().to_owned();
+                            rotations += 1;
+                        }
+                        // Retried with the same refresh token.
+                        Ok(r) if r.status() == 503 => unavailable += 1,
+                        Ok(r) => wrong.push(format!(
+                            "refresh: {} {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        )),
+                        Err(e) => wrong.push(format!("refresh: {e}")),
+                    }
+                    match c
+                        .get(format!("{public}/api/v1/roles"))
+                        .bearer_auth(&at)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 || r.status() == 503 => {}
+                        Ok(r) => wrong.push(format!("api: {}", r.status())),
+                        Err(e) => wrong.push(format!("api: {e}")),
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+                // The login is still alive after the failover.
+                let res = c
+                    .post(format!("{public}/oauth/token"))
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", "rolegate-cli"),
+                        ("refresh_token", rt.as_str()),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                if res.status() != 200 {
+                    wrong.push(format!("after the failover: {}", res.status()));
+                }
+                (rotations, unavailable, wrong)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.stop_node(master);
+    let started = Instant::now();
+    let mut in_a_row = 0;
+    while in_a_row < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "no recovery in 40 s"
+        );
+        let r = browser.get(format!("{public}/")).send().await.unwrap();
+        in_a_row = if r.status() == 200 { in_a_row + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Healthy long enough for every instance to end its outage story.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    running.store(false, Ordering::Relaxed);
+    let (ok, failed) = totals(load).await;
+    let (mut rotations, mut unavailable) = (0, 0);
+    for r in refreshers {
+        let (n, u, wrong) = r.await.unwrap();
+        assert!(wrong.is_empty(), "{wrong:?}");
+        rotations += n;
+        unavailable += u;
+    }
+    eprintln!(
+        "cluster failover under refreshes: {rotations} rotations, {unavailable} refreshes answered 503 and retried, {ok} picker requests, {} refused",
+        failed.len()
+    );
+    assert!(rotations > 20, "{rotations} rotations");
+    assert!(
+        failed.iter().all(|f| f == "status 503 Service Unavailable"),
+        "{failed:?}"
+    );
+    for port in &b.ports {
+        let log =
+            std::fs::read_to_string(b.config.with_file_name(format!("serve-{port}.log"))).unwrap();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(
+            errors.len() <= 1,
+            "instance {port}: one outage, one ERROR: {errors:#?}"
         );
     }
 }

@@ -548,3 +548,25 @@ account = "prod"
     ]);
     assert_eq!(code, 0, "the printed snippet is rejected:\n{err}\n{out}");
 }
+
+/// A credentials request without a body (as the CLI sends when no duration is asked
+/// for) is not a "rejected JSON body": nothing is logged about a body nobody sent, and a
+/// body that is not JSON is a clear 400 once the token is good.
+#[tokio::test]
+async fn a_credentials_request_without_a_body_logs_no_rejected_body() {
+    let served = serve(&[]).await;
+    let base = served.base.clone();
+    let c = reqwest::Client::new();
+    for req in [
+        c.post(format!("{base}/api/v1/roles/dev-admin/credentials")),
+        c.post(format!("{base}/api/v1/roles/dev-admin/credentials"))
+            .header("content-type", "application/json"),
+    ] {
+        let res = req.bearer_auth("rga_unknown").send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let (status, stderr) = served.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("rejected JSON body"), "{stderr}");
+    assert!(!stderr.contains("Content type error"), "{stderr}");
+}

@@ -38,7 +38,7 @@ pub fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
-fn field<'a>(html: &'a str, name: &str) -> &'a str {
+pub fn field<'a>(html: &'a str, name: &str) -> &'a str {
     html.split(&format!("name=\"{name}\" value=\""))
         .nth(1)
         .unwrap_or_else(|| panic!("no field {name} in {html}"))
@@ -47,9 +47,9 @@ fn field<'a>(html: &'a str, name: &str) -> &'a str {
         .unwrap()
 }
 
-const REDIRECT: &str = "http://127.0.0.1:45678/callback";
+pub const REDIRECT: &str = "http://127.0.0.1:45678/callback";
 
-fn authorize_url(s: &OidcSetup, challenge: &str, redirect: &str, client: &str) -> String {
+pub fn authorize_url(s: &OidcSetup, challenge: &str, redirect: &str, client: &str) -> String {
     let mut u = url::Url::parse(&format!("{}/oauth/authorize", s.app.address)).unwrap();
     u.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -127,7 +127,7 @@ pub async fn exchange(s: &OidcSetup, code: &str, verifier: &str) -> Response {
     .await
 }
 
-async fn error_of(res: Response) -> (u16, String) {
+pub async fn error_of(res: Response) -> (u16, String) {
     let status = res.status().as_u16();
     let body: Json = res.json().await.unwrap();
     (
@@ -477,7 +477,16 @@ pub async fn approve_device_at(base: &str, b: &Client, code: &str, decision: &st
 
 #[tokio::test]
 async fn a_device_login_polls_politely_and_is_approved_by_a_click() {
-    let s = broker().await;
+    // The code must outlive the test's waits (1 s interval + 5 s slow_down, twice) with room
+    // for a loaded machine: CLI_CONFIG's 8 s is for the expiry test.
+    let s = spawn_with(SetupOptions {
+        extra: CLI_CONFIG.replace(
+            "device_code_lifetime = \"8s\"",
+            "device_code_lifetime = \"60s\"",
+        ),
+        ..SetupOptions::default()
+    })
+    .await;
     let d = device_start(&s, "rolegate-cli").await;
     let code = d["user_code"].as_str().unwrap();
     assert_eq!(code.len(), 9);

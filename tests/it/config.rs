@@ -430,3 +430,37 @@ fn sentinel_urls_are_parsed_and_bad_ones_refused_without_echoing_them() {
     );
     assert!(!format!("{errs:?}").contains("hunter2"));
 }
+
+/// `config/rolegate.example.toml` is the reference: every key any table of the file
+/// accepts (read from the parser's own structs) is shown there, set or commented.
+#[test]
+fn the_example_config_shows_every_key_the_parser_accepts() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/rolegate.example.toml"
+    ))
+    .unwrap();
+    let shown = |key: &str| {
+        let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let setting = text.match_indices(key).any(|(i, _)| {
+            let before_ok = !text[..i].ends_with(is_ident);
+            let after = text[i + key.len()..].trim_start_matches(' ');
+            before_ok && after.starts_with('=')
+        });
+        // A key that is a table of its own (`[rule.session]`).
+        setting || text.contains(&format!(".{key}]"))
+    };
+    let mut missing = Vec::new();
+    for (table, keys) in rolegate::config::accepted_keys() {
+        assert!(!keys.is_empty(), "{table}: no keys read");
+        for key in keys {
+            if !shown(key) {
+                missing.push(format!("{table}.{key}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys the config accepts but the example does not show: {missing:?}"
+    );
+}

@@ -38,7 +38,7 @@ max_exchanges_per_token = 10
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 const AWS: &str = "urn:rolegate:params:oauth:token-type:aws-credentials";
-const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 pub async fn broker() -> OidcSetup {
     spawn_with(SetupOptions {
@@ -58,7 +58,11 @@ pub async fn exchange(s: &OidcSetup, form: &[(&str, &str)], dpop: Option<&str>) 
     req.send().await.unwrap()
 }
 
-fn form<'a>(app: &'a str, token: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub fn form<'a>(
+    app: &'a str,
+    token: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let mut f = vec![
         ("grant_type", GRANT),
         ("client_id", app),
@@ -69,7 +73,7 @@ fn form<'a>(app: &'a str, token: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(
     f
 }
 
-async fn error_of(res: Response) -> (u16, String, String) {
+pub async fn error_of(res: Response) -> (u16, String, String) {
     let status = res.status().as_u16();
     let j: Json = res.json().await.unwrap();
     (
@@ -82,7 +86,7 @@ async fn error_of(res: Response) -> (u16, String, String) {
     )
 }
 
-fn issuances(s: &OidcSetup) -> usize {
+pub fn issuances(s: &OidcSetup) -> usize {
     s.audit_records()
         .iter()
         .filter(|r| r["event"] == "issuance" && r["outcome"] != "refused")
@@ -200,7 +204,7 @@ async fn an_apps_id_token_becomes_aws_credentials_that_boto3_uses() {
     );
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

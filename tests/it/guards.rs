@@ -120,6 +120,47 @@ async fn nothing_is_handed_out_when_the_audit_log_cannot_be_written() {
         !page.contains("ASIA") && !page.contains("access-key-id"),
         "{page}"
     );
+
+    // A CLI login approved by that session: the code is redeemed, the login's record
+    // cannot be written, so no tokens leave the broker.
+    let (verifier, challenge) = crate::cli_login::pkce();
+    let approval = client
+        .get(crate::cli_login::authorize_url(
+            &s,
+            &challenge,
+            crate::cli_login::REDIRECT,
+            "rolegate-cli",
+        ))
+        .header("cookie", format!("rolegate_session={id}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = client
+        .post(format!("{}/oauth/authorize", s.app.address))
+        .header("cookie", format!("rolegate_session={id}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("request", crate::cli_login::field(&approval, "request")),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let code = to
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let res = crate::cli_login::exchange(&s, &code, &verifier).await;
+    assert_eq!(res.status(), 503);
+    let body = res.text().await.unwrap();
+    assert!(!body.contains("rga_") && !body.contains("rgr_"), "{body}");
 }
 
 fn ttl(key: &str) -> i64 {

@@ -12,14 +12,21 @@ mod browser;
 mod cli;
 /// The CLI as a developer runs it: real login processes, Chromium approvals, AWS CLI.
 mod cli_client;
+/// The CLI at its edges: an unreachable broker, a piped device login, a forged loopback
+/// callback, tokens in the Secret Service.
+mod cli_edges;
 /// The CLI login's broker side: loopback and device flows, tokens, the bearer API.
 mod cli_login;
 /// Configuration errors: all reported, with origin, key path and line.
 mod config;
+/// DPoP (RFC 9449) item by item, and the challenges of a refused token.
+mod dpop;
 /// Token exchange (RFC 8693) for apps, with DPoP, rate limits and hostile subject tokens.
 mod exchange;
 /// One test per security check a mutation would otherwise survive.
 mod guards;
+/// The same for the OAuth server, the device flow, registered clients and subject tokens.
+mod guards_oauth;
 /// `/healthz`, `/readyz`, `/metrics`, security headers, error pages.
 mod health;
 /// STS issuance, console sign-in, CLI credentials, audit.
@@ -28,6 +35,9 @@ mod issuance;
 mod layers;
 /// The mapping rules through the real config parser, and their properties.
 mod mapping;
+/// The OAuth endpoints at their edges: unreadable requests, authorization errors, code
+/// replay, exchange refusals, the audit of apps, nothing usable in the store.
+mod oauth_edges;
 /// OIDC sign-in against a real OpenID Provider, and the hostile cases.
 mod oidc;
 /// ID-token checks beyond the crate's: nbf, max age, at_hash, malformed tokens, RFC 9207.

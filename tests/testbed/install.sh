@@ -2,12 +2,12 @@
 # Installs what rolegate's tests (and the local demo) need on a Debian 12 machine, and
 # nothing that is already there. Safe to run again. Needs root (or sudo) for apt.
 #
-# usage: install.sh [build] [redis] [op] [browser] [python] [saml] [shells] [bench]
+# usage: install.sh [build] [redis] [op] [browser] [python] [saml] [shells] [keyring] [bench]
 #        (no argument: everything the tests need; bench: the load generator, wrk)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-want="${*:-build redis op browser python saml shells}"
+want="${*:-build redis op browser python saml shells keyring}"
 wants() { [[ " $want " == *" $1 "* ]]; }
 
 sudo_cmd=""
@@ -92,6 +92,19 @@ fi
 if wants shells; then
   command -v fish >/dev/null 2>&1 || apt_install fish
   echo "testbed: $(fish --version 2>&1) ready"
+fi
+
+# A Secret Service keyring without a desktop (the CLI's token store on Linux): the CLI
+# tests start a private D-Bus session (dbus-run-session) with gnome-keyring in it, and
+# read back what the CLI stored with secret-tool.
+if wants keyring; then
+  need=()
+  command -v dbus-run-session >/dev/null 2>&1 || need+=(dbus-bin)
+  command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
+  command -v gnome-keyring-daemon >/dev/null 2>&1 || need+=(gnome-keyring)
+  command -v secret-tool >/dev/null 2>&1 || need+=(libsecret-tools)
+  if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
+  echo "testbed: gnome-keyring $(dpkg-query -W -f='${Version}' gnome-keyring), secret-tool ready"
 fi
 
 # The HTTP load generator of the load benchmarks (benches/load/run.sh); not part of the

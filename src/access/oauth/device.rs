@@ -48,7 +48,6 @@ struct DeviceRecord {
     client_id: String,
     device_name: String,
     client_ip: String,
-    user_code: String,
     created: u64,
     expires: u64,
     status: DeviceStatus,
@@ -202,7 +201,6 @@ impl Access {
             client_id: client_id.to_owned(),
             device_name: clean_device_name(device_name),
             client_ip: ctx.client_ip.clone(),
-            user_code: user_code.clone(),
             created: now,
             expires,
             status: DeviceStatus::Pending,
@@ -247,18 +245,19 @@ impl Access {
         if self.store.exceeded(&mine).await? || self.store.exceeded(&all).await? {
             return Err(CodeEntryError::Locked);
         }
-        let found = match normalize_user_code(input) {
+        let code = normalize_user_code(input);
+        let found = match &code {
             None => None,
-            Some(code) => self.device_by_user_code(&code).await?,
+            Some(code) => self.device_by_user_code(code).await?,
         };
-        let Some((_, record)) = found else {
+        let (Some(code), Some((_, record))) = (code, found) else {
             self.store.hit(&mine).await?;
             self.store.hit(&all).await?;
             tracing::warn!(client_ip = %ctx.client_ip, "wrong device user code entered");
             return Err(CodeEntryError::Unknown);
         };
         Ok(DeviceView {
-            user_code: display_user_code(&record.user_code),
+            user_code: display_user_code(&code),
             client_id: record.client_id,
             device_name: record.device_name,
             client_ip: record.client_ip,

@@ -572,12 +572,16 @@ pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
         }
         Some(d)
     };
+    // An hour by default: botocore refreshes a cached SSO token that has less than 15
+    // minutes left, so a shorter lifetime makes every new SDK process rotate the refresh
+    // token. Access tokens are checked against their login at every use, so revoking a
+    // login still ends them at once, whatever their lifetime.
     let access = bounded(
         "access_token_lifetime",
         raw.access_token_lifetime.as_deref(),
-        "10m",
+        "1h",
         5,
-        3600,
+        12 * 3600,
     );
     let session = bounded(
         "session_lifetime",

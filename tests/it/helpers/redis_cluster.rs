@@ -90,6 +90,60 @@ impl RedisCluster {
     pub fn seed(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.ports[0])
     }
+
+    /// The port of the master serving `key`'s hash slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let cli = |args: &[&str]| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.ports[0].to_string()])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let slot: u16 = cli(&["cluster", "keyslot", key]).trim().parse().unwrap();
+        cli(&["cluster", "nodes"])
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|f| f.contains("master"))
+            })
+            .find_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                let port = fields[1]
+                    .split('@')
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                fields[8..]
+                    .iter()
+                    .filter_map(|r| {
+                        let (a, b) = r.split_once('-').unwrap_or((r, r));
+                        Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?))
+                    })
+                    .any(|(a, b)| (a..=b).contains(&slot))
+                    .then_some(port)
+            })
+            .expect("a master serves the slot")
+    }
+
+    /// A seed URL on a node other than `port`.
+    pub fn seed_other_than(&self, port: u16) -> String {
+        let p = self.ports.iter().find(|p| **p != port).unwrap();
+        format!("redis://127.0.0.1:{p}/")
+    }
+
+    /// Stops the node on `port` as a crash would look to the cluster.
+    pub fn stop_node(&self, port: u16) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "shutdown", "nosave"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// A free port a cluster node can use: its bus port is 10,000 higher, so it must be at
