@@ -195,6 +195,56 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         dpop_bound: Option<bool>,
     },
+    /// Access ended by someone: one item or everything a person held.
+    Revocation {
+        by: String,
+        source: &'static str,
+        #[serde(flatten)]
+        person: Person,
+        /// The person's tag (their id in the admin area).
+        tag: String,
+        /// The kinds of the items ended (`session`, `login`, …).
+        items: Vec<String>,
+        reason: String,
+        outcome: Outcome,
+    },
+    /// A lock placed on a person, a group or a role.
+    LockPlaced {
+        by: String,
+        source: &'static str,
+        lock_id: String,
+        target: String,
+        reason: String,
+        expires: Option<u64>,
+    },
+    /// A lock removed.
+    LockRemoved {
+        by: String,
+        source: &'static str,
+        lock_id: String,
+        target: String,
+        reason: String,
+    },
+    /// A request refused because a lock applies (what was asked, which lock).
+    AccessLocked {
+        #[serde(flatten)]
+        person: Person,
+        what: &'static str,
+        lock_id: String,
+        outcome: Outcome,
+    },
+    /// The person checked again at their IdP: the groups before and after, or why not.
+    Revalidation {
+        #[serde(flatten)]
+        person: Person,
+        outcome: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        groups_before: Option<Vec<String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        groups_after: Option<Vec<String>>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
     /// A request to an OAuth endpoint refused before any grant was looked at (malformed:
     /// a repeated parameter, another content type, a body too large).
     OauthRequestRefused {
@@ -215,8 +265,13 @@ impl Event {
             | Self::CliLogin { person, .. }
             | Self::TokenRefresh { person, .. }
             | Self::CliLogout { person, .. }
-            | Self::TokenExchange { person, .. } => (!person.subject.is_empty()).then_some(person),
-            Self::OauthRequestRefused { .. } => None,
+            | Self::TokenExchange { person, .. }
+            | Self::Revocation { person, .. }
+            | Self::AccessLocked { person, .. }
+            | Self::Revalidation { person, .. } => (!person.subject.is_empty()).then_some(person),
+            Self::OauthRequestRefused { .. }
+            | Self::LockPlaced { .. }
+            | Self::LockRemoved { .. } => None,
         }
     }
 }

@@ -7,6 +7,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -56,6 +57,38 @@ pub struct Metrics {
     pub oidc_rejections: Family<ReasonLabels, Counter>,
     /// Token exchanges by app and outcome (`success` or the refusal's error code).
     pub token_exchanges: Family<AppLabels, Counter>,
+    /// Live access in the index by kind and client path (from the directory, refreshed
+    /// every 30 s).
+    pub live: Family<LiveLabels, Gauge>,
+    /// Items revoked, by who ended them (`admin`, `cli`, `idp`, `scim`).
+    pub revocations: Family<SourceLabels, Counter>,
+    /// Active locks.
+    pub locks: Gauge,
+    /// Requests refused because a lock applies, by what was locked (`person`, `role`).
+    pub lock_refusals: Family<KindLabels, Counter>,
+    /// Re-validations at the IdP by outcome.
+    pub revalidations: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LiveLabels {
+    pub kind: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -115,7 +148,38 @@ impl Metrics {
             "Token exchanges by app and outcome",
             token_exchanges.clone(),
         );
+        let live = Family::<LiveLabels, Gauge>::default();
+        registry.register(
+            "live_access",
+            "Live sessions, logins and pending approvals by kind and client path",
+            live.clone(),
+        );
+        let revocations = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "revocations",
+            "Items of access revoked, by who ended them",
+            revocations.clone(),
+        );
+        let locks = Gauge::default();
+        registry.register("locks_active", "Active locks", locks.clone());
+        let lock_refusals = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "lock_refusals",
+            "Requests refused by a lock, by what was locked",
+            lock_refusals.clone(),
+        );
+        let revalidations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "revalidations",
+            "Re-validations at the IdP by outcome",
+            revalidations.clone(),
+        );
         Self {
+            live,
+            revocations,
+            locks,
+            lock_refusals,
+            revalidations,
             registry,
             requests,
             latency,

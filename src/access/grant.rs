@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use super::locks::Principal;
 use super::{Access, RequestContext, Requester};
 use crate::config::Role;
 use crate::domain::{AccountId, Identifier, RoleArn, SessionDuration};
@@ -67,6 +68,8 @@ pub enum Refusal {
     },
     #[error("role {role} cannot be granted: {reason}")]
     InvalidGrant { role: Identifier, reason: String },
+    #[error("access to role {role} is locked")]
+    Locked { role: Identifier, lock_id: String },
     #[error("the requested session length {requested:?} is not a duration")]
     DurationUnreadable { requested: String },
     #[error("role {role} sessions last at least 15m and at most {max}")]
@@ -85,6 +88,7 @@ impl Refusal {
             Self::NotGranted(_) => "not_granted",
             Self::Denied { .. } => "denied",
             Self::InvalidGrant { .. } => "invalid_grant",
+            Self::Locked { .. } => "locked",
             Self::DurationUnreadable { .. } => "duration_unreadable",
             Self::DurationOutOfRange { .. } => "duration_too_long",
         }
@@ -145,8 +149,9 @@ fn parse_duration(text: &str) -> Option<u64> {
 impl Access {
     /// The role menu: every role the rules grant `identity` now, grouped by account, with
     /// each role's effective maximum session length.
-    pub fn role_menu(&self, identity: &VerifiedIdentity) -> RoleMenu {
-        let evaluation = self.config.rules.evaluate(identity.claims());
+    /// Roles a lock refuses are left out.
+    pub fn role_menu(&self, principal: &Principal) -> RoleMenu {
+        let evaluation = self.config.rules.evaluate(principal.claims());
         let accounts = self
             .config
             .accounts
@@ -157,6 +162,7 @@ impl Access {
                     .roles
                     .iter()
                     .filter(|r| r.account == account.id)
+                    .filter(|r| self.lock_on(principal, r.id.as_str()).is_none())
                     .filter_map(|r| {
                         evaluation.grant(r.id.as_str()).map(|g| MenuRole {
                             id: r.id.clone(),
@@ -183,32 +189,39 @@ impl Access {
     /// with its reason before it is returned.
     pub fn authorize(
         &self,
-        identity: &VerifiedIdentity,
+        principal: &Principal,
         role_id: &str,
         requested_duration: Option<&str>,
         requester: &Requester,
         ctx: &RequestContext,
     ) -> Result<AuthorizedGrant, Refusal> {
-        let result = self.decide(identity, role_id, requested_duration, requester);
+        let result = self.decide(principal, role_id, requested_duration, requester);
         if let Err(refusal) = &result {
             self.issuer
-                .audit_refusal(identity, role_id, requester, refusal, ctx);
+                .audit_refusal(principal.identity(), role_id, requester, refusal, ctx);
         }
         result
     }
 
     fn decide(
         &self,
-        identity: &VerifiedIdentity,
+        principal: &Principal,
         role_id: &str,
         requested_duration: Option<&str>,
         requester: &Requester,
     ) -> Result<AuthorizedGrant, Refusal> {
+        let identity = principal.identity();
         let Some(role) = self.config.role(role_id) else {
             return Err(Refusal::UnknownRole(
                 role_id.chars().take(64).collect::<String>(),
             ));
         };
+        if let Some(l) = self.lock_on(principal, role_id) {
+            return Err(Refusal::Locked {
+                role: role.id.clone(),
+                lock_id: l.lock_id,
+            });
+        }
         let evaluation = self.config.rules.evaluate(identity.claims());
         let evaluated_at = Instant::now();
         let Some(grant) = evaluation.grant(role_id) else {

@@ -13,10 +13,12 @@ use std::time::Instant;
 use serde_json::json;
 use url::Url;
 
+use super::admin::AdminCore;
 use super::grant::{AuthorizedGrant, Refusal};
+use super::locks::Principal;
 use super::session::person_of;
 use super::{Access, RequestContext, Requester};
-use crate::audit::{AuditLog, Audited, Event, IssuanceFacts, Outcome};
+use crate::audit::{Audited, Event, IssuanceFacts, Outcome};
 use crate::config::StsMode;
 use crate::idp::VerifiedIdentity;
 use crate::metrics::{IssuanceLabels, Metrics, ModeLabels};
@@ -43,7 +45,8 @@ pub enum IssueFailure {
 pub(super) struct CredentialIssuer {
     sts: Sts,
     console: ConsoleSignIn,
-    audit: Arc<AuditLog>,
+    /// The audit log, through the core's auditor (records also go to the person's history).
+    audit: Arc<AdminCore>,
     metrics: Arc<Metrics>,
 }
 
@@ -51,7 +54,7 @@ impl CredentialIssuer {
     pub(super) fn new(
         sts: Sts,
         console: ConsoleSignIn,
-        audit: Arc<AuditLog>,
+        audit: Arc<AdminCore>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -230,12 +233,12 @@ impl CredentialIssuer {
         };
         let released = self.audit.release(ctx, &event, result);
         let counted = match &released {
-            Ok((r, _)) if r.get().is_ok() => "success",
+            Ok(r) if r.get().is_ok() => "success",
             _ => "failure",
         };
         self.count(role.id.as_str(), mode, requester, counted);
         let released = match released {
-            Ok((r, _)) => r,
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "audit write failed; discarding issued credentials");
                 return Err(IssueFailure::AuditUnavailable);
@@ -259,7 +262,7 @@ impl Access {
     /// checked, refusals audited), then the audited STS call.
     pub async fn issue_credentials(
         &self,
-        identity: &VerifiedIdentity,
+        identity: &Principal,
         role: &str,
         requested_duration: Option<&str>,
         requester: &Requester,
@@ -274,7 +277,7 @@ impl Access {
     /// (refused and audited).
     pub async fn issue_credentials_in_account(
         &self,
-        identity: &VerifiedIdentity,
+        identity: &Principal,
         role: &str,
         account_number: &str,
         requester: &Requester,
@@ -292,7 +295,7 @@ impl Access {
                 role.chars().take(64).collect::<String>()
             ));
             self.issuer
-                .audit_refusal(identity, role, requester, &refusal, ctx);
+                .audit_refusal(identity.identity(), role, requester, &refusal, ctx);
             return Err(IssueFailure::Refused(refusal));
         }
         self.issue_credentials(identity, role, None, requester, ctx)
@@ -304,7 +307,7 @@ impl Access {
     /// the role's configured console destination (never a destination from the request).
     pub async fn console_sign_in(
         &self,
-        identity: &VerifiedIdentity,
+        identity: &Principal,
         role: &str,
         requested_duration: Option<&str>,
         requester: &Requester,

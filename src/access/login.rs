@@ -103,6 +103,8 @@ pub enum SignInError {
     StoreUnavailable,
     #[error("the audit log cannot be written")]
     AuditUnavailable,
+    #[error("access is locked")]
+    Locked,
     #[error("missing state")]
     MissingState,
     #[error("unknown or replayed state")]
@@ -282,7 +284,7 @@ impl Access {
         let Some(code) = cb.code else {
             return Err(fail(SignInError::MissingCode));
         };
-        let identity = idp::finish_oidc_login(
+        let (identity, upstream) = idp::finish_oidc_login(
             provider,
             code,
             &pending.pkce_verifier,
@@ -306,7 +308,7 @@ impl Access {
             fail(SignInError::Oidc(e))
         })?;
         let session = self
-            .complete_sign_in(identity, previous_session, ctx)
+            .complete_sign_in(identity, upstream, previous_session, ctx)
             .await?;
         Ok(session.map(|session| SignedIn {
             session,
@@ -453,7 +455,7 @@ impl Access {
             return Err(SignInError::BindingMismatch);
         }
         let session = self
-            .complete_sign_in(identity, previous_session, ctx)
+            .complete_sign_in(identity, None, previous_session, ctx)
             .await?;
         Ok(session.map(|session| SignedIn {
             session,

@@ -22,11 +22,15 @@
 //! **Invariant:** every refusal (role not granted or denied, duration too long) and every
 //! issuance is audited; credentials whose audit record cannot be written are dropped.
 
+pub mod admin;
+pub mod administrators;
 pub mod grant;
 pub mod holdings;
 pub mod issuer;
+pub mod locks;
 pub mod login;
 pub mod oauth;
+mod revalidate;
 pub mod session;
 
 use std::sync::Arc;
@@ -36,8 +40,9 @@ pub use crate::audit::{Audited, RequestContext};
 pub use crate::sts::console::ConsoleError;
 pub use crate::sts::{IssueError, IssuedCredentials, StaticAwsCredentials};
 pub use grant::{AccountRoles, MenuRole, Refusal, RoleMenu};
+pub use locks::{Locked, Principal};
 pub use login::{LoginRedirect, SignInError, SignedIn};
-pub use session::{Session, tokens_match};
+pub use session::{Session, SessionError, tokens_match};
 
 use crate::audit::{AuditError, AuditLog, Event};
 use crate::config::{Config, IdpProtocol, StsMode};
@@ -47,6 +52,7 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::sts::console::ConsoleSignIn;
 use crate::sts::web_identity::WebIdentityError;
+use admin::AdminCore;
 
 /// Which client asked, for the audit record and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,13 +135,19 @@ pub struct Readiness {
 pub struct Access {
     config: Arc<Config>,
     store: Store,
-    audit: Arc<AuditLog>,
     metrics: Arc<Metrics>,
     issuer: issuer::CredentialIssuer,
     oidc: Vec<Arc<OidcProvider>>,
     saml: Vec<Arc<SamlProvider>>,
     /// When this instance last wrote each item's "last used" to the index.
     touches: holdings::Touches,
+    /// This instance's copy of the locks.
+    locks: locks::LockCache,
+    /// Seals the IdPs' refresh tokens kept for re-validation.
+    sealer: Option<revalidate::Sealer>,
+    /// The audit log (with each person's recent history), the directory, revocation
+    /// and locks.
+    admin: Arc<AdminCore>,
 }
 
 impl Access {
@@ -158,7 +170,13 @@ impl Access {
             &config.server.public_url,
             config.aws.console_session_duration,
         );
-        let issuer = issuer::CredentialIssuer::new(sts, console, audit.clone(), metrics.clone());
+        let admin = Arc::new(AdminCore::new(
+            config.clone(),
+            store.clone(),
+            audit,
+            metrics.clone(),
+        ));
+        let issuer = issuer::CredentialIssuer::new(sts, console, admin.clone(), metrics.clone());
         let oidc: Vec<Arc<OidcProvider>> = config
             .idps
             .iter()
@@ -190,15 +208,33 @@ impl Access {
         for p in &saml {
             tokio::spawn(p.clone().run_metadata());
         }
+        let sealer = config
+            .session
+            .encryption_key
+            .as_ref()
+            .map(revalidate::Sealer::new);
         let access = Arc::new(Self {
             config,
             store,
-            audit,
             metrics,
             issuer,
             oidc,
             saml,
             touches: holdings::Touches::default(),
+            locks: locks::LockCache::new(),
+            sealer,
+            admin,
+        });
+        // The gauges of live access and locks, every 30 s.
+        let census = access.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if let Err(e) = census.admin.census().await {
+                    tracing::debug!(error = %e, "census of live access skipped");
+                }
+            }
         });
         if access
             .config
@@ -219,7 +255,7 @@ impl Access {
 
     /// Writes an audit record (refusals, and events that release nothing).
     pub(crate) fn record(&self, ctx: &RequestContext, event: &Event) -> Result<(), AuditError> {
-        self.audit.record(ctx, event).map(|_| ())
+        self.admin.record(ctx, event)
     }
 
     /// Writes the audit record of `value` and releases it (see [`Audited`]).
@@ -229,7 +265,12 @@ impl Access {
         event: &Event,
         value: T,
     ) -> Result<Audited<T>, AuditError> {
-        self.audit.release(ctx, event, value).map(|(v, _)| v)
+        self.admin.release(ctx, event, value)
+    }
+
+    /// Administration: the directory, a person's view, revocation and locks.
+    pub fn admin(&self) -> &AdminCore {
+        &self.admin
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -17,6 +17,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::holdings::{Holding, HoldingKind};
+use super::locks::{AdmitError, Locked, Principal};
+use super::revalidate::Revalidated;
 use super::{Access, RequestContext};
 use crate::audit::{Audited, Event, Outcome, Person};
 use crate::domain::{GroupName, IdpId};
@@ -124,6 +126,9 @@ pub(super) fn tag_of(identity: &VerifiedIdentity) -> PersonTag {
 pub(super) struct SessionRecord {
     pub(super) identity: IdentityRecord,
     created: u64,
+    /// When the identity was last confirmed at the IdP (re-validation).
+    #[serde(default)]
+    checked: u64,
     /// The absolute timeout (Unix seconds).
     expires: u64,
     /// The idle timeout, seconds: the record's TTL, renewed on each use.
@@ -141,9 +146,23 @@ impl Record for SessionRecord {
 /// A signed-in browser.
 pub struct Session {
     pub id: String,
-    pub identity: VerifiedIdentity,
+    /// The person, admitted for this request (no lock applies).
+    pub identity: Principal,
     /// Derived from the session id: forms carry it, nothing stores it.
     pub csrf: String,
+}
+
+/// Why a session cannot be used now.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Locked(Locked),
+    #[error("the access was revoked")]
+    Revoked,
+    #[error("{0} cannot confirm the access right now")]
+    Unconfirmed(String),
 }
 
 /// The CSRF token of a session: a hash of its id (an attacker without the cookie cannot
@@ -159,9 +178,14 @@ fn csrf_of(session_id: &str) -> String {
 }
 
 impl Access {
-    /// The session `id` names, renewing its idle timeout. `Ok(None)` when the id is
-    /// malformed or the session ended; a store failure is an error (fail closed).
-    pub async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+    /// The session `id` names, renewing its idle timeout, its identity re-validated at the
+    /// IdP when due and admitted (no lock). `Ok(None)` when the id is malformed or the
+    /// session ended; a store failure is an error (fail closed).
+    pub async fn session(
+        &self,
+        id: &str,
+        ctx: &RequestContext,
+    ) -> Result<Option<Session>, SessionError> {
         let Some((tag, key)) = split_owned_id(id) else {
             return Ok(None);
         };
@@ -174,9 +198,13 @@ impl Access {
             .load_owned_renewing::<SessionRecord>(&tag, &key, idle)
             .await?
         else {
+            // Gone: ended, expired, or revoked (then the person is told so).
+            if self.revoked_since(&tag).await?.is_some() {
+                return Err(SessionError::Revoked);
+            }
             return Ok(None);
         };
-        let record = stored.value;
+        let mut record = stored.value;
         let now = now_unix();
         if record.expires <= now {
             let mut txn = self.store.txn(&tag);
@@ -184,12 +212,37 @@ impl Access {
             self.store.commit(&txn).await?;
             return Ok(None);
         }
-        let last_window = Duration::from_secs(record.expires - now) < idle;
+        let mut identity = record.identity.clone().into_identity()?;
+        let mut rewrite = Duration::from_secs(record.expires - now) < idle;
+        let checked = record.checked.max(record.created);
+        if now.saturating_sub(checked) >= self.config.session.revalidate_interval.as_secs() {
+            match self.revalidate(&identity, false, ctx).await? {
+                Revalidated::NotApplicable => {}
+                Revalidated::Current(fresh, at) => {
+                    if fresh != identity {
+                        record.identity = IdentityRecord::from_identity(&fresh);
+                        identity = fresh;
+                    }
+                    record.checked = at;
+                    rewrite = true;
+                }
+                Revalidated::Revoked => return Err(SessionError::Revoked),
+                Revalidated::Unconfirmed(idp) => return Err(SessionError::Unconfirmed(idp)),
+            }
+        }
+        let principal = match self.admit(identity).await {
+            Ok(p) => p,
+            Err(AdmitError::Store(e)) => return Err(e.into()),
+            Err(AdmitError::Locked(l)) => {
+                self.audit_locked(record.identity.person(), "session", &l, ctx);
+                return Err(SessionError::Locked(l));
+            }
+        };
         let touch = self.touches.due(key.as_str());
-        if last_window || touch {
+        if rewrite || touch {
             let mut txn = self.store.txn(&tag);
             txn.require::<SessionRecord>(&key);
-            if last_window {
+            if rewrite {
                 txn.put(&key, &record)?;
             }
             if touch {
@@ -200,8 +253,38 @@ impl Access {
         Ok(Some(Session {
             csrf: csrf_of(id),
             id: id.to_owned(),
-            identity: record.identity.into_identity()?,
+            identity: principal,
         }))
+    }
+
+    /// Audits a request refused by a lock (a failed write is logged: it is refused anyway).
+    pub(super) fn audit_locked(
+        &self,
+        person: Person,
+        what: &'static str,
+        lock: &Locked,
+        ctx: &RequestContext,
+    ) {
+        tracing::warn!(idp = %person.idp, subject = %person.subject, what, lock = %lock.lock_id, "refused: access is locked");
+        let event = Event::AccessLocked {
+            person,
+            what,
+            lock_id: lock.lock_id.clone(),
+            outcome: Outcome::Refused,
+        };
+        if let Err(e) = self.record(ctx, &event) {
+            tracing::error!(error = %e, "audit log write failed for a locked request");
+        }
+    }
+
+    /// When everything `tag`'s person held was last revoked, if it was, within the longest
+    /// lifetime of anything they could have held.
+    pub(super) async fn revoked_since(&self, tag: &PersonTag) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .store
+            .load_owned::<super::admin::Revoked>(tag, &super::admin::revoked_id())
+            .await?
+            .map(|r| r.value.at))
     }
 
     /// Ends a session; `true` if it existed.
@@ -221,6 +304,7 @@ impl Access {
     pub async fn complete_sign_in(
         &self,
         identity: VerifiedIdentity,
+        upstream: Option<secrecy::SecretString>,
         previous_session: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<Audited<Session>, super::SignInError> {
@@ -230,6 +314,15 @@ impl Access {
                 .await
                 .map_err(|_| SignInError::StoreUnavailable)?;
         }
+        let principal = match self.admit(identity.clone()).await {
+            Ok(p) => p,
+            Err(AdmitError::Store(_)) => return Err(SignInError::StoreUnavailable),
+            Err(AdmitError::Locked(l)) => {
+                self.audit_login_failure(ctx, person_of(&identity), "access is locked");
+                self.audit_locked(person_of(&identity), "sign_in", &l, ctx);
+                return Err(SignInError::Locked);
+            }
+        };
         let c = identity.claims();
         tracing::info!(idp = %c.idp, subject = %c.subject, outcome = "success", "login success");
         let event = Event::Login {
@@ -250,6 +343,7 @@ impl Access {
         let record = SessionRecord {
             identity: IdentityRecord::from_identity(&identity),
             created: now,
+            checked: now,
             expires,
             idle: cfg.idle_timeout.as_secs(),
             holding: Holding::new(HoldingKind::Session, &identity, "web", None, expires, ctx),
@@ -262,10 +356,15 @@ impl Access {
             .await
             .map_err(|_| SignInError::StoreUnavailable)?;
         self.touches.due(key.as_str());
+        let lifetime = cfg.absolute_timeout.max(self.config.cli.session_lifetime);
+        self.keep_upstream(&identity, upstream, lifetime).await;
+        self.admin
+            .note_person(&identity, now + lifetime.as_secs())
+            .await;
         Ok(released.map(|()| Session {
             csrf: csrf_of(&id),
             id,
-            identity,
+            identity: principal,
         }))
     }
 

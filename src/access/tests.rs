@@ -108,7 +108,11 @@ impl Fixture {
     }
 }
 
-fn person(groups: &[&str]) -> VerifiedIdentity {
+fn person(groups: &[&str]) -> Principal {
+    Principal::unchecked(identity(groups))
+}
+
+fn identity(groups: &[&str]) -> VerifiedIdentity {
     VerifiedIdentity::verified(IdentityClaims {
         idp: IdpId::parse("corp").unwrap(),
         subject: "s-1".into(),
@@ -158,7 +162,7 @@ async fn the_menu_lists_granted_roles_with_the_most_restrictive_cap() {
 async fn each_refusal_is_typed_and_audited_with_its_reason() {
     let f = Fixture::new().await;
     let path = ClientPath::Cli;
-    let cases: Vec<(VerifiedIdentity, &str, Option<&str>, Refusal)> = vec![
+    let cases: Vec<(Principal, &str, Option<&str>, Refusal)> = vec![
         (
             person(&["admins"]),
             "ghost",
@@ -317,25 +321,25 @@ async fn the_sign_in_tail_audits_replaces_the_old_session_and_starts_a_new_one()
     let f = Fixture::new().await;
     let first = f
         .access
-        .complete_sign_in(person(&["admins"]), None, &ctx())
+        .complete_sign_in(identity(&["admins"]), None, None, &ctx())
         .await
         .unwrap()
         .into_inner();
-    assert!(f.access.session(&first.id).await.unwrap().is_some());
+    assert!(f.access.session(&first.id, &ctx()).await.unwrap().is_some());
     let second = f
         .access
-        .complete_sign_in(person(&["admins"]), Some(&first.id), &ctx())
+        .complete_sign_in(identity(&["admins"]), None, Some(&first.id), &ctx())
         .await
         .unwrap()
         .into_inner();
     assert_ne!(first.id, second.id);
     assert_ne!(first.csrf, second.csrf);
     assert!(
-        f.access.session(&first.id).await.unwrap().is_none(),
+        f.access.session(&first.id, &ctx()).await.unwrap().is_none(),
         "the old session is gone"
     );
-    let loaded = f.access.session(&second.id).await.unwrap().unwrap();
-    assert_eq!(loaded.identity, person(&["admins"]));
+    let loaded = f.access.session(&second.id, &ctx()).await.unwrap().unwrap();
+    assert_eq!(loaded.identity.identity(), &identity(&["admins"]));
     let logins: Vec<_> = f
         .records()
         .into_iter()

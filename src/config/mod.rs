@@ -52,6 +52,19 @@ pub struct Config {
     pub rules: MappingRules,
     /// Apps registered for token exchange.
     pub apps: Vec<AppConfig>,
+    /// Who administers access; defaults (nobody) when `[admin]` is absent.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the administrators of access.
+#[derive(Debug)]
+pub struct AdminConfig {
+    /// Who is an administrator (a condition over groups and claims); `None`: nobody.
+    pub when: Option<crate::mapping::Condition>,
+    /// `amr` values an administrator's sign-in must carry (step-up), all of them.
+    pub require_amr: Vec<String>,
+    /// How many recent audit events are kept per person (for the admin view).
+    pub history_per_person: usize,
 }
 
 impl Config {
@@ -182,6 +195,12 @@ pub struct SessionConfig {
     pub key_prefix: String,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+    /// How often a browser session is checked again at its IdP (re-validation).
+    pub revalidate_interval: Duration,
+    /// How long re-validation tolerates an IdP it cannot reach; then it fails closed.
+    pub revalidate_grace: Duration,
+    /// Seals the IdPs' refresh tokens at rest (needed when an IdP re-validates).
+    pub encryption_key: Option<SecretString>,
 }
 
 /// The broker as an OAuth 2.0 authorization server for its own command line.
@@ -336,6 +355,8 @@ pub struct OidcSettings {
     pub leeway: Duration,
     /// How long after its `iat` an ID token is still accepted (plus the leeway).
     pub max_token_age: Duration,
+    /// Keep the IdP's refresh token and check the person again at the IdP (`on_refresh`).
+    pub revalidate: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,25 @@ pub struct RawSession {
     pub key_prefix: Option<String>,
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
+    /// How often a browser session's identity is checked again at its IdP.
+    pub revalidate_interval: Option<String>,
+    /// How long an IdP that cannot be reached is tolerated before access fails closed.
+    pub revalidate_grace: Option<String>,
+    /// Seals the IdPs' refresh tokens kept for re-validation.
+    pub encryption_key: Option<RawSecretRef>,
+}
+
+/// `[admin]`: who administers access (revoke, lock) and how much history is kept.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// A condition in the rules' language: who is an administrator.
+    pub when: Option<toml::Value>,
+    /// Authentication methods (`amr`) an administrator's sign-in must include.
+    #[serde(default)]
+    pub require_amr: Vec<String>,
+    /// Recent audit events kept per person for the admin view.
+    pub history_per_person: Option<u64>,
 }
 
 /// `[cli]`: the broker as an OAuth authorization server for its own command line.
@@ -206,6 +225,9 @@ pub struct RawOidcIdp {
     pub allowed_algorithms: Vec<String>,
     pub leeway: Option<String>,
     pub max_token_age: Option<String>,
+    /// `on_refresh`: keep the IdP's refresh token and check the person again at each CLI
+    /// refresh and every `session.revalidate_interval`; `off` (default).
+    pub revalidate: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,6 +349,7 @@ pub fn accepted_keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("server", fields::<RawServer>()),
         ("session", fields::<RawSession>()),
         ("cli", fields::<RawCli>()),
+        ("admin", fields::<RawAdmin>()),
         ("audit", fields::<RawAudit>()),
         ("aws", fields::<RawAws>()),
         ("web_identity", fields::<RawWebIdentity>()),

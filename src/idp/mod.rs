@@ -143,18 +143,45 @@ impl VerifiedIdentity {
 
 /// Verifies a finished OIDC login and builds the identity. The claim set comes from a
 /// signature-checked ID token (and matching userinfo), see `oidc::OidcProvider::finish`.
+/// The IdP's refresh token comes along when it issued one (for re-validation).
 pub async fn finish_oidc_login(
     provider: &oidc::OidcProvider,
     code: &str,
     pkce_verifier: &str,
     nonce: &str,
     iss_param: Option<&str>,
-) -> Result<VerifiedIdentity, LoginError> {
-    let claims = provider
+) -> Result<(VerifiedIdentity, Option<secrecy::SecretString>), LoginError> {
+    let (claims, refresh_token) = provider
         .finish(code, pkce_verifier, nonce, iss_param)
         .await?;
     let identity = identity_from_claims(&provider.idp, claims)?;
-    Ok(VerifiedIdentity::verified(identity))
+    Ok((
+        VerifiedIdentity::verified(identity),
+        refresh_token.map(secrecy::SecretString::from),
+    ))
+}
+
+/// Asks the IdP who the person of `identity` is now, with the refresh token it issued:
+/// the identity as the IdP states it today (the same subject), a new refresh token when it
+/// rotated, or why not (see `oidc::RefreshError`).
+pub async fn revalidate(
+    provider: &oidc::OidcProvider,
+    identity: &VerifiedIdentity,
+    refresh_token: &secrecy::SecretString,
+) -> Result<(VerifiedIdentity, Option<secrecy::SecretString>), oidc::RefreshError> {
+    use secrecy::ExposeSecret;
+    let (claims, rotated) = provider.refresh(refresh_token.expose_secret()).await?;
+    let fresh = identity_from_claims(&provider.idp, claims)
+        .map_err(|e| oidc::RefreshError::Unconfirmed(e.to_string()))?;
+    if fresh.subject != identity.claims().subject {
+        return Err(oidc::RefreshError::Unconfirmed(
+            "the refreshed identity names another subject".into(),
+        ));
+    }
+    Ok((
+        VerifiedIdentity::verified(fresh),
+        rotated.map(secrecy::SecretString::from),
+    ))
 }
 
 /// Verifies an ID token that a client presents (token exchange: the app signed the

@@ -350,6 +350,23 @@ impl MemoryStore {
         Ok(live)
     }
 
+    pub async fn hash_scan(
+        &self,
+        key: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<(String, String)>), StoreError> {
+        let mut all = self.hash_all(key).await?;
+        all.sort();
+        let start = cursor as usize;
+        let end = (start + count.max(1)).min(all.len());
+        let next = if end >= all.len() { 0 } else { end as u64 };
+        Ok((
+            next,
+            all.get(start..end).map(<[_]>::to_vec).unwrap_or_default(),
+        ))
+    }
+
     pub async fn hash_get(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
         let now = Instant::now();
         let inner = self.lock();

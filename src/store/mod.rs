@@ -11,6 +11,8 @@
 //!   lifetime; a person's records change in atomic [`Txn`]s with their index entries.
 //! - [`flow`]: single-use values before anyone is signed in ([`FlowState`]).
 //! - [`limits`]: the one rate limiter ([`Window`]) and the one replay cache.
+//! - [`collections`]: small shared tables every instance reads (locks, the directory of
+//!   people with live access) and a person's recent audit history.
 //! - [`keys`]: the key layout, and why identifiers are stored only hashed.
 //!
 //! **Invariants.** Every identifier a client holds is stored only as its SHA-256
@@ -20,6 +22,7 @@
 //! so the Redis backend works unchanged on a cluster. Keys are prefixed here, once. Only
 //! `store::redis` knows the `redis` crate.
 
+mod collections;
 mod flow;
 mod keys;
 mod limits;
@@ -30,6 +33,7 @@ mod redis;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use collections::Collection;
 pub use flow::FlowState;
 pub use keys::{Hashed, PersonTag, split_owned_id};
 pub use limits::{Allowance, FirstUse, Window};
@@ -194,6 +198,17 @@ impl Raw<'_> {
     /// A person's live index entries; entries whose record is gone are removed.
     pub async fn index_live(&self, tag: &PersonTag) -> Result<Vec<(String, String)>, StoreError> {
         dispatch!(self.0, s => s.index_live(tag).await)
+    }
+
+    /// Part of a hash: up to about `count` fields from `cursor` (0 to start); the next
+    /// cursor (0 when done).
+    pub async fn hash_scan(
+        &self,
+        key: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<(String, String)>), StoreError> {
+        dispatch!(self.0, s => s.hash_scan(key, cursor, count).await)
     }
 
     /// One field of a hash.

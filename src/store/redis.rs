@@ -464,6 +464,28 @@ impl RedisStore {
             .collect())
     }
 
+    pub async fn hash_scan(
+        &self,
+        key: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<(String, String)>), StoreError> {
+        let mut cmd = redis::cmd("HSCAN");
+        cmd.arg(self.key(key))
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count.max(1));
+        let (next, flat): (u64, Vec<String>) = self.run(&cmd).await?;
+        let pairs = flat
+            .chunks(2)
+            .filter_map(|c| match c {
+                [f, v] => Some((f.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok((next, pairs))
+    }
+
     pub async fn hash_get(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(self.key(key)).arg(field);

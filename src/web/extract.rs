@@ -18,7 +18,7 @@ use crate::access::oauth::OAuthError;
 use crate::access::oauth::bearer::{PresentedToken, TokenCarrier};
 use crate::access::oauth::dpop::DpopProof;
 use crate::access::oauth::grant::OAuthParams;
-use crate::access::{Session, tokens_match};
+use crate::access::{Session, SessionError, tokens_match};
 
 fn state(req: &HttpRequest) -> web::Data<AppState> {
     req.app_data::<web::Data<AppState>>()
@@ -40,13 +40,42 @@ impl FromRequest for MaybeSession {
             let Some(id) = cookies::session_id(&req, state.config()) else {
                 return Ok(Self(None));
             };
+            let ctx = request_context(&req, &state);
             state
                 .access
-                .session(&id)
+                .session(&id, &ctx)
                 .await
                 .map(Self)
-                .map_err(|e| store_down(&req, e))
+                .map_err(|e| session_refused(&req, e))
         })
+    }
+}
+
+/// The page for a session that cannot be used now.
+fn session_refused(req: &HttpRequest, e: SessionError) -> PageError {
+    let id = request_id(req);
+    match e {
+        SessionError::Store(e) => store_down(req, e),
+        SessionError::Locked(_) => PageError::new(
+            StatusCode::FORBIDDEN,
+            "Access locked",
+            "Your access to AWS through rolegate is locked. Ask an administrator.",
+            &id,
+        ),
+        SessionError::Revoked => PageError::new(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "Your access was ended by an administrator or your identity provider. Sign in again to continue (if you still may).",
+            &id,
+        ),
+        SessionError::Unconfirmed(idp) => PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Access cannot be confirmed",
+            format!(
+                "{idp} cannot confirm your access right now, so rolegate refuses it for the moment. Try again later."
+            ),
+            &id,
+        ),
     }
 }
 

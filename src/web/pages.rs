@@ -71,6 +71,8 @@ pub struct RolePickerPage<'a> {
     pub accounts: Vec<AccountGroup>,
     pub groups: Vec<&'a str>,
     pub csrf: &'a str,
+    /// Shows the way to the admin area.
+    pub is_admin: bool,
 }
 
 #[derive(Template)]
@@ -134,4 +136,91 @@ pub struct DeviceCodePage<'a> {
 pub struct CliDonePage<'a> {
     pub title: &'a str,
     pub message: &'a str,
+}
+
+/// A person in the admin area's search results.
+pub struct PersonRow {
+    pub tag: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub subject: String,
+    pub idp: String,
+    pub groups: String,
+    pub expires: String,
+}
+
+/// A lock as the admin area lists it.
+pub struct LockRow {
+    pub id: String,
+    pub target: String,
+    pub reason: String,
+    pub created_by: String,
+    pub created: String,
+    pub expires: String,
+    pub active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+pub struct AdminPage<'a> {
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub query: &'a str,
+    pub searched: bool,
+    pub people: Vec<PersonRow>,
+    pub locks: Vec<LockRow>,
+    pub notice: Option<&'a str>,
+    pub idps: Vec<&'a str>,
+    pub roles: Vec<&'a str>,
+}
+
+/// One live item of a person's, in the admin area.
+pub struct HoldingRow {
+    pub field: String,
+    pub kind: String,
+    pub client: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// One recent audit event of a person's.
+pub struct HistoryRow {
+    pub time: String,
+    pub event: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_person.html")]
+pub struct AdminPersonPage<'a> {
+    pub csrf: &'a str,
+    pub tag: &'a str,
+    pub username: &'a str,
+    pub idp: &'a str,
+    pub subject: &'a str,
+    pub email: Option<&'a str>,
+    pub groups: String,
+    pub holdings: Vec<HoldingRow>,
+    pub history: Vec<HistoryRow>,
+    pub locks: Vec<LockRow>,
+    pub notice: Option<&'a str>,
+}
+
+/// Asks an administrator to confirm a lock that applies to themselves.
+#[derive(Template)]
+#[template(path = "admin_confirm.html")]
+pub struct AdminConfirmPage<'a> {
+    pub csrf: &'a str,
+    pub target: &'a str,
+    pub kind: &'a str,
+    pub idp: &'a str,
+    pub subject: &'a str,
+    pub group: &'a str,
+    pub role: &'a str,
+    pub reason: &'a str,
+    pub expires: &'a str,
 }

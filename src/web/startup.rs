@@ -12,7 +12,7 @@ use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, cors, observe, security_headers};
 use super::routes::{
-    api, assets, device, fallback, health, issuer, login, oauth, roles, saml, sso,
+    admin, api, assets, device, fallback, health, issuer, login, oauth, roles, saml, sso,
 };
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::access::{Access, BuildError, StaticAwsCredentials};
@@ -142,6 +142,12 @@ impl Application {
                 .service(get_and_head("/", login::home))
                 .route("/login/{idp}", web::get().to(login::start))
                 .route("/logout", web::post().to(login::logout))
+                // The admin area: revoke, lock, see who holds what.
+                .route("/admin", web::get().to(admin::home))
+                .route("/admin/people/{tag}", web::get().to(admin::person))
+                .route("/admin/people/{tag}/revoke", web::post().to(admin::revoke))
+                .route("/admin/locks", web::post().to(admin::lock))
+                .route("/admin/locks/{id}/remove", web::post().to(admin::unlock))
                 .route(
                     "/roles/{role}/{action:console|credentials}",
                     web::post().to(roles::role_action),

@@ -69,7 +69,11 @@ impl From<OAuthError> for BearerError {
 impl Access {
     /// The identity behind a presented token, if the token is valid, unexpired, its
     /// login has not ended, and it was presented as its binding requires.
-    pub async fn authenticate(&self, p: &PresentedToken<'_>) -> Result<BearerGrant, BearerError> {
+    pub async fn authenticate(
+        &self,
+        p: &PresentedToken<'_>,
+        ctx: &crate::access::RequestContext,
+    ) -> Result<BearerGrant, BearerError> {
         if p.token.is_empty() {
             return Err(BearerError::Missing);
         }
@@ -119,6 +123,16 @@ impl Access {
             .clone()
             .into_identity()
             .map_err(|_| BearerError::Unavailable)?;
+        let identity = match self.admit(identity).await {
+            Ok(p) => p,
+            Err(crate::access::locks::AdmitError::Store(_)) => {
+                return Err(BearerError::Unavailable);
+            }
+            Err(crate::access::locks::AdmitError::Locked(l)) => {
+                self.audit_locked(family.approval.identity.person(), "api", &l, ctx);
+                return Err(BearerError::Locked(l.to_string()));
+            }
+        };
         // Per person (all their logins), per minute: a cap for a stolen token in a loop
         // or a runaway script, far above what tools refreshing credentials need.
         let c = identity.claims();

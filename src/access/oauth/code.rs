@@ -25,7 +25,6 @@ use crate::access::holdings::{Holding, HoldingKind};
 use crate::access::session::{IdentityRecord, owned_id, random_token, tag_of, tokens_match};
 use crate::access::{Access, Audited, RequestContext};
 use crate::audit::{Event, Outcome};
-use crate::idp::VerifiedIdentity;
 use crate::store::{FlowState, Hashed, Record, now_unix, split_owned_id, until};
 
 /// What `/oauth/authorize` was asked, once checked.
@@ -269,7 +268,7 @@ impl Access {
         &self,
         id: &str,
         approve: bool,
-        identity: &VerifiedIdentity,
+        identity: &crate::access::Principal,
         session_id: &str,
         ctx: &RequestContext,
     ) -> Result<AuthorizeDecision, OAuthError> {
@@ -293,6 +292,7 @@ impl Access {
                 "this approval belongs to another browser session",
             ));
         }
+        let identity = identity.identity();
         let r = pending.request;
         let base = loopback_redirect(&r.redirect_uri)
             .ok_or_else(|| OAuthError::invalid_request("redirect_uri"))?;
@@ -327,6 +327,7 @@ impl Access {
                 identity: IdentityRecord::from_identity(identity),
                 client_id: r.client_id.clone(),
                 device_name: r.device_name.clone(),
+                approved_at: now_unix(),
             },
             redirect_uri: r.redirect_uri,
             code_challenge: r.code_challenge,

@@ -22,7 +22,6 @@ use crate::access::holdings::{Holding, HoldingKind};
 use crate::access::session::{IdentityRecord, person_of, random_token, tag_of};
 use crate::access::{Access, Audited, RequestContext};
 use crate::audit::{Event, Outcome};
-use crate::idp::VerifiedIdentity;
 use crate::store::{FirstUse, Hashed, PersonTag, Record, Window, now_unix, until};
 
 /// The user-code alphabet: 20 consonants.
@@ -270,9 +269,10 @@ impl Access {
         &self,
         input: &str,
         approve: bool,
-        identity: &VerifiedIdentity,
+        identity: &crate::access::Principal,
         ctx: &RequestContext,
     ) -> Result<(), CodeEntryError> {
+        let identity = identity.identity();
         let code = normalize_user_code(input).ok_or(CodeEntryError::Unknown)?;
         let (device, mut record) = self
             .device_by_user_code(&code)
@@ -297,6 +297,7 @@ impl Access {
                     identity: IdentityRecord::from_identity(identity),
                     client_id: record.client_id.clone(),
                     device_name: record.device_name.clone(),
+                    approved_at: now_unix(),
                 },
                 expires: record.expires,
             };

@@ -217,6 +217,33 @@ impl Access {
         })?;
         let person = person_of(&identity);
         let with_person = |e: OAuthError| (e, Some(person.clone()));
+        // A subject token issued before the person's access was revoked is refused (a
+        // fresh sign-in at the IdP gives a new one).
+        let tag = crate::access::session::tag_of(&identity);
+        if let Some(revoked) = self
+            .revoked_since(&tag)
+            .await
+            .map_err(|e| with_person(e.into()))?
+        {
+            let iat = claims
+                .get("iat")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            if iat <= revoked {
+                return Err(with_person(OAuthError::new(
+                    "access_denied",
+                    "this person's access was revoked after the subject token was issued; sign in again",
+                )));
+            }
+        }
+        let identity = match self.admit(identity).await {
+            Ok(p) => p,
+            Err(crate::access::locks::AdmitError::Store(e)) => return Err(with_person(e.into())),
+            Err(crate::access::locks::AdmitError::Locked(l)) => {
+                self.audit_locked(person.clone(), "exchange", &l, ctx);
+                return Err(with_person(OAuthError::new("access_denied", l.to_string())));
+            }
+        };
         let who = format!("{}\n{}\n{}", app.id, person.idp, person.subject);
         let limit = per_minute("subject", &who, app.subject_rate_limit_per_minute);
         if let Allowance::Exceeded { retry_after } = self
@@ -303,9 +330,10 @@ impl Access {
             ACCESS_TOKEN => {
                 count_use().await?;
                 let approval = Approval {
-                    identity: IdentityRecord::from_identity(&identity),
+                    identity: IdentityRecord::from_identity(identity.identity()),
                     client_id: app.id.clone(),
                     device_name: format!("app {}", app.id),
+                    approved_at: crate::store::now_unix(),
                 };
                 let bound = jkt.is_some();
                 let (token, expires_in) = match self
@@ -348,7 +376,7 @@ impl Access {
     /// only role the rules grant. Never lists the person's roles in an error.
     fn exchange_target(
         &self,
-        identity: &crate::idp::VerifiedIdentity,
+        identity: &crate::access::Principal,
         target: Option<&str>,
     ) -> Result<String, OAuthError> {
         let unavailable = || {

@@ -120,6 +120,9 @@ pub(in crate::access) struct Approval {
     pub(in crate::access) client_id: String,
     /// The machine name the CLI reported (shown on the approval page, kept for audit).
     pub(in crate::access) device_name: String,
+    /// When the person approved (a revocation after it refuses the login).
+    #[serde(default)]
+    pub(in crate::access) approved_at: u64,
 }
 
 /// A short, printable description of the machine a CLI reported, safe to show on a page

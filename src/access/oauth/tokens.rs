@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Approval, OAuthError, TokenResponse};
 use crate::access::holdings::{Holding, HoldingKind};
-use crate::access::session::{owned_id, random_token};
+use crate::access::locks::AdmitError;
+use crate::access::revalidate::Revalidated;
+use crate::access::session::{IdentityRecord, owned_id, random_token};
 use crate::access::{Access, Audited, RequestContext};
 use crate::audit::{Event, Outcome};
 use crate::store::{Hashed, PersonTag, Record, now_unix, split_owned_id, until};
@@ -180,7 +182,8 @@ struct NewPair {
 
 /// What a valid access token stands for.
 pub struct BearerGrant {
-    pub identity: crate::idp::VerifiedIdentity,
+    /// The person, admitted for this request (no lock applies).
+    pub identity: crate::access::Principal,
     pub client_id: String,
     pub device_name: String,
     /// When the login (the refresh family) ends, Unix seconds.
@@ -244,6 +247,9 @@ impl Access {
             .clone()
             .into_identity()
             .map_err(|_| OAuthError::unavailable())?;
+        if let Err(e) = self.admit(identity.clone()).await {
+            return Err(self.refused_login(&approval, e, ctx));
+        }
         let requester = self.requester_for(&approval.client_id);
         let now = now_unix();
         let lifetime = self.config.cli.session_lifetime;
@@ -279,6 +285,20 @@ impl Access {
             )?;
         }
         self.store.commit(&txn).await?;
+        // Approved before the person's access was revoked (a code or device approval in
+        // flight at that moment): the login is ended again, not handed out.
+        if let Some(revoked) = self.revoked_since(&tag).await?
+            && revoked >= family.approval.approved_at
+        {
+            let mut undo = self.store.txn(&tag);
+            undo.delete::<Family>(&family_id);
+            self.store.commit(&undo).await?;
+            return Err(OAuthError::new(
+                "access_denied",
+                "this person's access was revoked after the login was approved",
+            ));
+        }
+        self.admin.note_person(&identity, expires).await;
         let event = Event::CliLogin {
             person: family.approval.identity.person(),
             client: requester.audit(),
@@ -295,6 +315,22 @@ impl Access {
                 undo.delete::<Family>(&family_id);
                 let _ = self.store.commit(&undo).await;
                 Err(OAuthError::unavailable())
+            }
+        }
+    }
+
+    /// A login refused by a lock (or the store): audited, and the OAuth answer.
+    fn refused_login(
+        &self,
+        approval: &Approval,
+        e: AdmitError,
+        ctx: &RequestContext,
+    ) -> OAuthError {
+        match e {
+            AdmitError::Store(e) => e.into(),
+            AdmitError::Locked(l) => {
+                self.audit_locked(approval.identity.person(), "login", &l, ctx);
+                OAuthError::new("access_denied", l.to_string())
             }
         }
     }
@@ -343,6 +379,7 @@ impl Access {
         txn.put_listed(&family_id, &family, &family.holding)?
             .put(&Hashed::of(&token[ACCESS_PREFIX.len()..]), &at)?;
         self.store.commit(&txn).await?;
+        self.admin.note_person(&identity, expires).await;
         Ok((token, lifetime.as_secs()))
     }
 
@@ -360,7 +397,21 @@ impl Access {
             .filter(|f| f.expires > now_unix()))
     }
 
-    /// The `refresh_token` grant: rotation with reuse detection (see the module doc).
+    /// A family as stored (for a change that must not overwrite another one).
+    async fn family_stored(
+        &self,
+        tag: &PersonTag,
+        id: &Hashed,
+    ) -> Result<Option<crate::store::Stored<Family>>, OAuthError> {
+        Ok(self
+            .store
+            .load_owned::<Family>(tag, id)
+            .await?
+            .filter(|f| f.value.expires > now_unix()))
+    }
+
+    /// The `refresh_token` grant: rotation with reuse detection (see the module doc), the
+    /// person re-validated at their IdP and admitted (no lock).
     pub(in crate::access) async fn refresh(
         &self,
         refresh_token: &str,
@@ -372,9 +423,10 @@ impl Access {
             return Err(expired());
         };
         let family_id = stored.value.family.clone();
-        let Some(family) = self.family(&tag, &family_id).await? else {
+        let Some(family_stored) = self.family_stored(&tag, &family_id).await? else {
             return Err(expired());
         };
+        let family = &family_stored.value;
         if family.approval.client_id != client_id {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was issued to another client",
@@ -385,15 +437,47 @@ impl Access {
         if let Some(rotated_at) = stored.value.rotated_at {
             if now.saturating_sub(rotated_at) <= interval {
                 return self
-                    .successor(refresh_token, &tag, &rt_id, &family, ctx)
+                    .successor(refresh_token, &tag, &rt_id, family, ctx)
                     .await;
             }
-            self.revoke_family(&tag, &family_id, &family, "refresh token reused", ctx)
+            self.revoke_family(&tag, &family_id, family, "refresh token reused", ctx)
                 .await?;
             return Err(OAuthError::invalid_grant(
                 "this refresh token was already used; the login is revoked for safety. Run `rolegate login`",
             ));
         }
+        // Who the person is now, at their IdP (re-validation), and no lock on them.
+        let current = family
+            .approval
+            .identity
+            .clone()
+            .into_identity()
+            .map_err(|_| OAuthError::unavailable())?;
+        let current = match self.revalidate(&current, true, ctx).await? {
+            Revalidated::NotApplicable => current,
+            Revalidated::Current(fresh, _) => fresh,
+            Revalidated::Revoked => {
+                return Err(OAuthError::invalid_grant(
+                    "the identity provider ended your access; the login is revoked",
+                ));
+            }
+            Revalidated::Unconfirmed(idp) => {
+                return Err(OAuthError::new(
+                    "temporarily_unavailable",
+                    format!("{idp} cannot confirm your access right now; try again later"),
+                ));
+            }
+        };
+        if let Err(e) = self.admit(current.clone()).await {
+            return Err(self.refused_login(&family.approval, e, ctx));
+        }
+        let mut renewed = Family {
+            approval: family.approval.clone(),
+            created: family.created,
+            expires: family.expires,
+            holding: family.holding.used_now(),
+        };
+        renewed.approval.identity = IdentityRecord::from_identity(&current);
         let pair = self.new_pair(&tag, &family_id, family.expires);
         let bundle = serde_json::to_vec(&Successor {
             access_token: pair.response.access_token.clone(),
@@ -425,10 +509,10 @@ impl Access {
         if !self.store.commit(&txn).await? {
             // Another process rotated it just now (or the login ended): its successor.
             return self
-                .successor(refresh_token, &tag, &rt_id, &family, ctx)
+                .successor(refresh_token, &tag, &rt_id, family, ctx)
                 .await;
         }
-        self.release_refresh(ctx, &family, pair.response)
+        self.release_refresh(ctx, family, pair.response)
     }
 
     fn release_refresh(

@@ -57,6 +57,17 @@ pub(super) fn convert_idp(
             {
                 errs.push(format!("{key}.max_token_age"), "must be between 1m and 24h");
             }
+            let revalidate = match raw.revalidate.as_deref() {
+                None | Some("off") => false,
+                Some("on_refresh") => true,
+                Some(other) => {
+                    errs.push(
+                        format!("{key}.revalidate"),
+                        format!("{other:?} is not \"on_refresh\" or \"off\""),
+                    );
+                    false
+                }
+            };
             let id = id?;
             let redirect_path = raw
                 .redirect_path
@@ -70,7 +81,12 @@ pub(super) fn convert_idp(
                     "must be an absolute path such as /oidc/corp/callback",
                 );
             }
-            let scopes = raw.scopes.into_iter().filter(|s| s != "openid").collect();
+            let mut scopes: Vec<String> =
+                raw.scopes.into_iter().filter(|s| s != "openid").collect();
+            // Re-validation needs the IdP's refresh token: ask for one.
+            if revalidate && !scopes.iter().any(|s| s == "offline_access") {
+                scopes.push("offline_access".into());
+            }
             Some(IdpConfig {
                 display_name: raw.display_name.unwrap_or_else(|| id.to_string()),
                 groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
@@ -87,6 +103,7 @@ pub(super) fn convert_idp(
                     allowed_algorithms: algs,
                     leeway: leeway?,
                     max_token_age: max_token_age?,
+                    revalidate,
                 }),
             })
         }

@@ -31,7 +31,15 @@ use crate::mapping::{
     Condition, Effect, GrantSession, MappingRule, MappingRules, RolePattern, RoleTarget, Template,
 };
 
-const SECTIONS: [&str; 6] = ["server", "session", "aws", "audit", "web_identity", "cli"];
+const SECTIONS: [&str; 7] = [
+    "server",
+    "session",
+    "aws",
+    "audit",
+    "web_identity",
+    "cli",
+    "admin",
+];
 const ARRAYS: [&str; 5] = ["idp", "account", "role", "rule", "app"];
 
 pub(super) fn from_str(
@@ -77,7 +85,7 @@ pub(super) fn from_str(
         if !SECTIONS.contains(&key.as_str()) && !ARRAYS.contains(&key.as_str()) {
             errs.push(
                 key.clone(),
-                "unknown key (top-level keys are [server], [session], [aws], [audit], [web_identity], [cli], [[idp]], [[account]], [[role]], [[rule]], [[app]])",
+                "unknown key (top-level keys are [server], [session], [aws], [audit], [web_identity], [cli], [admin], [[idp]], [[account]], [[role]], [[rule]], [[app]])",
             );
         }
     }
@@ -97,6 +105,8 @@ pub(super) fn from_str(
     };
     let raw_cli: RawCli = section(&table, "cli", &mut errs).unwrap_or_default();
     let cli = convert_cli(raw_cli, &mut errs);
+    let raw_admin: RawAdmin = section(&table, "admin", &mut errs).unwrap_or_default();
+    let admin = convert_admin(raw_admin, &mut errs);
     let server = convert_server(raw_server, &mut errs);
     let session = convert_session(raw_session, &base_dir, &mut errs);
     let aws = convert_aws(raw_aws, &mut errs);
@@ -242,6 +252,18 @@ pub(super) fn from_str(
             "web_identity needs an https public URL (AWS fetches the broker's JWKS from it)",
         );
     }
+    if let Some(session) = &session
+        && session.encryption_key.is_none()
+    {
+        for (i, idp) in idps.iter().enumerate() {
+            if matches!(&idp.protocol, IdpProtocol::Oidc(o) if o.revalidate) {
+                errs.push(
+                    format!("idp[{i}].revalidate"),
+                    "re-validation keeps the IdP's refresh tokens, sealed with [session] encryption_key: set it ({ env } or { file }, at least 32 characters)",
+                );
+            }
+        }
+    }
     let mut apps: Vec<AppConfig> = Vec::new();
     for (key, value) in app_items {
         if let Some(app) = convert_app(&key, value, &idps, &base_dir, &mut errs) {
@@ -294,6 +316,7 @@ pub(super) fn from_str(
         roles,
         rules: MappingRules::new(rules, targets),
         apps,
+        admin,
     })
 }
 
@@ -552,4 +575,38 @@ fn duration(errs: &mut Errors, key: &str, raw: Option<&str>, default: &str) -> O
             format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"15m\", \"1h\"")
         }),
     )
+}
+
+/// `[admin]`: the condition is compiled with the rules' own compiler (same language, same
+/// errors with key paths).
+fn convert_admin(raw: RawAdmin, errs: &mut Errors) -> crate::config::AdminConfig {
+    let when = raw
+        .when
+        .as_ref()
+        .and_then(|v| match crate::mapping::Condition::from_toml(v) {
+            Ok(c) => Some(c),
+            Err((path, reason)) => {
+                let key = if path.is_empty() {
+                    "admin.when".to_owned()
+                } else {
+                    format!("admin.when.{path}")
+                };
+                errs.push(key, reason);
+                None
+            }
+        });
+    for (i, amr) in raw.require_amr.iter().enumerate() {
+        if amr.is_empty() || amr.len() > 64 {
+            errs.push(format!("admin.require_amr[{i}]"), "must be 1-64 characters");
+        }
+    }
+    let history = raw.history_per_person.unwrap_or(100);
+    if !(1..=10_000).contains(&history) {
+        errs.push("admin.history_per_person", "must be between 1 and 10000");
+    }
+    crate::config::AdminConfig {
+        when,
+        require_amr: raw.require_amr,
+        history_per_person: history as usize,
+    }
 }

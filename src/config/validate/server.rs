@@ -341,11 +341,47 @@ pub(super) fn convert_session(
             errs.push("session.absolute_timeout", "must be at most 7 days");
         }
     }
+    let revalidate_interval = duration(
+        errs,
+        "session.revalidate_interval",
+        raw.revalidate_interval.as_deref(),
+        "5m",
+    );
+    if revalidate_interval
+        .is_some_and(|d| d < Duration::from_secs(10) || d > Duration::from_secs(24 * 3600))
+    {
+        errs.push("session.revalidate_interval", "must be between 10s and 24h");
+    }
+    let revalidate_grace = duration(
+        errs,
+        "session.revalidate_grace",
+        raw.revalidate_grace.as_deref(),
+        "15m",
+    );
+    if revalidate_grace.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
+        errs.push("session.revalidate_grace", "must be at most 24h");
+    }
+    let encryption_key = raw
+        .encryption_key
+        .as_ref()
+        .and_then(|k| resolve_secret("session.encryption_key", k, base_dir, errs));
+    if let Some(k) = &encryption_key {
+        use secrecy::ExposeSecret;
+        if k.expose_secret().len() < 32 {
+            errs.push(
+                "session.encryption_key",
+                "must be at least 32 characters (e.g. `openssl rand -base64 32`)",
+            );
+        }
+    }
     Some(SessionConfig {
         store: store?,
         key_prefix,
         idle_timeout: idle?,
         absolute_timeout: absolute?,
+        revalidate_interval: revalidate_interval?,
+        revalidate_grace: revalidate_grace?,
+        encryption_key,
     })
 }
 

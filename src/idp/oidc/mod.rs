@@ -29,7 +29,9 @@ use crate::config::{IdpConfig, OidcSettings};
 
 mod checks;
 mod keys;
+mod refresh;
 use checks::{check_at_hash, chrono_now, decode_payload, expired, merge_userinfo, token_error};
+pub use refresh::RefreshError;
 
 /// How often an unknown `kid` may trigger a JWKS refetch, per IdP.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -348,14 +350,15 @@ impl OidcProvider {
     }
 
     /// Finishes a login: exchanges the code, verifies the ID token fully, reads userinfo
-    /// when configured, and returns the verified claim set.
+    /// when configured, and returns the verified claim set, and the IdP's refresh token
+    /// when it issued one (kept for re-validation).
     pub async fn finish(
         &self,
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
         iss_param: Option<&str>,
-    ) -> Result<Json, OidcError> {
+    ) -> Result<(Json, Option<String>), OidcError> {
         // RFC 9207: when the IdP names itself in the callback, it must be the IdP this
         // login was started at (mix-up defence; the IdP itself came from stored state).
         if let Some(iss) = iss_param
@@ -389,11 +392,12 @@ impl OidcProvider {
             other => other?,
         };
         check_at_hash(&id_token, &claims, token.access_token())?;
+        let refresh_token = token.refresh_token().map(|r| r.secret().clone());
         if self.settings.use_userinfo {
             let userinfo = self.userinfo(&d, token.access_token().secret()).await?;
-            return merge_userinfo(claims, userinfo);
+            return Ok((merge_userinfo(claims, userinfo)?, refresh_token));
         }
-        Ok(claims)
+        Ok((claims, refresh_token))
     }
 
     /// Verifies an ID token that a client presents (not one from this broker's own code

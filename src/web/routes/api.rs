@@ -23,9 +23,10 @@ use crate::wire;
 async fn bearer(req: &HttpRequest, state: &AppState) -> Result<BearerGrant, HttpResponse> {
     let mut url = String::new();
     let presented = presented_token(req, state, &mut url, false);
+    let ctx = request_context(req, state);
     state
         .access
-        .authenticate(&presented)
+        .authenticate(&presented, &ctx)
         .await
         .map_err(|e| bearer_refused(req, &e))
 }
@@ -95,6 +96,9 @@ fn failure(req: &HttpRequest, e: &IssueFailure) -> HttpResponse {
         IssueFailure::Refused(r) if r.is_bad_request() => {
             (StatusCode::BAD_REQUEST, "invalid_request")
         }
+        IssueFailure::Refused(crate::access::Refusal::Locked { .. }) => {
+            (StatusCode::FORBIDDEN, "access_locked")
+        }
         IssueFailure::Refused(_) => (StatusCode::FORBIDDEN, "access_denied"),
         IssueFailure::AuditUnavailable => {
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
@@ -115,6 +119,9 @@ fn failure(req: &HttpRequest, e: &IssueFailure) -> HttpResponse {
     // Refusals read the same whatever the reason (unknown, not granted, denied): a
     // caller learns nothing about roles it may not use.
     let description = match e {
+        IssueFailure::Refused(crate::access::Refusal::Locked { .. }) => {
+            "access to this role is locked; ask an administrator".to_owned()
+        }
         IssueFailure::Refused(r) if !r.is_bad_request() => "you may not use this role".to_owned(),
         other => other.to_string(),
     };

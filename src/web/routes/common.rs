@@ -106,6 +106,11 @@ pub fn sign_in_failed(req: &HttpRequest, e: &SignInError) -> PageError {
             &format!("{idp_name} cannot be reached right now. Try again in a minute."),
         ),
         SignInError::StoreUnavailable => store_down(req, e),
+        SignInError::Locked => page(
+            StatusCode::FORBIDDEN,
+            "Access locked",
+            "Your access to AWS through rolegate is locked. Ask an administrator.",
+        ),
         SignInError::AuditUnavailable => page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign-in is unavailable",

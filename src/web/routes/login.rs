@@ -65,6 +65,8 @@ fn role_picker(
             accounts,
             groups: identity.groups.iter().map(|g| g.as_str()).collect(),
             csrf: &s.csrf,
+            is_admin: state.access.admin_check(&s.identity)
+                == crate::access::administrators::AdminCheck::Admin,
         },
         req,
     )

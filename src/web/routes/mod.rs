@@ -2,6 +2,7 @@
 //! `common` holds what several of them share (rendering, redirects, the pages for
 //! sign-in failures), so no route module imports another.
 
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod common;

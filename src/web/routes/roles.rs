@@ -71,6 +71,12 @@ fn issue_failed(e: &IssueFailure, request_id: &str) -> PageError {
             format!("{r}."),
             request_id,
         ),
+        IssueFailure::Refused(crate::access::Refusal::Locked { .. }) => PageError::new(
+            StatusCode::FORBIDDEN,
+            "Access locked",
+            "Access to this role is locked. Ask an administrator.",
+            request_id,
+        ),
         // Unknown, not granted and denied read the same: a person learns nothing about
         // roles they may not use.
         IssueFailure::Refused(_) => PageError::new(

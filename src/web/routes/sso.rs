@@ -240,7 +240,8 @@ async fn portal_grant(req: &HttpRequest, state: &AppState) -> Result<BearerGrant
     };
     let mut url = String::new();
     let presented = presented_token(req, state, &mut url, true);
-    match state.access.authenticate(&presented).await {
+    let ctx = request_context(req, state);
+    match state.access.authenticate(&presented, &ctx).await {
         Ok(g) => Ok(g),
         Err(BearerError::Missing) => {
             Err(unauthorized("the x-amz-sso_bearer_token header is missing"))

@@ -1,0 +1,281 @@
+//! Locks (Teleport's model): access refused for a person, everyone in an IdP group, or
+//! everyone for a role, with a reason and an optional end, until unlocked.
+//!
+//! Locks live in one shared table of the store (`locks`), so they survive restarts and
+//! every instance sees them. Each instance keeps a copy and asks the store at most once a
+//! second whether the table changed (one read of its version), so checking costs an
+//! in-memory lookup; a lock placed anywhere — the admin area of any instance, or
+//! `rolegate admin lock` straight against the store — applies everywhere within a second.
+//! If the store cannot be read, nobody gets in (fail closed).
+//!
+//! **Invariant: a lock is checked on every path.** The role menu, authorization and
+//! issuance take a [`Principal`], which only [`Access::admit`] makes, after checking the
+//! person's and their groups' locks; authorization checks role locks (and the person's
+//! again). Every way to an identity (a session, a bearer token, a refresh, an exchange, a
+//! sign-in, an approval) goes through `admit`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Access;
+use crate::idp::VerifiedIdentity;
+use crate::mapping::IdentityClaims;
+use crate::store::{Collection, Store, StoreError, now_unix};
+
+/// What a lock applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LockTarget {
+    /// One person (IdP + subject).
+    Person { idp: String, subject: String },
+    /// Everyone whose IdP sends this group (from one IdP, or any).
+    Group {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idp: Option<String>,
+        group: String,
+    },
+    /// A role, for everyone.
+    Role { role: String },
+}
+
+impl std::fmt::Display for LockTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Person { idp, subject } => write!(f, "person {idp}:{subject}"),
+            Self::Group {
+                idp: Some(idp),
+                group,
+            } => write!(f, "group {group} of {idp}"),
+            Self::Group { idp: None, group } => write!(f, "group {group}"),
+            Self::Role { role } => write!(f, "role {role}"),
+        }
+    }
+}
+
+/// A lock as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lock {
+    pub id: String,
+    pub target: LockTarget,
+    pub reason: String,
+    /// Who placed it (an administrator's IdP and subject, or an operator at the command line).
+    pub created_by: String,
+    pub created: u64,
+    /// Unix seconds; `None`: until unlocked.
+    pub expires: Option<u64>,
+}
+
+impl Collection for Lock {
+    const NAME: &'static str = "locks";
+}
+
+impl Lock {
+    pub fn is_active(&self, now: u64) -> bool {
+        self.expires.is_none_or(|e| e > now)
+    }
+
+    /// Whether this lock applies to `c` (roles aside).
+    fn applies_to(&self, c: &IdentityClaims) -> bool {
+        match &self.target {
+            LockTarget::Person { idp, subject } => c.idp.as_str() == idp && &c.subject == subject,
+            LockTarget::Group { idp, group } => {
+                idp.as_deref().is_none_or(|i| i == c.idp.as_str())
+                    && c.groups.iter().any(|g| g.as_str() == group)
+            }
+            LockTarget::Role { .. } => false,
+        }
+    }
+}
+
+/// Why access was refused: a lock applies. The message says access is locked, not why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("access is locked; ask an administrator")]
+pub struct Locked {
+    pub lock_id: String,
+}
+
+/// An identity admitted just now: no lock on the person or their groups. What the role
+/// menu, authorization and issuance take. Only [`Access::admit`] makes one.
+#[derive(Debug, Clone)]
+pub struct Principal(VerifiedIdentity);
+
+impl Principal {
+    /// For the core's unit tests, which check decisions, not locks.
+    #[cfg(test)]
+    pub(super) fn unchecked(identity: VerifiedIdentity) -> Self {
+        Self(identity)
+    }
+
+    pub fn identity(&self) -> &VerifiedIdentity {
+        &self.0
+    }
+
+    pub fn claims(&self) -> &IdentityClaims {
+        self.0.claims()
+    }
+}
+
+/// Why `admit` did not admit.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Locked(#[from] Locked),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The locks one instance knows, with the table version they came from.
+pub(super) struct LockSnapshot {
+    version: u64,
+    locks: Vec<Lock>,
+    /// Roles with an active lock (for the common case of no role lock: one lookup).
+    roles: HashSet<String>,
+}
+
+impl LockSnapshot {
+    fn new(version: u64, locks: Vec<Lock>) -> Self {
+        let roles = locks
+            .iter()
+            .filter_map(|l| match &l.target {
+                LockTarget::Role { role } => Some(role.clone()),
+                _ => None,
+            })
+            .collect();
+        Self {
+            version,
+            locks,
+            roles,
+        }
+    }
+
+    /// The first active lock on the person or one of their groups.
+    pub(super) fn person_lock(&self, c: &IdentityClaims, now: u64) -> Option<&Lock> {
+        self.locks
+            .iter()
+            .find(|l| l.is_active(now) && l.applies_to(c))
+    }
+
+    /// The first active lock on `role`.
+    pub(super) fn role_lock(&self, role: &str, now: u64) -> Option<&Lock> {
+        if !self.roles.contains(role) {
+            return None;
+        }
+        self.locks.iter().find(|l| {
+            l.is_active(now) && matches!(&l.target, LockTarget::Role { role: r } if r == role)
+        })
+    }
+}
+
+/// How long an instance trusts its copy of the locks before asking for the version again.
+pub const LOCK_REFRESH: Duration = Duration::from_secs(1);
+
+/// An instance's copy of the locks, refreshed at most every [`LOCK_REFRESH`].
+pub(super) struct LockCache {
+    current: RwLock<(Instant, Arc<LockSnapshot>)>,
+    /// Single flight: one refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl LockCache {
+    pub(super) fn new() -> Self {
+        let stale = Instant::now()
+            .checked_sub(LOCK_REFRESH * 2)
+            .unwrap_or_else(Instant::now);
+        Self {
+            current: RwLock::new((stale, Arc::new(LockSnapshot::new(u64::MAX, Vec::new())))),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<LockSnapshot>> {
+        let g = self.current.read().unwrap_or_else(|p| p.into_inner());
+        (g.0.elapsed() < LOCK_REFRESH).then(|| g.1.clone())
+    }
+
+    /// The locks, asking the store when the copy is older than [`LOCK_REFRESH`]. A store
+    /// that cannot be read is an error: nobody is admitted on a stale copy.
+    pub(super) async fn snapshot(&self, store: &Store) -> Result<Arc<LockSnapshot>, StoreError> {
+        if let Some(s) = self.fresh() {
+            return Ok(s);
+        }
+        let _one = self.refreshing.lock().await;
+        if let Some(s) = self.fresh() {
+            return Ok(s);
+        }
+        let known = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone();
+        let version = store.collection_version::<Lock>().await?;
+        let snapshot = if version == known.version {
+            known
+        } else {
+            let locks = store
+                .entries::<Lock>()
+                .await?
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect();
+            Arc::new(LockSnapshot::new(version, locks))
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+            (Instant::now(), snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// The copy as it is (refreshed by the `admit` of the same request moments ago).
+    pub(super) fn current(&self) -> Arc<LockSnapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Forgets the copy (after this instance changed a lock: the next check reads it).
+    pub(super) fn invalidate(&self) {
+        let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
+        g.0 = Instant::now()
+            .checked_sub(LOCK_REFRESH * 2)
+            .unwrap_or_else(Instant::now);
+    }
+}
+
+impl Access {
+    /// Admits an identity: refused when a lock applies to the person or one of their
+    /// groups. The only way to a [`Principal`].
+    pub(crate) async fn admit(&self, identity: VerifiedIdentity) -> Result<Principal, AdmitError> {
+        let locks = self.locks.snapshot(&self.store).await?;
+        if let Some(l) = locks.person_lock(identity.claims(), now_unix()) {
+            self.metrics
+                .lock_refusals
+                .get_or_create(&crate::metrics::KindLabels {
+                    kind: "person".into(),
+                })
+                .inc();
+            return Err(Locked {
+                lock_id: l.id.clone(),
+            }
+            .into());
+        }
+        Ok(Principal(identity))
+    }
+
+    /// The lock that refuses `role` to `principal` now (on the role, or on the person
+    /// since they were admitted), from the copy `admit` refreshed for this request.
+    pub(super) fn lock_on(&self, principal: &Principal, role: &str) -> Option<Locked> {
+        let locks = self.locks.current();
+        let now = now_unix();
+        locks
+            .role_lock(role, now)
+            .or_else(|| locks.person_lock(principal.claims(), now))
+            .map(|l| Locked {
+                lock_id: l.id.clone(),
+            })
+    }
+}
