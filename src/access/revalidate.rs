@@ -31,7 +31,7 @@ use crate::config::IdpProtocol;
 use crate::idp::VerifiedIdentity;
 use crate::idp::oidc::RefreshError;
 use crate::metrics::OutcomeLabels;
-use crate::store::{FirstUse, Hashed, PersonTag, Record, StoreError, now_unix, until};
+use crate::store::{Hashed, PersonTag, Record, StoreError, now_unix, until};
 
 /// The person's IdP grant: the sealed refresh token and the identity the IdP last stated.
 #[derive(Serialize, Deserialize)]
@@ -53,6 +53,20 @@ impl Record for Upstream {
 
 pub(super) fn upstream_id() -> Hashed {
     Hashed::of("upstream")
+}
+
+/// Held while one instance asks the IdP for a person (single flight across instances);
+/// removed when the answer is in, or gone after 15 s if the instance died meanwhile.
+#[derive(Serialize, Deserialize)]
+struct Refreshing {
+    expires: u64,
+}
+
+impl Record for Refreshing {
+    const KIND: &'static str = "upstream:refreshing";
+    fn ttl(&self, now: u64) -> Duration {
+        until(self.expires, now)
+    }
 }
 
 /// AES-256-GCM under a key derived from `session.encryption_key`; the person's tag is the
@@ -201,8 +215,10 @@ impl Access {
         let up = &stored.value;
         let now = now_unix();
         let cfg = &self.config.session;
+        // A CLI refresh asks the IdP unless someone just did (several logins refreshing
+        // at once); a browser session at most every interval.
         let recent = if force {
-            Duration::from_secs(10)
+            Duration::from_secs(2)
         } else {
             cfg.revalidate_interval
         };
@@ -217,11 +233,11 @@ impl Access {
             return last();
         }
         // One refresh per person at a time, across instances.
-        if self
+        let flight = Hashed::of(tag.as_str());
+        if !self
             .store
-            .first_use("upstream:refreshing", tag.as_str(), Duration::from_secs(10))
+            .save_new(&flight, &Refreshing { expires: now + 15 })
             .await?
-            == FirstUse::Replay
         {
             return match up.failing_since {
                 Some(since) if past_grace(since) => {
@@ -235,7 +251,11 @@ impl Access {
             return Ok(Revalidated::Unconfirmed(provider.idp.display_name.clone()));
         };
         let before = up.identity.clone().into_identity()?;
-        match crate::idp::revalidate(provider, &before, &rt).await {
+        let answer = crate::idp::revalidate(provider, &before, &rt).await;
+        if let Err(e) = self.store.remove::<Refreshing>(&flight).await {
+            tracing::debug!(error = %e, "could not end a re-validation's single flight");
+        }
+        match answer {
             Ok((fresh, rotated)) => {
                 let sealed = match rotated {
                     Some(r) => sealer.seal(&tag, &r).unwrap_or_else(|| up.sealed.clone()),

@@ -40,6 +40,8 @@ pub enum ServerCommand {
     /// Manage the broker's own signing keys (web_identity mode).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Administer access straight against the state store: who has what, revoke, lock.
+    Admin(super::admin::AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,6 +90,7 @@ pub fn run(command: ServerCommand) -> anyhow::Result<ExitCode> {
             explain(&config, &idp, &claims, format)
         }
         Command::Keys(KeysCommand::Generate { out, algorithm }) => generate_key(&out, algorithm),
+        Command::Admin(args) => super::admin::run(args),
     }
 }
 

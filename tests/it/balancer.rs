@@ -86,10 +86,10 @@ async fn wait_ready(port: u16) {
 
 /// The test's broker setup (OIDC provider, SimpleSAMLphp, config) with three serve
 /// processes behind HAProxy on the setup's public address, on the shared Redis Cluster.
-struct Balanced {
-    s: OidcSetup,
-    config: PathBuf,
-    ports: Vec<u16>,
+pub(crate) struct Balanced {
+    pub(crate) s: OidcSetup,
+    pub(crate) config: PathBuf,
+    pub(crate) ports: Vec<u16>,
     procs: Processes,
     _lb: Processes,
     _dir: tempfile::TempDir,
@@ -106,9 +106,19 @@ async fn balanced(prefix: &str, pre_stop: &str, retry: &str) -> Balanced {
 
 /// As [`balanced`], with its own `[session]` (another Redis topology).
 async fn balanced_on(session: String, pre_stop: &str, retry: &str) -> Balanced {
+    balanced_with(session, "", pre_stop, retry).await
+}
+
+/// As [`balanced_on`], with more configuration after `[cli]` (e.g. `[admin]`).
+pub(crate) async fn balanced_with(
+    session: String,
+    extra: &str,
+    pre_stop: &str,
+    retry: &str,
+) -> Balanced {
     let s = spawn_with(SetupOptions {
         session,
-        extra: CLI_CONFIG.into(),
+        extra: format!("{CLI_CONFIG}{extra}"),
         saml: true,
         ..SetupOptions::default()
     })

@@ -33,6 +33,8 @@ mod health;
 mod issuance;
 /// The layer check: no module uses a module of its own or a higher layer.
 mod layers;
+/// The lifecycle of access: revoke in the admin area, locks, re-validation at the IdP.
+mod lifecycle;
 /// The mapping rules through the real config parser, and their properties.
 mod mapping;
 /// The OAuth endpoints at their edges: unreadable requests, authorization errors, code

@@ -500,12 +500,13 @@ impl Access {
         // a failure anywhere leaves everything as it was.
         let mut txn = self.store.txn(&tag);
         txn.require_unchanged(&rt_id, &stored)
-            .require::<Family>(&family_id)
+            .require_unchanged(&family_id, &family_stored)
             .put(&pair.access.0, &pair.access.1)?
             .put(&pair.refresh.0, &pair.refresh.1)?
             .put(&rt_id, &grace)?
             .put(&rt_id, &rotated)?
-            .relist::<Family>(&family_id, &family.holding.used_now(), family.ttl(now))?;
+            .put(&family_id, &renewed)?
+            .relist::<Family>(&family_id, &renewed.holding, family.ttl(now))?;
         if !self.store.commit(&txn).await? {
             // Another process rotated it just now (or the login ended): its successor.
             return self

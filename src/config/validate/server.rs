@@ -348,9 +348,9 @@ pub(super) fn convert_session(
         "5m",
     );
     if revalidate_interval
-        .is_some_and(|d| d < Duration::from_secs(10) || d > Duration::from_secs(24 * 3600))
+        .is_some_and(|d| d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600))
     {
-        errs.push("session.revalidate_interval", "must be between 10s and 24h");
+        errs.push("session.revalidate_interval", "must be between 1s and 24h");
     }
     let revalidate_grace = duration(
         errs,

@@ -61,6 +61,26 @@ impl OidcProvider {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Changes a user at the running provider (`groups`, `disabled`), as an IdP's
+    /// administrator would.
+    pub async fn change_user(&self, user: &str, change: serde_json::Value) {
+        let mut body = change;
+        body["user"] = serde_json::json!(user);
+        let res = reqwest::Client::new()
+            .post(format!("{}/__test/user", self.issuer()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    }
+
+    /// Stops the provider (an IdP outage); [`OidcProvider::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Restarts the provider with a brand-new signing key (a new kid): key rotation.
     pub fn rotate_key(&mut self, redirect: &str, kid: &str) {
         let _ = self.child.kill();

@@ -7,10 +7,13 @@
 //      OP_JWKS_FILE (signing keys; generated on first start: restart with another file to
 //      rotate keys), OP_KID (kid of a generated key).
 //
-// Test-only hook (loopback tests need hostile tokens signed by the real key):
+// Test-only hooks (loopback tests need hostile tokens signed by the real key):
 //   POST /__test/tamper  {"claims": {...}, "header": {...}, "unsigned": false}
 // makes the NEXT token response carry an ID token whose claims/header are overridden and
 // re-signed with the provider's own key (or with a fresh unknown key: {"foreign_key": true}).
+//   POST /__test/user  {"user": "alice", "groups": [...], "disabled": true|false}
+// changes a user at run time: new groups show in the next token (a refresh included); a
+// disabled user's refresh tokens are refused with invalid_grant (the grant is over).
 import http from 'node:http';
 import fs from 'node:fs';
 import Provider from 'oidc-provider';
@@ -29,6 +32,7 @@ const USERS = {
   bob: { password: 'bob-pw', email: 'bob@example.com', name: 'Bob Example', groups: ['developers'] },
   carol: { password: 'carol-pw', email: 'carol@example.com', name: 'Carol NoGroups', groups: [] },
   carl: { password: 'carl-pw', email: 'carl@contractors.example.com', name: 'Carl Contractor', groups: ['aws-admins', 'developers'] },
+  dana: { password: 'dana-pw', email: 'dana@example.com', name: 'Dana Admin', groups: ['rolegate-admins'] },
 };
 
 async function loadJwks() {
@@ -81,7 +85,7 @@ const configuration = {
   conformIdTokenClaims: false,
   async findAccount(ctx, id) {
     const u = USERS[id];
-    if (!u) return undefined;
+    if (!u || u.disabled) return undefined;
     return { accountId: id, async claims() { return { sub: id, email: u.email, email_verified: true, name: u.name, preferred_username: id, groups: u.groups }; } };
   },
   async loadExistingGrant(ctx) {
@@ -94,6 +98,9 @@ const configuration = {
     return grant;
   },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  // A refresh token for every code-flow client allowed the grant (the broker re-validates
+  // people with it). oidc-provider otherwise drops offline_access unless prompt=consent.
+  async issueRefreshToken(ctx, client) { return client.grantTypeAllowed('refresh_token'); },
   features: {
     devInteractions: { enabled: false },
     deviceFlow: { enabled: true, charset: 'digits', mask: '****-****',
@@ -170,6 +177,14 @@ http.createServer(async (req, res) => {
   const m = /^\/interaction\/([^/?]+)(?:\/(login))?(?:\?.*)?$/.exec(req.url);
   if (m) return interaction(req, res, m[1], m[2]);
   if (req.url === '/__test/tamper' && req.method === 'POST') { tamper = JSON.parse(await readBody(req) || '{}'); res.writeHead(204); return res.end(); }
+  if (req.url === '/__test/user' && req.method === 'POST') {
+    const change = JSON.parse(await readBody(req) || '{}');
+    const u = USERS[change.user];
+    if (!u) { res.writeHead(404); return res.end(); }
+    if (Array.isArray(change.groups)) u.groups = change.groups;
+    if (typeof change.disabled === 'boolean') u.disabled = change.disabled;
+    res.writeHead(204); return res.end();
+  }
   if (req.url === '/healthz') { res.writeHead(200); return res.end('ok'); }
   return callback(req, res);
 }).listen(PORT, '127.0.0.1', () => console.log(`oidc-provider ${ISSUER} listening on 127.0.0.1:${PORT}`));
