@@ -622,7 +622,9 @@ pub(super) fn convert_cli(raw: RawCli, errs: &mut Errors) -> Option<CliConfig> {
     let session = bounded(
         "session_lifetime",
         raw.session_lifetime.as_deref(),
-        "12h",
+        // A working day, like the browser's absolute timeout: without re-validation at the
+        // IdP, this is how long a person removed there keeps a CLI or SDK login.
+        "8h",
         600,
         30 * 24 * 3600,
     );
