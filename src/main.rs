@@ -7,6 +7,9 @@
 //! client commands, without any of the server's C libraries.
 
 #![forbid(unsafe_code)]
+// The async state machines of the admin command (the whole admin core inlined into one
+// future) need more than the default query depth in release builds.
+#![recursion_limit = "256"]
 
 use std::process::ExitCode;
 

@@ -560,7 +560,7 @@ impl AdminCore {
     }
 
     /// Refreshes the `live_access` and `locks_active` gauges from the directory and the
-    /// people's indexes (bounded: at most 5,000 people a pass).
+    /// people's indexes (bounded: at most 5,000 people a pass; see `Access::refresh_gauges`).
     pub async fn census(&self) -> Result<(), StoreError> {
         use std::collections::HashMap;
         let now = now_unix();

@@ -279,3 +279,118 @@ impl Access {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{GroupName, IdpId};
+
+    fn person(idp: &str, subject: &str, groups: &[&str]) -> IdentityClaims {
+        IdentityClaims {
+            idp: IdpId::parse(idp).unwrap(),
+            subject: subject.into(),
+            username: subject.into(),
+            email: None,
+            groups: groups
+                .iter()
+                .map(|g| GroupName::parse(g).unwrap())
+                .collect(),
+            claims: serde_json::json!({}),
+        }
+    }
+
+    fn lock(id: &str, target: LockTarget, expires: Option<u64>) -> Lock {
+        Lock {
+            id: id.into(),
+            target,
+            reason: "r".into(),
+            created_by: "t".into(),
+            created: 0,
+            expires,
+        }
+    }
+
+    #[test]
+    fn locks_apply_to_their_person_group_or_role_until_they_end() {
+        let now = 1_000;
+        let snap = LockSnapshot::new(
+            1,
+            vec![
+                lock(
+                    "p",
+                    LockTarget::Person {
+                        idp: "corp".into(),
+                        subject: "alice".into(),
+                    },
+                    None,
+                ),
+                lock(
+                    "g",
+                    LockTarget::Group {
+                        idp: Some("corp".into()),
+                        group: "contractors".into(),
+                    },
+                    Some(now + 10),
+                ),
+                lock(
+                    "any",
+                    LockTarget::Group {
+                        idp: None,
+                        group: "interns".into(),
+                    },
+                    None,
+                ),
+                lock(
+                    "old",
+                    LockTarget::Group {
+                        idp: None,
+                        group: "ops".into(),
+                    },
+                    Some(now),
+                ),
+                lock(
+                    "r",
+                    LockTarget::Role {
+                        role: "prod-admin".into(),
+                    },
+                    None,
+                ),
+            ],
+        );
+        let hit = |c: &IdentityClaims| snap.person_lock(c, now).map(|l| l.id.clone());
+        assert_eq!(hit(&person("corp", "alice", &[])).as_deref(), Some("p"));
+        assert_eq!(
+            hit(&person("partner", "alice", &[])),
+            None,
+            "another IdP's alice"
+        );
+        assert_eq!(
+            hit(&person("corp", "bob", &["contractors"])).as_deref(),
+            Some("g")
+        );
+        assert_eq!(
+            hit(&person("partner", "bob", &["contractors"])),
+            None,
+            "the group of corp only"
+        );
+        assert_eq!(
+            hit(&person("partner", "bob", &["interns"])).as_deref(),
+            Some("any")
+        );
+        assert_eq!(hit(&person("corp", "bob", &["ops"])), None, "an ended lock");
+        assert_eq!(hit(&person("corp", "bob", &["developers"])), None);
+        assert_eq!(
+            snap.role_lock("prod-admin", now).map(|l| l.id.as_str()),
+            Some("r")
+        );
+        assert_eq!(
+            snap.role_lock("dev-admin", now).map(|l| l.id.as_str()),
+            None
+        );
+        assert!(
+            snap.person_lock(&person("corp", "carol", &["contractors"]), now + 10)
+                .is_none(),
+            "expired at its end"
+        );
+    }
+}

@@ -148,6 +148,8 @@ pub struct Access {
     /// The audit log (with each person's recent history), the directory, revocation
     /// and locks.
     admin: Arc<AdminCore>,
+    /// When the gauges of live access were last computed.
+    census_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Access {
@@ -224,18 +226,9 @@ impl Access {
             locks: locks::LockCache::new(),
             sealer,
             admin,
+            census_at: std::sync::Mutex::new(None),
         });
-        // The gauges of live access and locks, every 30 s.
-        let census = access.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            loop {
-                tick.tick().await;
-                if let Err(e) = census.admin.census().await {
-                    tracing::debug!(error = %e, "census of live access skipped");
-                }
-            }
-        });
+
         if access
             .config
             .roles
@@ -271,6 +264,24 @@ impl Access {
     /// Administration: the directory, a person's view, revocation and locks.
     pub fn admin(&self) -> &AdminCore {
         &self.admin
+    }
+
+    /// Brings the gauges of live access and locks up to date for a scrape (from the index,
+    /// at most every 5 s; a store that cannot be read leaves them as they were).
+    pub async fn refresh_gauges(&self) {
+        {
+            let last = self.census_at.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                return;
+            }
+        }
+        match self.admin.census().await {
+            Ok(()) => {
+                *self.census_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now());
+            }
+            Err(e) => tracing::debug!(error = %e, "census of live access skipped"),
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {

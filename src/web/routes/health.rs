@@ -49,6 +49,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.access.refresh_gauges().await;
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
