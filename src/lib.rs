@@ -7,6 +7,7 @@
 //! - [`domain`]: types valid by construction (`RoleArn`, `SessionDuration`, ...).
 //! - [`credential_formats`]: every form credentials are handed out in (shells, files, JSON).
 //! - [`wire`]: the JSON the broker and the CLI both speak (token responses, API answers).
+//! - [`scim`]: SCIM 2.0 as pure functions: schemas, filters, PATCH, lists, errors.
 //! - [`mapping`]: the pure role-mapping engine behind the server and `rolegate explain`.
 //! - [`keys`]: the broker's own signing keys (web_identity mode).
 //! - [`config`]: loads and validates the TOML configuration (all errors at once).
@@ -49,6 +50,8 @@ pub mod keys;
 pub mod mapping;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
+pub mod scim;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]

@@ -320,6 +320,62 @@ pub struct IdpConfig {
     /// Which claim or attribute names the user. For SAML, `"NameID"` means the subject.
     pub username_claim: String,
     pub protocol: IdpProtocol,
+    /// Where the rules' groups come from: the sign-in's token or assertion, the SCIM
+    /// directory, or both.
+    pub groups_from: GroupsFrom,
+    /// SCIM provisioning, when the IdP pushes users and groups.
+    pub scim: Option<ScimSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupsFrom {
+    Token,
+    Directory,
+    Both,
+}
+
+impl GroupsFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Directory => "directory",
+            Self::Both => "both",
+        }
+    }
+}
+
+/// How an IdP provisions over SCIM, and how its SCIM users are matched to sign-ins.
+#[derive(Debug, Clone)]
+pub struct ScimSettings {
+    /// The bearer token the IdP sends (compared in constant time, never logged).
+    pub token: SecretString,
+    /// The SCIM attribute naming the person: `userName`, `externalId`, `emails` (the
+    /// primary, else the first) or an attribute path.
+    pub user_key: String,
+    /// What of a sign-in it is compared with.
+    pub identity_key: IdentityKey,
+    /// Refuse people the directory does not know (besides deactivated ones).
+    pub require_provisioned: bool,
+    /// SCIM requests this IdP may make per minute (across instances).
+    pub requests_per_minute: u32,
+}
+
+/// The part of a sign-in a SCIM user is matched with (case-insensitively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKey {
+    Subject,
+    Username,
+    Email,
+}
+
+impl IdentityKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subject => "subject",
+            Self::Username => "username",
+            Self::Email => "email",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

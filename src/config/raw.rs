@@ -228,6 +228,8 @@ pub struct RawOidcIdp {
     /// `on_refresh`: keep the IdP's refresh token and check the person again at each CLI
     /// refresh and every `session.revalidate_interval`; `off` (default).
     pub revalidate: Option<String>,
+    pub groups_from: Option<String>,
+    pub scim: Option<RawScim>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +257,20 @@ pub struct RawSamlIdp {
     pub allow_idp_initiated: bool,
     pub sp_key: Option<RawSecretRef>,
     pub sp_cert_file: Option<String>,
+    pub groups_from: Option<String>,
+    pub scim: Option<RawScim>,
+}
+
+/// `[idp.scim]`: the IdP provisions users and groups over SCIM 2.0.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScim {
+    pub token: RawSecretRef,
+    pub user_key: Option<String>,
+    pub identity_key: Option<String>,
+    #[serde(default)]
+    pub require_provisioned: bool,
+    pub requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,6 +371,7 @@ pub fn accepted_keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("web_identity", fields::<RawWebIdentity>()),
         ("idp (oidc)", fields::<RawOidcIdp>()),
         ("idp (saml)", fields::<RawSamlIdp>()),
+        ("idp.scim", fields::<RawScim>()),
         ("account", fields::<RawAccount>()),
         ("role", fields::<RawRole>()),
         ("rule", fields::<RawRule>()),

@@ -115,6 +115,13 @@ impl Key {
         Self(format!("{{{tag}}}:{field}"))
     }
 
+    /// A table of an IdP's provisioned directory: `{scim.HASH}:TABLE`, every table of one
+    /// IdP in one hash slot.
+    pub(super) fn directory(idp: &str, table: &str) -> Self {
+        let h = sha256_hex(format!("rolegate scim\0{idp}").as_bytes());
+        Self(format!("{{scim.{}}}:{table}", &h[..16]))
+    }
+
     /// A rate-limit window or replay marker: `KIND:HASH`.
     pub(super) fn marker(kind: &str, id: &Hashed) -> Self {
         Self::global(kind, id)

@@ -416,6 +416,50 @@ impl MemoryStore {
         Ok(existed)
     }
 
+    pub async fn hash_commit(
+        &self,
+        keys: &[&str],
+        version: &str,
+        expected: u64,
+        ops: &[(usize, String, Option<String>)],
+    ) -> Result<bool, StoreError> {
+        const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        let now = Instant::now();
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let mut inner = self.lock();
+        let current = match inner.live(&keys[0], now).map(|e| &e.value) {
+            None => 0,
+            Some(Value::Hash(h)) => h.get(version).and_then(|v| v.parse().ok()).unwrap_or(0),
+            Some(_) => return Err(wrong_type(&keys[0])),
+        };
+        if current != expected {
+            return Ok(false);
+        }
+        for k in &keys {
+            self.before_write(&mut inner, now, k)?;
+            if !matches!(
+                inner.live(k, now).map(|e| &e.value),
+                None | Some(Value::Hash(_))
+            ) {
+                return Err(wrong_type(k));
+            }
+        }
+        for (slot, field, value) in ops {
+            let e = inner.hash_mut(&keys[*slot], now, FOREVER)?;
+            if let Value::Hash(h) = &mut e.value {
+                match value {
+                    Some(v) => h.insert(field.clone(), v.clone()),
+                    None => h.remove(field),
+                };
+            }
+        }
+        let e = inner.hash_mut(&keys[0], now, FOREVER)?;
+        if let Value::Hash(h) = &mut e.value {
+            h.insert(version.to_owned(), (expected + 1).to_string());
+        }
+        Ok(true)
+    }
+
     pub async fn list_push(
         &self,
         key: &str,

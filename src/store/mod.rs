@@ -13,6 +13,8 @@
 //! - [`limits`]: the one rate limiter ([`Window`]) and the one replay cache.
 //! - [`collections`]: small shared tables every instance reads (locks, the directory of
 //!   people with live access) and a person's recent audit history.
+//! - [`directory`]: each IdP's provisioned (SCIM) directory, changed with optimistic
+//!   concurrency on its version.
 //! - [`keys`]: the key layout, and why identifiers are stored only hashed.
 //!
 //! **Invariants.** Every identifier a client holds is stored only as its SHA-256
@@ -23,6 +25,7 @@
 //! `store::redis` knows the `redis` crate.
 
 mod collections;
+mod directory;
 mod flow;
 mod keys;
 mod limits;
@@ -34,6 +37,7 @@ mod redis;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use collections::Collection;
+pub use directory::{DirectoryChange, Table};
 pub use flow::FlowState;
 pub use keys::{Hashed, PersonTag, split_owned_id};
 pub use limits::{Allowance, FirstUse, Window};
@@ -232,6 +236,20 @@ impl Raw<'_> {
         version: Option<&str>,
     ) -> Result<bool, StoreError> {
         dispatch!(self.0, s => s.hash_write(key, field, value, version).await)
+    }
+
+    /// Sets (`Some`) or deletes (`None`) fields of several hashes of one slot (`ops`: the
+    /// hash's index in `keys`, the field, the value) only if field `version` of `keys[0]`
+    /// still holds `expected` (absent reads as 0), then increments it; all in one step.
+    /// `false` (and nothing written) when the version moved.
+    pub async fn hash_commit(
+        &self,
+        keys: &[&str],
+        version: &str,
+        expected: u64,
+        ops: &[(usize, String, Option<String>)],
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.0, s => s.hash_commit(keys, version, expected, ops).await)
     }
 
     /// Prepends to a list kept at most `cap` long, living `ttl` from this write.

@@ -159,6 +159,19 @@ if ARGV[2] == 'S' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) else redis.
 if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
 return existed";
 
+/// Several hashes of one slot changed together if KEYS[1]'s version field (ARGV[1]) still
+/// holds ARGV[2]: then each `S key# field value` / `D key# field`, and the version bumped.
+const HASH_COMMIT: &str = r"
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '0') ~= ARGV[2] then return 0 end
+local i = 3
+while i <= #ARGV do
+  local k = KEYS[tonumber(ARGV[i+1])]
+  if ARGV[i] == 'S' then redis.call('HSET', k, ARGV[i+2], ARGV[i+3]) i = i + 4
+  else redis.call('HDEL', k, ARGV[i+2]) i = i + 3 end
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1";
+
 /// LPUSH, LTRIM to a cap, and the list's lifetime, in one step.
 const LIST_PUSH: &str = "redis.call('LPUSH', KEYS[1], ARGV[1]) \
      redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1) redis.call('PEXPIRE', KEYS[1], ARGV[3]) return 0";
@@ -515,6 +528,29 @@ impl RedisStore {
             .arg(version.unwrap_or(""));
         let existed: i64 = self.run(&cmd).await?;
         Ok(existed == 1)
+    }
+
+    pub async fn hash_commit(
+        &self,
+        keys: &[&str],
+        version: &str,
+        expected: u64,
+        ops: &[(usize, String, Option<String>)],
+    ) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(HASH_COMMIT).arg(keys.len());
+        for k in keys {
+            cmd.arg(self.key(k));
+        }
+        cmd.arg(version).arg(expected);
+        for (slot, field, value) in ops {
+            match value {
+                Some(v) => cmd.arg("S").arg(slot + 1).arg(field).arg(v),
+                None => cmd.arg("D").arg(slot + 1).arg(field),
+            };
+        }
+        let done: i64 = self.run(&cmd).await?;
+        Ok(done == 1)
     }
 
     pub async fn list_push(

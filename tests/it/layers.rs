@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("mapping", 1),
     ("keys", 1),
     ("wire", 1),
+    ("scim", 1),
     ("config", 2),
     ("telemetry", 3),
     ("metrics", 3),

@@ -205,6 +205,51 @@ async fn values_round_trip_unchanged(s: Store) {
     assert_eq!(s.raw().get("raw").await.unwrap().as_deref(), Some(tricky));
 }
 
+/// A directory change lands whole, only on the version it was computed from; of two
+/// changes from one version, one wins (on a cluster too: the tables share a slot).
+async fn directory_changes_are_all_or_nothing_on_their_version(s: Store) {
+    use rolegate::store::Table;
+    let v0 = s.directory_version("okta").await.unwrap();
+    assert_eq!(v0, 0);
+    let mut a = s.directory_change("okta", v0);
+    a.put(Table::Users, "u1", "{\"userName\":\"alice\"}".into())
+        .put(Table::Groups, "g1", "{\"members\":[\"u1\"]}".into())
+        .put(Table::Members, "alice", "{\"active\":true}".into());
+    let mut b = s.directory_change("okta", v0);
+    b.put(Table::Users, "u2", "{}".into());
+    assert!(s.directory_commit(&a).await.unwrap());
+    assert!(
+        !s.directory_commit(&b).await.unwrap(),
+        "computed from a stale version"
+    );
+    assert_eq!(
+        s.directory_get("okta", Table::Users, "u2").await.unwrap(),
+        None
+    );
+    assert_eq!(s.directory_version("okta").await.unwrap(), 1);
+    let mut c = s.directory_change("okta", 1);
+    c.delete(Table::Groups, "g1")
+        .delete(Table::Members, "alice");
+    assert!(s.directory_commit(&c).await.unwrap());
+    assert_eq!(
+        s.directory_all("okta", Table::Groups).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        s.directory_all("okta", Table::Members).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        s.directory_all("okta", Table::Users).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        s.directory_version("other-idp").await.unwrap(),
+        0,
+        "one directory per IdP"
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory_backend {
@@ -228,6 +273,7 @@ contract!(
     values_expire,
     values_round_trip_unchanged,
     get_renewing_reads_and_extends_the_ttl_in_one_step,
+    directory_changes_are_all_or_nothing_on_their_version,
 );
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+
 use super::*;
 
 pub(super) fn convert_idp(
@@ -81,6 +83,8 @@ pub(super) fn convert_idp(
                     "must be an absolute path such as /oidc/corp/callback",
                 );
             }
+            let (groups_from, scim) =
+                convert_provisioning(key, raw.groups_from.as_deref(), raw.scim, base_dir, errs);
             let mut scopes: Vec<String> =
                 raw.scopes.into_iter().filter(|s| s != "openid").collect();
             // Re-validation needs the IdP's refresh token: ask for one.
@@ -105,6 +109,8 @@ pub(super) fn convert_idp(
                     max_token_age: max_token_age?,
                     revalidate,
                 }),
+                groups_from,
+                scim,
             })
         }
         Some("saml") => {
@@ -214,8 +220,12 @@ pub(super) fn convert_idp(
             if sp_key.is_some() != sp_cert_pem.is_some() {
                 errs.push(key, "sp_key and sp_cert_file go together");
             }
+            let (groups_from, scim) =
+                convert_provisioning(key, raw.groups_from.as_deref(), raw.scim, base_dir, errs);
             let id = id?;
             Some(IdpConfig {
+                groups_from,
+                scim,
                 display_name: raw.display_name.unwrap_or_else(|| id.to_string()),
                 groups_claim: raw.groups_attribute.unwrap_or_else(|| "groups".into()),
                 username_claim: raw.username_attribute.unwrap_or_else(|| "NameID".into()),
@@ -248,4 +258,79 @@ pub(super) fn convert_idp(
             None
         }
     }
+}
+
+/// `groups_from` and `[idp.scim]`, which go together.
+fn convert_provisioning(
+    key: &str,
+    groups_from: Option<&str>,
+    raw: Option<RawScim>,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> (GroupsFrom, Option<ScimSettings>) {
+    let from = match groups_from {
+        None | Some("token") => GroupsFrom::Token,
+        Some("directory") => GroupsFrom::Directory,
+        Some("both") => GroupsFrom::Both,
+        Some(other) => {
+            errs.push(
+                format!("{key}.groups_from"),
+                format!("{other:?} is not \"token\", \"directory\" or \"both\""),
+            );
+            GroupsFrom::Token
+        }
+    };
+    let Some(raw) = raw else {
+        if from != GroupsFrom::Token {
+            errs.push(
+                format!("{key}.groups_from"),
+                "groups from the directory need SCIM provisioning: add an [idp.scim] table",
+            );
+        }
+        return (from, None);
+    };
+    let token = resolve_secret(&format!("{key}.scim.token"), &raw.token, base_dir, errs);
+    if let Some(t) = &token
+        && t.expose_secret().len() < 32
+    {
+        // The length only: the token itself is never echoed.
+        errs.push(
+            format!("{key}.scim.token"),
+            "must be at least 32 characters (generate one: openssl rand -hex 32)",
+        );
+    }
+    let user_key = raw.user_key.unwrap_or_else(|| "userName".into());
+    if crate::scim::filter::AttrPath::parse(&user_key).is_err() {
+        errs.push(
+            format!("{key}.scim.user_key"),
+            format!("{user_key:?} is not a SCIM attribute (\"userName\", \"externalId\", \"emails\", or a path such as \"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber\")"),
+        );
+    }
+    let identity_key = match raw.identity_key.as_deref() {
+        None | Some("username") => IdentityKey::Username,
+        Some("subject") => IdentityKey::Subject,
+        Some("email") => IdentityKey::Email,
+        Some(other) => {
+            errs.push(
+                format!("{key}.scim.identity_key"),
+                format!("{other:?} is not \"subject\", \"username\" or \"email\""),
+            );
+            IdentityKey::Username
+        }
+    };
+    let requests_per_minute = raw.requests_per_minute.unwrap_or(600);
+    if !(1..=100_000).contains(&requests_per_minute) {
+        errs.push(
+            format!("{key}.scim.requests_per_minute"),
+            "must be between 1 and 100000",
+        );
+    }
+    let scim = token.map(|token| ScimSettings {
+        token,
+        user_key,
+        identity_key,
+        require_provisioned: raw.require_provisioned,
+        requests_per_minute,
+    });
+    (from, scim)
 }

@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
 use super::error::{ConfigError, ConfigErrors, Errors};
@@ -262,6 +263,20 @@ pub(super) fn from_str(
                     "re-validation keeps the IdP's refresh tokens, sealed with [session] encryption_key: set it ({ env } or { file }, at least 32 characters)",
                 );
             }
+        }
+    }
+    // The SCIM token is how a request finds its IdP: two IdPs must not share one.
+    for (i, a) in idps.iter().enumerate() {
+        let Some(sa) = &a.scim else { continue };
+        if idps[..i].iter().any(|b| {
+            b.scim
+                .as_ref()
+                .is_some_and(|sb| sb.token.expose_secret() == sa.token.expose_secret())
+        }) {
+            errs.push(
+                format!("idp[{i}].scim.token"),
+                "is the same as another IdP's SCIM token: give each IdP its own",
+            );
         }
     }
     let mut apps: Vec<AppConfig> = Vec::new();
