@@ -245,6 +245,25 @@ pub enum Event {
         #[serde(skip_serializing_if = "String::is_empty")]
         reason: String,
     },
+    /// A SCIM request from an IdP: a change to its directory, or why it was refused.
+    Provisioning {
+        idp: String,
+        /// `create`, `replace`, `patch`, `delete`, or `read` (refusals only).
+        operation: &'static str,
+        /// `User` or `Group` (empty when refused before a resource was known).
+        resource: &'static str,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        id: String,
+        /// The userName or displayName.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        name: String,
+        /// What changed for access: `deactivated`, `reactivated`, `groups`.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        effects: Vec<String>,
+        outcome: Outcome,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
     /// A request to an OAuth endpoint refused before any grant was looked at (malformed:
     /// a repeated parameter, another content type, a body too large).
     OauthRequestRefused {
@@ -270,6 +289,7 @@ impl Event {
             | Self::AccessLocked { person, .. }
             | Self::Revalidation { person, .. } => (!person.subject.is_empty()).then_some(person),
             Self::OauthRequestRefused { .. }
+            | Self::Provisioning { .. }
             | Self::LockPlaced { .. }
             | Self::LockRemoved { .. } => None,
         }

@@ -90,11 +90,28 @@ impl Lock {
     }
 }
 
-/// Why access was refused: a lock applies. The message says access is locked, not why.
+/// Why access was refused: a lock applies, or the IdP's directory (SCIM) has the person
+/// deactivated or does not know them. The message says which, not why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("access is locked; ask an administrator")]
+#[error("{}", self.message())]
 pub struct Locked {
+    /// The lock's id, or `scim:deactivated` / `scim:not-provisioned`.
     pub lock_id: String,
+}
+
+/// The lock id of a person the IdP's directory has deactivated (or deleted).
+pub const DEACTIVATED: &str = "scim:deactivated";
+/// The lock id of a person an IdP that requires provisioning does not know.
+pub const NOT_PROVISIONED: &str = "scim:not-provisioned";
+
+impl Locked {
+    fn message(&self) -> &'static str {
+        match self.lock_id.as_str() {
+            DEACTIVATED => "this account is deactivated at the identity provider",
+            NOT_PROVISIONED => "this account is not provisioned from the identity provider",
+            _ => "access is locked; ask an administrator",
+        }
+    }
 }
 
 /// An identity admitted just now: no lock on the person or their groups. What the role
@@ -250,6 +267,8 @@ impl Access {
     /// Admits an identity: refused when a lock applies to the person or one of their
     /// groups. The only way to a [`Principal`].
     pub(crate) async fn admit(&self, identity: VerifiedIdentity) -> Result<Principal, AdmitError> {
+        // The directory first: a lock on a group must see the directory's groups.
+        let identity = self.directory_admit(identity).await?;
         let locks = self.locks.snapshot(&self.store).await?;
         if let Some(l) = locks.person_lock(identity.claims(), now_unix()) {
             self.metrics

@@ -30,6 +30,7 @@ pub mod issuer;
 pub mod locks;
 pub mod login;
 pub mod oauth;
+pub mod provisioning;
 mod revalidate;
 pub mod session;
 

@@ -139,6 +139,13 @@ impl VerifiedIdentity {
     pub fn claims(&self) -> &IdentityClaims {
         &self.0
     }
+
+    /// The identity with its groups as the IdP's provisioned directory (SCIM) has them
+    /// now: written by the IdP with its own credential, read by rolegate at the request.
+    pub(crate) fn with_groups(mut self, groups: Vec<crate::domain::GroupName>) -> Self {
+        self.0.groups = groups;
+        self
+    }
 }
 
 /// Verifies a finished OIDC login and builds the identity. The claim set comes from a

@@ -26,6 +26,8 @@ pub struct ScimError {
     pub status: u16,
     pub scim_type: Option<&'static str>,
     pub detail: String,
+    /// For 429 and 503: when to try again (seconds).
+    pub retry_after: Option<u64>,
 }
 
 impl ScimError {
@@ -34,7 +36,13 @@ impl ScimError {
             status,
             scim_type,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn invalid_filter(detail: impl Into<String>) -> Self {

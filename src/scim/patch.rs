@@ -332,7 +332,43 @@ pub fn apply(kind: Kind, resource: &mut Map<String, Json>, body: &Json) -> Resul
             }
         };
         let value = get("value");
-        match get("path").and_then(Json::as_str).filter(|p| !p.is_empty()) {
+        let path = get("path").and_then(Json::as_str).filter(|p| !p.is_empty());
+        let extension = path.and_then(|p| {
+            kind.extensions()
+                .iter()
+                .find(|(u, _)| u.eq_ignore_ascii_case(p))
+                .map(|(u, _)| *u)
+        });
+        match path {
+            // `externalId` is common to every resource (RFC 7643 §3.1), not a schema's.
+            Some(p) if p.eq_ignore_ascii_case("externalId") => match (kind_of, value) {
+                (OpKind::Remove, _) => {
+                    resource.remove("externalId");
+                }
+                (_, Some(Json::String(v))) => {
+                    resource.insert("externalId".into(), Json::String(v.clone()));
+                }
+                _ => return Err(ScimError::invalid_value("externalId must be a string")),
+            },
+            // A whole extension: its object.
+            Some(_) if extension.is_some() => {
+                let urn = extension.expect("matched");
+                if kind_of != OpKind::Add {
+                    resource.remove(urn);
+                }
+                if kind_of != OpKind::Remove {
+                    let Some(Json::Object(values)) = value else {
+                        return Err(ScimError::invalid_value(format!("{urn} must be an object")));
+                    };
+                    for (ek, ev) in values {
+                        if ek.eq_ignore_ascii_case("schemas") {
+                            continue;
+                        }
+                        let p = parse_path(&format!("{urn}:{ek}"))?;
+                        apply_path(kind, resource, OpKind::Replace, &p, Some(ev))?;
+                    }
+                }
+            }
             Some(p) => apply_path(kind, resource, kind_of, &parse_path(p)?, value)?,
             None => {
                 if kind_of == OpKind::Remove {

@@ -16,6 +16,11 @@ pub enum Table {
     Users,
     /// SCIM Group resources by id.
     Groups,
+    /// Unique names: `u:` + a user's lower-cased userName, `g:` + a group's lower-cased
+    /// displayName, to the resource's id.
+    Names,
+    /// A user's groups (ids and names) by user id: the Group resources' members, inverted.
+    MemberOf,
     /// A person's membership view (active, groups) by their identity key.
     Members,
 }
@@ -25,6 +30,8 @@ impl Table {
         match self {
             Self::Users => "users",
             Self::Groups => "groups",
+            Self::Names => "names",
+            Self::MemberOf => "member-of",
             Self::Members => "members",
         }
     }
@@ -34,19 +41,32 @@ impl Table {
         match self {
             Self::Users => 1,
             Self::Groups => 2,
-            Self::Members => 3,
+            Self::Names => 3,
+            Self::MemberOf => 4,
+            Self::Members => 5,
         }
     }
 }
 
-/// The directory's keys in commit order: `meta` (the version), users, groups, members.
-pub(super) fn directory_keys(idp: &str) -> [Key; 4] {
-    [
-        Key::directory(idp, "meta"),
-        Key::directory(idp, Table::Users.name()),
-        Key::directory(idp, Table::Groups.name()),
-        Key::directory(idp, Table::Members.name()),
-    ]
+const TABLES: [Table; 5] = [
+    Table::Users,
+    Table::Groups,
+    Table::Names,
+    Table::MemberOf,
+    Table::Members,
+];
+
+/// The directory's keys in commit order: `meta` (the version), then each table at its
+/// slot.
+pub(super) fn directory_keys(idp: &str) -> Vec<Key> {
+    let mut keys = vec![Key::directory(idp, "meta")];
+    keys.extend(TABLES.iter().map(|t| Key::directory(idp, t.name())));
+    debug_assert!(
+        TABLES
+            .iter()
+            .all(|t| keys[t.slot()] == Key::directory(idp, t.name()))
+    );
+    keys
 }
 
 /// The field of `meta` holding the version.
@@ -76,10 +96,9 @@ impl DirectoryChange {
 impl Store {
     /// The directory's version: changes with every committed change.
     pub async fn directory_version(&self, idp: &str) -> Result<u64, StoreError> {
-        let [meta, ..] = directory_keys(idp);
         Ok(self
             .raw()
-            .hash_get(meta.as_str(), VERSION)
+            .hash_get(Key::directory(idp, "meta").as_str(), VERSION)
             .await?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
@@ -93,6 +112,21 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         self.raw()
             .hash_get(Key::directory(idp, table.name()).as_str(), field)
+            .await
+    }
+
+    /// Several fields of one table (`None` for each field absent), in order.
+    pub async fn directory_get_many(
+        &self,
+        idp: &str,
+        table: Table,
+        fields: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.raw()
+            .hash_get_many(Key::directory(idp, table.name()).as_str(), fields)
             .await
     }
 

@@ -378,6 +378,21 @@ impl MemoryStore {
         }
     }
 
+    pub async fn hash_get_many(
+        &self,
+        key: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let key = self.key(key);
+        match inner.live(&key, now).map(|e| &e.value) {
+            None => Ok(vec![None; fields.len()]),
+            Some(Value::Hash(h)) => Ok(fields.iter().map(|f| h.get(f).cloned()).collect()),
+            Some(_) => Err(wrong_type(&key)),
+        }
+    }
+
     pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
         let now = Instant::now();
         let inner = self.lock();

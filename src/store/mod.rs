@@ -220,6 +220,15 @@ impl Raw<'_> {
         dispatch!(self.0, s => s.hash_get(key, field).await)
     }
 
+    /// Several fields of a hash (`HMGET`), in order.
+    pub async fn hash_get_many(
+        &self,
+        key: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        dispatch!(self.0, s => s.hash_get_many(key, fields).await)
+    }
+
     /// Every field of a hash.
     pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
         dispatch!(self.0, s => s.hash_all(key).await)

@@ -505,6 +505,16 @@ impl RedisStore {
         self.run(&cmd).await
     }
 
+    pub async fn hash_get_many(
+        &self,
+        key: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.key(key)).arg(fields);
+        self.run(&cmd).await
+    }
+
     pub async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.key(key));

@@ -12,7 +12,7 @@ use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, cors, observe, security_headers};
 use super::routes::{
-    admin, api, assets, device, fallback, health, issuer, login, oauth, roles, saml, sso,
+    admin, api, assets, device, fallback, health, issuer, login, oauth, roles, saml, scim, sso,
 };
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::access::{Access, BuildError, StaticAwsCredentials};
@@ -200,6 +200,37 @@ impl Application {
                     web::get().to(sso::get_role_credentials),
                 )
                 .route("/sso-portal/logout", web::post().to(sso::logout))
+                .service(
+                    // SCIM reads its own bodies (up to scim::SCIM_BODY_LIMIT) and answers
+                    // every error, unknown paths included, in SCIM's JSON.
+                    web::scope("/scim/v2")
+                        .service(
+                            web::resource("/{what:ServiceProviderConfig|ResourceTypes|Schemas}")
+                                .route(web::get().to(scim::discovery))
+                                .default_service(web::to(scim::not_allowed)),
+                        )
+                        .service(
+                            web::resource("/{what:ResourceTypes|Schemas}/{id}")
+                                .route(web::get().to(scim::discovery))
+                                .default_service(web::to(scim::not_allowed)),
+                        )
+                        .route("/{resource:Users|Groups}", web::get().to(scim::list))
+                        .route("/{resource:Users|Groups}", web::post().to(scim::create))
+                        .route("/{resource:Users|Groups}/{id}", web::get().to(scim::get))
+                        .route(
+                            "/{resource:Users|Groups}/{id}",
+                            web::put().to(scim::replace),
+                        )
+                        .route(
+                            "/{resource:Users|Groups}/{id}",
+                            web::patch().to(scim::patch),
+                        )
+                        .route(
+                            "/{resource:Users|Groups}/{id}",
+                            web::delete().to(scim::delete),
+                        )
+                        .default_service(web::to(scim::other)),
+                )
                 .service(get_and_head("/saml/{idp}/metadata", saml::metadata))
                 .route("/saml/{idp}/finish", web::get().to(saml::finish))
                 .service(

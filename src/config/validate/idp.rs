@@ -318,7 +318,7 @@ fn convert_provisioning(
             IdentityKey::Username
         }
     };
-    let requests_per_minute = raw.requests_per_minute.unwrap_or(600);
+    let requests_per_minute = raw.requests_per_minute.unwrap_or(1200);
     if !(1..=100_000).contains(&requests_per_minute) {
         errs.push(
             format!("{key}.scim.requests_per_minute"),

@@ -14,4 +14,5 @@ pub mod login;
 pub mod oauth;
 pub mod roles;
 pub mod saml;
+pub mod scim;
 pub mod sso;
