@@ -105,6 +105,11 @@ pub const DEACTIVATED: &str = "scim:deactivated";
 pub const NOT_PROVISIONED: &str = "scim:not-provisioned";
 
 impl Locked {
+    /// Whether the IdP's directory refused (not an administrator's lock).
+    pub fn by_directory(&self) -> bool {
+        self.lock_id.starts_with("scim:")
+    }
+
     fn message(&self) -> &'static str {
         match self.lock_id.as_str() {
             DEACTIVATED => "this account is deactivated at the identity provider",

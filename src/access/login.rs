@@ -103,8 +103,9 @@ pub enum SignInError {
     StoreUnavailable,
     #[error("the audit log cannot be written")]
     AuditUnavailable,
-    #[error("access is locked")]
-    Locked,
+    /// A lock applies, or the IdP's directory has the person deactivated.
+    #[error("{0}")]
+    Locked(super::locks::Locked),
     #[error("missing state")]
     MissingState,
     #[error("unknown or replayed state")]

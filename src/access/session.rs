@@ -320,7 +320,7 @@ impl Access {
             Err(AdmitError::Locked(l)) => {
                 self.audit_login_failure(ctx, person_of(&identity), "access is locked");
                 self.audit_locked(person_of(&identity), "sign_in", &l, ctx);
-                return Err(SignInError::Locked);
+                return Err(SignInError::Locked(l));
             }
         };
         let c = identity.claims();

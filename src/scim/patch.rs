@@ -10,7 +10,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::ScimError;
-use super::filter::{AttrPath, Filter};
+use super::filter::{AttrPath, CompareOp, Filter};
 use super::schema::{Attr, Kind, check_value, lookup};
 
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -140,6 +140,13 @@ fn apply_path(
                 format!("{} is not multi-valued", attr.name),
             ));
         }
+        // An element to create may need its list first (see below).
+        let creates = op != OpKind::Remove
+            && path.attr.sub.is_some()
+            && matches!(filter, Filter::Compare(fp, CompareOp::Eq, _) if fp.uri.is_none() && fp.sub.is_none());
+        if creates && !target.get(attr.name).is_some_and(Json::is_array) {
+            target.insert(attr.name.to_owned(), Json::Array(Vec::new()));
+        }
         let items = target.get_mut(attr.name).and_then(Json::as_array_mut);
         let Some(items) = items else {
             return match op {
@@ -157,6 +164,22 @@ fn apply_path(
             .filter(|(_, e)| filter.matches(e))
             .map(|(i, _)| i)
             .collect();
+        // `emails[type eq "work"].value` naming an element that is not there yet: Entra ID
+        // sends replace (and add) that way to set it, so the element is created.
+        if matching.is_empty()
+            && op != OpKind::Remove
+            && let (Some(sub), Filter::Compare(fp, CompareOp::Eq, fv)) = (&path.attr.sub, filter)
+            && fp.uri.is_none()
+            && fp.sub.is_none()
+        {
+            let key = sub_attr(attr, &fp.attr)?;
+            let sub = sub_attr(attr, sub)?;
+            let mut element = Map::new();
+            element.insert(key.name.to_owned(), check_value(key, fv, true)?);
+            element.insert(sub.name.to_owned(), check_value(sub, need_value()?, true)?);
+            items.push(Json::Object(element));
+            return Ok(());
+        }
         if matching.is_empty() && op != OpKind::Remove {
             return Err(ScimError::new(
                 400,
@@ -341,6 +364,7 @@ pub fn apply(kind: Kind, resource: &mut Map<String, Json>, body: &Json) -> Resul
         });
         match path {
             // `externalId` is common to every resource (RFC 7643 §3.1), not a schema's.
+            Some(p) if crate::scim::schema::is_dropped(p) => {}
             Some(p) if p.eq_ignore_ascii_case("externalId") => match (kind_of, value) {
                 (OpKind::Remove, _) => {
                     resource.remove("externalId");
@@ -401,7 +425,10 @@ pub fn apply(kind: Kind, resource: &mut Map<String, Json>, body: &Json) -> Resul
                         resource.insert("externalId".into(), Json::String(v));
                         continue;
                     }
-                    if k.eq_ignore_ascii_case("schemas") || k.eq_ignore_ascii_case("id") {
+                    if k.eq_ignore_ascii_case("schemas")
+                        || k.eq_ignore_ascii_case("id")
+                        || crate::scim::schema::is_dropped(k)
+                    {
                         continue;
                     }
                     let path = parse_path(k)?;
@@ -511,6 +538,21 @@ mod tests {
     }
 
     #[test]
+    fn entra_sets_an_element_that_is_not_there_yet_through_its_filter() {
+        let r = patch(Kind::User, user(), json!([
+            { "op": "Replace", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555" },
+            { "op": "Add", "path": "emails[type eq \"other\"].value", "value": "o@x" },
+            { "op": "Replace", "path": "password", "value": "dropped" },
+        ])).unwrap();
+        assert_eq!(
+            r["phoneNumbers"],
+            json!([{ "type": "work", "value": "+1 555" }])
+        );
+        assert_eq!(r["emails"][2], json!({ "type": "other", "value": "o@x" }));
+        assert!(!r.contains_key("password"));
+    }
+
+    #[test]
     fn bad_operations_are_refused_whole() {
         for ops in [
             json!([{ "op": "explode", "path": "active" }]),
@@ -518,7 +560,8 @@ mod tests {
             json!([{ "op": "replace", "path": "active", "value": "maybe" }]),
             json!([{ "op": "remove" }]),
             json!([{ "op": "remove", "path": "userName" }]),
-            json!([{ "op": "replace", "path": "emails[type eq \"other\"].value", "value": "x" }]),
+            json!([{ "op": "replace", "path": "emails[type eq \"other\"]", "value": { "value": "x" } }]),
+            json!([{ "op": "replace", "path": "emails[value co \"q\"].value", "value": "x" }]),
             json!([{ "op": "add", "path": "groups", "value": [{ "value": "g" }] }]),
             json!([{ "op": "replace", "path": "emails[type eq", "value": "x" }]),
             json!([]),

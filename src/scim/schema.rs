@@ -105,11 +105,64 @@ pub static USER: &[Attr] = &[
     Attr {
         ty: Type::Complex,
         multi: true,
+        sub: ADDRESS,
+        ..s("addresses")
+    },
+    Attr {
+        ty: Type::Complex,
+        multi: true,
+        sub: MULTI_SUB,
+        ..s("ims")
+    },
+    Attr {
+        ty: Type::Complex,
+        multi: true,
+        sub: MULTI_SUB,
+        ..s("photos")
+    },
+    Attr {
+        ty: Type::Complex,
+        multi: true,
+        sub: MULTI_SUB,
+        ..s("entitlements")
+    },
+    Attr {
+        ty: Type::Complex,
+        multi: true,
+        sub: MULTI_SUB,
+        ..s("roles")
+    },
+    r("profileUrl"),
+    Attr {
+        ty: Type::Complex,
+        multi: true,
         read_only: true,
         sub: &[s("value"), r("$ref"), s("display"), s("type")],
         ..s("groups")
     },
 ];
+
+const ADDRESS: &[Attr] = &[
+    s("formatted"),
+    s("streetAddress"),
+    s("locality"),
+    s("region"),
+    s("postalCode"),
+    s("country"),
+    s("type"),
+    b("primary"),
+];
+
+/// Schemas some IdPs name without defining them, accepted in `schemas` and otherwise
+/// ignored: Entra ID sends this one with every group it creates.
+pub const IGNORED_SCHEMAS: &[&str] =
+    &["http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"];
+
+/// Attributes accepted and dropped: rolegate never signs anyone in with a SCIM password
+/// (Okta sends one when its app is set to sync passwords), so it is not kept.
+pub fn is_dropped(name: &str) -> bool {
+    name.eq_ignore_ascii_case("password")
+}
 
 const MANAGER: &[Attr] = &[s("value"), r("$ref"), s("displayName")];
 
@@ -240,8 +293,9 @@ pub fn check_value(attr: &Attr, v: &Json, whole: bool) -> Result<Json, ScimError
         },
         Type::Complex => {
             let Some(obj) = v.as_object() else {
-                // A multi-valued complex attribute given a bare value (`"value"` only).
-                if attr.multi && v.is_string() {
+                // A complex attribute given a bare value (`"value"` only): Entra ID sets the
+                // enterprise `manager` to the manager's id that way.
+                if v.is_string() && attr.sub.iter().any(|s| s.name == "value") {
                     return Ok(json!({ "value": v }));
                 }
                 return Err(bad("an object"));
@@ -291,6 +345,7 @@ pub fn check_resource(kind: Kind, body: &Json) -> Result<Map<String, Json>, Scim
                 .extensions()
                 .iter()
                 .any(|(u, _)| u.eq_ignore_ascii_case(s))
+            && !IGNORED_SCHEMAS.iter().any(|u| u.eq_ignore_ascii_case(s))
         {
             return Err(ScimError::invalid_value(format!(
                 "{:?} is not a schema of this resource",
@@ -303,6 +358,9 @@ pub fn check_resource(kind: Kind, body: &Json) -> Result<Map<String, Json>, Scim
     for (k, v) in obj {
         match k.to_ascii_lowercase().as_str() {
             "schemas" | "id" | "meta" => continue,
+            k if is_dropped(k) || IGNORED_SCHEMAS.iter().any(|u| u.eq_ignore_ascii_case(k)) => {
+                continue;
+            }
             "externalid" => {
                 out.insert("externalId".into(), check_value(&s("externalId"), v, true)?);
                 continue;
@@ -499,5 +557,10 @@ mod tests {
             "displayName required"
         );
         assert!(check_resource(Kind::User, &json!([1, 2])).is_err());
+        let okta = base(json!({ "password": "t1meMa$heen" })).unwrap();
+        assert!(!okta.contains_key("password"), "a password is never kept");
+        let entra_group =
+            json!({ "schemas": [GROUP_SCHEMA, IGNORED_SCHEMAS[0]], "displayName": "g" });
+        assert!(check_resource(Kind::Group, &entra_group).is_ok());
     }
 }

@@ -56,6 +56,12 @@ fn session_refused(req: &HttpRequest, e: SessionError) -> PageError {
     let id = request_id(req);
     match e {
         SessionError::Store(e) => store_down(req, e),
+        SessionError::Locked(l) if l.by_directory() => PageError::new(
+            StatusCode::FORBIDDEN,
+            "Account deactivated",
+            "Your account is deactivated at your identity provider, so rolegate gives it no access. Ask your IT team if this is a mistake.",
+            &id,
+        ),
         SessionError::Locked(_) => PageError::new(
             StatusCode::FORBIDDEN,
             "Access locked",

@@ -116,11 +116,24 @@ pub(crate) async fn balanced_with(
     pre_stop: &str,
     retry: &str,
 ) -> Balanced {
+    balanced_opts(
+        SetupOptions {
+            session,
+            extra: extra.to_owned(),
+            ..SetupOptions::default()
+        },
+        pre_stop,
+        retry,
+    )
+    .await
+}
+
+/// Three instances from `opts` (with `[cli]` and SimpleSAMLphp added) behind HAProxy.
+pub(crate) async fn balanced_opts(opts: SetupOptions, pre_stop: &str, retry: &str) -> Balanced {
     let s = spawn_with(SetupOptions {
-        session,
-        extra: format!("{CLI_CONFIG}{extra}"),
+        extra: format!("{CLI_CONFIG}{}", opts.extra),
         saml: true,
-        ..SetupOptions::default()
+        ..opts
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

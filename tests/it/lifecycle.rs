@@ -33,7 +33,7 @@ async fn csrf_of(b: &Client, url: &str) -> String {
 }
 
 /// Approves a device login by its user code at `base` as the browser's person.
-async fn approve_device(base: &str, b: &Client, code: &str) {
+pub(crate) async fn approve_device(base: &str, b: &Client, code: &str) {
     let html = crate::helpers::page(b, format!("{base}/device?user_code={code}")).await;
     let res = b
         .post(format!("{base}/device"))
@@ -56,7 +56,7 @@ async fn approve_device(base: &str, b: &Client, code: &str) {
     assert_eq!(res.status(), 200);
 }
 
-fn sso_client(home: &Path, args: &[&str]) -> String {
+pub(crate) fn sso_client(home: &Path, args: &[&str]) -> String {
     let out = Command::new(format!("{VENV}/bin/python"))
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -75,7 +75,7 @@ fn sso_client(home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn rolegate(home: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn rolegate(home: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env_clear()
@@ -94,7 +94,7 @@ fn rolegate(home: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// A real `rolegate login --device-code` approved by `b` at `broker`.
-async fn cli_login(home: &Path, broker: &str, b: &Client) {
+pub(crate) async fn cli_login(home: &Path, broker: &str, b: &Client) {
     let mut child = Command::new(BIN)
         .args(["login", "--device-code", "--broker", broker])
         .env_clear()
@@ -129,6 +129,52 @@ async fn cli_login(home: &Path, broker: &str, b: &Client) {
         .await
         .unwrap();
     assert!(status.success());
+}
+
+/// An AWS SDK login through boto3's SSO OIDC client (device code approved by `person`):
+/// its home (with the SDK's token cache and `start.json`), access and refresh token.
+pub(crate) struct SdkLogin {
+    pub dir: tempfile::TempDir,
+    pub token: String,
+    pub refresh: String,
+}
+
+pub(crate) async fn sdk_login(public: &str, person: &Client) -> SdkLogin {
+    let sdk = tempfile::tempdir().unwrap();
+    let start = sso_client(sdk.path(), &["start", public]);
+    let start_json: Json = serde_json::from_str(&start).unwrap();
+    std::fs::write(sdk.path().join("start.json"), &start).unwrap();
+    let user_code = start_json["userCode"].as_str().unwrap().to_owned();
+    let poller = {
+        let (public, sdk) = (public.to_owned(), sdk.path().to_owned());
+        tokio::task::spawn_blocking(move || {
+            sso_client(
+                &sdk,
+                &[
+                    "poll",
+                    &public,
+                    sdk.join("start.json").to_str().unwrap(),
+                    "rolegate",
+                ],
+            )
+        })
+    };
+    approve_device(public, person, &user_code).await;
+    let polled: Json = serde_json::from_str(&poller.await.unwrap()).unwrap();
+    let token = polled["accessToken"].as_str().unwrap().to_owned();
+    let cache = std::fs::read_dir(sdk.path().join(".aws/sso/cache"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let cached: Json = serde_json::from_str(&std::fs::read_to_string(cache).unwrap()).unwrap();
+    let refresh = cached["refreshToken"].as_str().unwrap().to_owned();
+    SdkLogin {
+        dir: sdk,
+        token,
+        refresh,
+    }
 }
 
 fn run_node(script: &str, env: &[(&str, &str)]) -> Json {
@@ -191,36 +237,11 @@ async fn an_admin_revokes_everything_and_every_instance_refuses_it() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("AccessKeyId"));
     // An AWS SDK login (boto3's SSO OIDC client).
-    let sdk = tempfile::tempdir().unwrap();
-    let start = sso_client(sdk.path(), &["start", &public]);
-    let start_json: Json = serde_json::from_str(&start).unwrap();
-    std::fs::write(sdk.path().join("start.json"), &start).unwrap();
-    let user_code = start_json["userCode"].as_str().unwrap().to_owned();
-    let poller = {
-        let (public, sdk) = (public.clone(), sdk.path().to_owned());
-        tokio::task::spawn_blocking(move || {
-            sso_client(
-                &sdk,
-                &[
-                    "poll",
-                    &public,
-                    sdk.join("start.json").to_str().unwrap(),
-                    "rolegate",
-                ],
-            )
-        })
-    };
-    approve_device(&public, &alice, &user_code).await;
-    let polled: Json = serde_json::from_str(&poller.await.unwrap()).unwrap();
-    let sso_token = polled["accessToken"].as_str().unwrap().to_owned();
-    let cache = std::fs::read_dir(sdk.path().join(".aws/sso/cache"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let cached: Json = serde_json::from_str(&std::fs::read_to_string(cache).unwrap()).unwrap();
-    let sso_refresh = cached["refreshToken"].as_str().unwrap().to_owned();
+    let SdkLogin {
+        dir: sdk,
+        token: sso_token,
+        refresh: sso_refresh,
+    } = sdk_login(&public, &alice).await;
     let start_file = sdk.path().join("start.json");
     let start_path = start_file.to_str().unwrap();
     assert_eq!(

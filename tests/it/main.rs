@@ -58,6 +58,8 @@ mod saml_fixtures;
 mod saml_fuzz;
 /// Several instances on one Redis Cluster: every hop of a flow on another instance.
 mod scale;
+/// SCIM provisioning: compliance, Okta and Entra request shapes, bad input, effects.
+mod scim;
 /// The shell credential forms evaluated by real shells, then the real AWS CLI.
 mod shells;
 /// A single-page app in Chromium exchanging its token across origins (CORS).

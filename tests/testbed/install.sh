@@ -2,12 +2,12 @@
 # Installs what rolegate's tests (and the local demo) need on a Debian 12 machine, and
 # nothing that is already there. Safe to run again. Needs root (or sudo) for apt.
 #
-# usage: install.sh [build] [redis] [op] [browser] [python] [saml] [shells] [keyring] [bench]
+# usage: install.sh [build] [redis] [op] [browser] [python] [saml] [shells] [keyring] [scim] [bench]
 #        (no argument: everything the tests need; bench: the load generator, wrk)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-want="${*:-build redis op browser python saml shells keyring}"
+want="${*:-build redis op browser python saml shells keyring scim}"
 wants() { [[ " $want " == *" $1 "* ]]; }
 
 sudo_cmd=""
@@ -92,6 +92,18 @@ fi
 if wants shells; then
   command -v fish >/dev/null 2>&1 || apt_install fish
   echo "testbed: $(fish --version 2>&1) ready"
+fi
+
+# The SCIM compliance checker (scim2-tester), in its own venv (tests/it/scim.rs).
+if wants scim; then
+  venv="$here/.venv-scim"
+  if [ ! -x "$venv/bin/scim2" ]; then
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_install python3-venv; fi
+    echo "testbed: pip install scim2-cli (scim2-tester) into tests/testbed/.venv-scim"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/python/scim-requirements.txt"
+  fi
+  echo "testbed: scim2-tester $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("scim2-tester"))') ready"
 fi
 
 # A Secret Service keyring without a desktop (the CLI's token store on Linux): the CLI

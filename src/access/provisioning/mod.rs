@@ -111,19 +111,18 @@ fn name_of(kind: Kind, r: &Resource) -> String {
     r.get(field).and_then(Json::as_str).unwrap_or("").to_owned()
 }
 
-/// A group's member ids, each once.
+/// A group's member ids, each once, in the order given.
 fn member_ids(group: &Resource) -> Vec<String> {
-    let mut ids: Vec<String> = group
+    let mut seen = std::collections::HashSet::new();
+    group
         .get("members")
         .and_then(Json::as_array)
         .into_iter()
         .flatten()
         .filter_map(|m| m.get("value").and_then(Json::as_str))
+        .filter(|v| seen.insert(*v))
         .map(str::to_owned)
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
+        .collect()
 }
 
 impl Access {

@@ -106,7 +106,12 @@ pub fn sign_in_failed(req: &HttpRequest, e: &SignInError) -> PageError {
             &format!("{idp_name} cannot be reached right now. Try again in a minute."),
         ),
         SignInError::StoreUnavailable => store_down(req, e),
-        SignInError::Locked => page(
+        SignInError::Locked(l) if l.by_directory() => page(
+            StatusCode::FORBIDDEN,
+            "Account deactivated",
+            "Your account is deactivated at your identity provider, so rolegate gives it no access. Ask your IT team if this is a mistake.",
+        ),
+        SignInError::Locked(_) => page(
             StatusCode::FORBIDDEN,
             "Access locked",
             "Your access to AWS through rolegate is locked. Ask an administrator.",

@@ -373,6 +373,8 @@ pub struct SetupOptions {
     pub saml: bool,
     /// More keys for the "corp" OIDC IdP (e.g. `use_userinfo = true`).
     pub corp_extra: String,
+    /// More keys (or sub-tables) for the "ssp" SAML IdP.
+    pub ssp_extra: String,
     /// Where the audit log goes instead of a temporary file (e.g. `/dev/full`).
     pub audit_file: Option<std::path::PathBuf>,
     /// The AWS federation endpoint instead of the shared fake one.
@@ -405,6 +407,7 @@ impl Default for SetupOptions {
             credentials: aws_credentials("testing", "testing", None),
             saml: false,
             corp_extra: String::new(),
+            ssp_extra: String::new(),
             audit_file: None,
             federation: None,
             app_redirects: None,
@@ -422,6 +425,8 @@ impl OidcSetup {
             .replace("__ISSUER__", &self.op.issuer());
         if let Some(ssp) = &self.ssp {
             extra_idps.push_str(&ssp.idp_config());
+            extra_idps.push_str(&self.opts.ssp_extra);
+            extra_idps.push('\n');
         }
         let extra = format!(
             r#"
