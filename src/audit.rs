@@ -245,6 +245,25 @@ pub enum Event {
         #[serde(skip_serializing_if = "String::is_empty")]
         reason: String,
     },
+    /// Credentials already issued, recalled on one role: a deny policy for the person's
+    /// sessions issued before `issued_before` (or the attempt that failed), or statements
+    /// swept once every credential they covered had expired.
+    Recall {
+        by: String,
+        source: &'static str,
+        #[serde(flatten)]
+        person: Person,
+        tag: String,
+        role_arn: String,
+        /// `applied`, `widened`, `failed`, `swept`.
+        outcome: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        issued_before: Option<String>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        error: String,
+    },
     /// A SCIM request from an IdP: a change to its directory, or why it was refused.
     Provisioning {
         idp: String,
@@ -286,6 +305,7 @@ impl Event {
             | Self::CliLogout { person, .. }
             | Self::TokenExchange { person, .. }
             | Self::Revocation { person, .. }
+            | Self::Recall { person, .. }
             | Self::AccessLocked { person, .. }
             | Self::Revalidation { person, .. } => (!person.subject.is_empty()).then_some(person),
             Self::OauthRequestRefused { .. }

@@ -68,6 +68,13 @@ pub struct Metrics {
     pub lock_refusals: Family<KindLabels, Counter>,
     /// Re-validations at the IdP by outcome.
     pub revalidations: Family<OutcomeLabels, Counter>,
+    /// Recalls of issued credentials on a role by outcome (`applied`, `widened`,
+    /// `failed`), and statements swept (`swept`).
+    pub recalls: Family<OutcomeLabels, Counter>,
+    /// Recalls not applied yet (failed and waiting for a retry).
+    pub recalls_pending: Gauge,
+    /// SCIM changes by resource and operation.
+    pub provisioning: Family<KindLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -174,7 +181,28 @@ impl Metrics {
             "Re-validations at the IdP by outcome",
             revalidations.clone(),
         );
+        let recalls = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "recalls",
+            "Recalls of issued credentials on a role, by outcome",
+            recalls.clone(),
+        );
+        let recalls_pending = Gauge::default();
+        registry.register(
+            "recalls_pending",
+            "Recalls not applied yet (waiting for a retry)",
+            recalls_pending.clone(),
+        );
+        let provisioning = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "provisioning_changes",
+            "SCIM changes to the IdPs' directories, by resource and operation",
+            provisioning.clone(),
+        );
         Self {
+            recalls,
+            recalls_pending,
+            provisioning,
             live,
             revocations,
             locks,

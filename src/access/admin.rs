@@ -138,10 +138,12 @@ pub struct PersonView {
 
 /// Administration over the store and the audit log (see the module doc).
 pub struct AdminCore {
-    config: Arc<Config>,
-    store: Store,
+    pub(super) config: Arc<Config>,
+    pub(super) store: Store,
     audit: Arc<AuditLog>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
+    /// IAM, when issued credentials are recalled (`[aws] recall_issued`).
+    pub(super) iam: Option<Arc<crate::sts::recall::Iam>>,
 }
 
 /// The index fields an item may have (record kinds of what a person holds).
@@ -165,23 +167,37 @@ impl AdminCore {
         store: Store,
         audit: Arc<AuditLog>,
         metrics: Arc<Metrics>,
+        iam: Option<Arc<crate::sts::recall::Iam>>,
     ) -> Self {
         Self {
             config,
             store,
             audit,
             metrics,
+            iam,
         }
     }
 
-    /// For `rolegate admin`: the store and audit log of `config`, nothing else.
-    pub fn open(config: Arc<Config>) -> Result<Self, BuildError> {
+    /// For `rolegate admin`: the store and audit log of `config`, and IAM when issued
+    /// credentials are recalled (the broker's own AWS credentials, from the SDK's chain).
+    pub async fn open(config: Arc<Config>) -> Result<Self, BuildError> {
         let store = Store::from_config(&config.session)?;
         let audit = Arc::new(match &config.audit.file {
             Some(path) => AuditLog::file(path)?,
             None => AuditLog::stdout(),
         });
-        Ok(Self::new(config, store, audit, Arc::new(Metrics::new())))
+        let iam = if config.aws.recall_issued {
+            Some(Arc::new(crate::sts::recall::Iam::new(&config, None).await))
+        } else {
+            None
+        };
+        Ok(Self::new(
+            config,
+            store,
+            audit,
+            Arc::new(Metrics::new()),
+            iam,
+        ))
     }
 
     pub fn store(&self) -> &Store {
@@ -431,6 +447,10 @@ impl AdminCore {
         if !txn.is_empty() {
             self.store.commit(&txn).await?;
         }
+        if item.is_none() {
+            // Credentials already in their hands: denied on each role (when recall is on).
+            self.recall_person(tag, actor, &reason, ctx).await;
+        }
         self.metrics
             .revocations
             .get_or_create(&SourceLabels {
@@ -503,6 +523,7 @@ impl AdminCore {
         )?;
         self.store.entry_put(&lock.id, &lock).await?;
         tracing::warn!(lock = %lock.id, target = %lock.target, by = %actor.name, "lock placed");
+        self.recall_for_lock(&lock, actor, ctx).await;
         Ok(lock)
     }
 

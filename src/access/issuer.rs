@@ -20,6 +20,7 @@ use super::session::person_of;
 use super::{Access, RequestContext, Requester};
 use crate::audit::{Audited, Event, IssuanceFacts, Outcome};
 use crate::config::StsMode;
+use crate::domain::SourceIdentity;
 use crate::idp::VerifiedIdentity;
 use crate::metrics::{IssuanceLabels, Metrics, ModeLabels};
 use crate::sts::console::{ConsoleError, ConsoleSignIn};
@@ -37,6 +38,9 @@ pub enum IssueFailure {
     Sts(#[from] IssueError),
     #[error("the audit log cannot be written, so no credentials are issued")]
     AuditUnavailable,
+    /// Recall is on and the issuance could not be noted for it: nothing was sent to AWS.
+    #[error("the state store is unavailable, so no credentials are issued")]
+    StoreUnavailable,
     /// Credentials were issued, but the federation endpoint refused the console sign-in.
     #[error(transparent)]
     Console(#[from] ConsoleError),
@@ -145,13 +149,25 @@ impl CredentialIssuer {
         let identity = authorized.identity().claims();
         let mode = role.sts_mode;
         let subject = format!("{}:{}", identity.idp, identity.subject);
+        // With recall on, every credential names its person (`SourceIdentity`): the rule's
+        // value, else the user name, else the person's tag.
+        let recall = self.audit.recalls_on();
+        let source_identity = grant.source_identity.clone().or_else(|| {
+            recall.then(|| {
+                SourceIdentity::parse(&identity.username).unwrap_or_else(|_| {
+                    let tag = crate::store::PersonTag::of(identity.idp.as_str(), &identity.subject);
+                    SourceIdentity::parse(&format!("rg-{tag}"))
+                        .expect("hex is a valid source identity")
+                })
+            })
+        });
         let request = StsRequest {
             role: &role.id,
             role_arn: &grant.arn,
             mode,
             session_name: &grant.session_name,
             duration: authorized.duration(),
-            source_identity: grant.source_identity.as_ref(),
+            source_identity: source_identity.as_ref(),
             tags: &grant.tags,
             policy: grant.session_policy.as_ref(),
             web_identity_subject: &subject,
@@ -177,6 +193,20 @@ impl CredentialIssuer {
             tracing::error!(error = %e, "audit write failed; not calling STS");
             self.count(role.id.as_str(), mode, requester, "failure");
             return Err(IssueFailure::AuditUnavailable);
+        }
+        if let (true, Some(si)) = (recall, &source_identity) {
+            // No note, no call: credentials rolegate could not recall are not issued.
+            let expires =
+                crate::store::now_unix() + u64::from(authorized.duration().as_secs()) + 60;
+            if let Err(e) = self
+                .audit
+                .note_issuance(identity, &grant.arn, si.as_str(), expires)
+                .await
+            {
+                tracing::error!(error = %e, "cannot note the issuance for recall; not calling STS");
+                self.count(role.id.as_str(), mode, requester, "failure");
+                return Err(IssueFailure::StoreUnavailable);
+            }
         }
         let started = Instant::now();
         let result = self.sts.call(&request).await;
@@ -206,10 +236,7 @@ impl CredentialIssuer {
             display_name: identity.username.clone(),
             rules: grant.rules.iter().map(|x| x.as_str().to_owned()).collect(),
             issued: facts(duration.as_secs()),
-            source_identity: grant
-                .source_identity
-                .as_ref()
-                .map(|s| s.as_str().to_owned()),
+            source_identity: source_identity.as_ref().map(|s| s.as_str().to_owned()),
             tags: grant
                 .tags
                 .tags()

@@ -31,6 +31,7 @@ pub mod locks;
 pub mod login;
 pub mod oauth;
 pub mod provisioning;
+pub mod recall;
 mod revalidate;
 pub mod session;
 
@@ -173,12 +174,23 @@ impl Access {
             &config.server.public_url,
             config.aws.console_session_duration,
         );
+        let iam = if config.aws.recall_issued {
+            Some(Arc::new(
+                crate::sts::recall::Iam::new(&config, aws_credentials.as_ref()).await,
+            ))
+        } else {
+            None
+        };
         let admin = Arc::new(AdminCore::new(
             config.clone(),
             store.clone(),
             audit,
             metrics.clone(),
+            iam,
         ));
+        if config.aws.recall_issued {
+            tokio::spawn(recall::run(admin.clone(), config.aws.recall_sweep_interval));
+        }
         let issuer = issuer::CredentialIssuer::new(sts, console, admin.clone(), metrics.clone());
         let oidc: Vec<Arc<OidcProvider>> = config
             .idps

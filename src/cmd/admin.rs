@@ -121,7 +121,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let core = AdminCore::open(Arc::new(config)).context("cannot open the store")?;
+        let core = AdminCore::open(Arc::new(config))
+            .await
+            .context("cannot open the store")?;
         let actor = Actor {
             name: format!(
                 "operator {}",

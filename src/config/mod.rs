@@ -275,6 +275,17 @@ pub struct AwsConfig {
     pub console_url: Url,
     /// Requested console session length (`SessionDuration`), when AWS allows sending it.
     pub console_session_duration: SessionDuration,
+    /// Recall issued credentials when a person is revoked, locked or deprovisioned (an
+    /// inline deny policy on each role they were issued), and give every credential a
+    /// `SourceIdentity`.
+    pub recall_issued: bool,
+    /// The role the broker assumes in each account to write recall policies; `None`: its
+    /// own credentials (one account).
+    pub recall_role_name: Option<String>,
+    /// How often expired recall statements are swept from the roles' policies.
+    pub recall_sweep_interval: Duration,
+    /// Overrides the IAM endpoint (tests point it at a local emulator).
+    pub iam_endpoint_url: Option<Url>,
 }
 
 /// How rolegate obtains a role's credentials.

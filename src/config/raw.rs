@@ -89,6 +89,11 @@ pub struct RawAws {
     pub federation_url: Option<String>,
     pub console_url: Option<String>,
     pub console_session_duration: Option<String>,
+    #[serde(default)]
+    pub recall_issued: bool,
+    pub recall_role_name: Option<String>,
+    pub recall_sweep_interval: Option<String>,
+    pub iam_endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

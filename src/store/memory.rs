@@ -257,6 +257,7 @@ impl MemoryStore {
         for guard in &txn.guards {
             let holds = match guard {
                 Guard::Exists(k) => inner.live(&self.key(k.as_str()), now).is_some(),
+                Guard::Absent(k) => inner.live(&self.key(k.as_str()), now).is_none(),
                 Guard::Unchanged(k, v) => {
                     inner.text(&self.key(k.as_str()), now)? == Some(v.as_str())
                 }

@@ -46,6 +46,7 @@ pub struct Txn {
 
 pub(super) enum Guard {
     Exists(Key),
+    Absent(Key),
     Unchanged(Key, String),
 }
 
@@ -62,6 +63,13 @@ impl Txn {
     pub fn require<R: Record>(&mut self, id: &Hashed) -> &mut Self {
         self.guards
             .push(Guard::Exists(Key::owned(&self.tag, R::KIND, id)));
+        self
+    }
+
+    /// Applies only if the person has no record `R` under `id` (the first writer wins).
+    pub fn require_absent<R: Record>(&mut self, id: &Hashed) -> &mut Self {
+        self.guards
+            .push(Guard::Absent(Key::owned(&self.tag, R::KIND, id)));
         self
     }
 

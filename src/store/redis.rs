@@ -108,8 +108,8 @@ const DECR_EXISTING: &str = "local n = tonumber(redis.call('GET', KEYS[1]) or '0
      if n > 0 then redis.call('DECR', KEYS[1]) end return 0";
 
 /// A person's transaction (see `record::Txn`): KEYS[1] is the person's index, the others
-/// their records (one hash slot). ARGV: the number of guards, each `E key#` (exists) or
-/// `V key# value` (unchanged); then the operations, `S key# value ms` (set),
+/// their records (one hash slot). ARGV: the number of guards, each `E key#` (exists),
+/// `A key#` (absent) or `V key# value` (unchanged); then the operations, `S key# value ms` (set),
 /// `D key#` (delete), `L field entry ms` (index entry; the index lives at least `ms`),
 /// `U field` (index entry removed). Guards are all checked before anything is written,
 /// so a failed guard changes nothing.
@@ -119,6 +119,9 @@ for _ = 1, tonumber(a[1]) do
   local k = KEYS[tonumber(a[i+1])]
   if a[i] == 'E' then
     if redis.call('EXISTS', k) == 0 then return 0 end
+    i = i + 2
+  elseif a[i] == 'A' then
+    if redis.call('EXISTS', k) == 1 then return 0 end
     i = i + 2
   else
     if redis.call('GET', k) ~= a[i+2] then return 0 end
@@ -412,6 +415,7 @@ impl RedisStore {
         for g in &txn.guards {
             match g {
                 Guard::Exists(k) => args.extend(["E".into(), slot(k).to_string()]),
+                Guard::Absent(k) => args.extend(["A".into(), slot(k).to_string()]),
                 Guard::Unchanged(k, v) => args.extend(["V".into(), slot(k).to_string(), v.clone()]),
             }
         }

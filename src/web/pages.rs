@@ -197,6 +197,11 @@ pub struct HistoryRow {
 #[derive(Template)]
 #[template(path = "admin_person.html")]
 pub struct AdminPersonPage<'a> {
+    /// What the IdP's directory (SCIM) says of them, when the IdP provisions.
+    pub directory: Option<String>,
+    pub recalls_on: bool,
+    /// Recalls of their issued credentials not applied yet (with the last error).
+    pub recalls: Vec<RecallRow>,
     pub csrf: &'a str,
     pub tag: &'a str,
     pub username: &'a str,
@@ -208,6 +213,14 @@ pub struct AdminPersonPage<'a> {
     pub history: Vec<HistoryRow>,
     pub locks: Vec<LockRow>,
     pub notice: Option<&'a str>,
+}
+
+/// A recall of issued credentials on one role, not applied yet.
+pub struct RecallRow {
+    pub role_arn: String,
+    pub state: String,
+    pub next_attempt: String,
+    pub until: String,
 }
 
 /// Asks an administrator to confirm a lock that applies to themselves.

@@ -355,7 +355,7 @@ async fn an_admin_revokes_everything_and_every_instance_refuses_it() {
     assert_eq!(revocation["reason"], "left the company");
 }
 
-async fn redis_broker(prefix: &str, extra: &str) -> OidcSetup {
+pub(crate) async fn redis_broker(prefix: &str, extra: &str) -> OidcSetup {
     spawn_with(SetupOptions {
         session: format!(
             "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"",
@@ -367,7 +367,7 @@ async fn redis_broker(prefix: &str, extra: &str) -> OidcSetup {
     .await
 }
 
-async fn cli_tokens(s: &OidcSetup, b: &Client) -> Json {
+pub(crate) async fn cli_tokens(s: &OidcSetup, b: &Client) -> Json {
     let (verifier, challenge) = crate::cli_login::pkce();
     let code = crate::cli_login::approve_loopback_as(s, b, &challenge, "@example.com").await;
     crate::cli_login::exchange(s, &code, &verifier)

@@ -46,6 +46,8 @@ mod oidc;
 mod oidc_checks;
 /// ID tokens presented by a client (an app's own login), verified for an audience.
 mod presented_tokens;
+/// Recalling issued credentials with moto's IAM (several accounts).
+mod recall;
 /// Requests the access core refuses before AWS: each answered, audited, nothing issued.
 mod refusals;
 /// SAML sign-in against a real IdP (SimpleSAMLphp).

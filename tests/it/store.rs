@@ -250,6 +250,57 @@ async fn directory_changes_are_all_or_nothing_on_their_version(s: Store) {
     );
 }
 
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Note(u32);
+
+impl rolegate::store::Record for Note {
+    const KIND: &'static str = "test:note";
+    fn ttl(&self, _now: u64) -> Duration {
+        TTL
+    }
+}
+
+/// A person's transaction applies only when every guard holds: exists, absent, unchanged;
+/// of two writers guarded on the same state, one wins.
+async fn person_transactions_apply_only_when_their_guards_hold(s: Store) {
+    use rolegate::store::{Hashed, PersonTag};
+    let tag = PersonTag::of("corp", &unique_prefix("guards"));
+    let id = Hashed::of("note");
+    let mut first = s.txn(&tag);
+    first
+        .require_absent::<Note>(&id)
+        .put(&id, &Note(1))
+        .unwrap();
+    let mut second = s.txn(&tag);
+    second
+        .require_absent::<Note>(&id)
+        .put(&id, &Note(2))
+        .unwrap();
+    assert!(s.commit(&first).await.unwrap());
+    assert!(!s.commit(&second).await.unwrap(), "absent no more");
+    let read = s.load_owned::<Note>(&tag, &id).await.unwrap().unwrap();
+    assert_eq!(read.value, Note(1));
+    let mut a = s.txn(&tag);
+    a.require_unchanged(&id, &read).put(&id, &Note(3)).unwrap();
+    let mut b = s.txn(&tag);
+    b.require_unchanged(&id, &read).put(&id, &Note(4)).unwrap();
+    assert!(s.commit(&a).await.unwrap());
+    assert!(!s.commit(&b).await.unwrap(), "changed since read");
+    let mut c = s.txn(&tag);
+    c.require::<Note>(&Hashed::of("missing"))
+        .put(&id, &Note(5))
+        .unwrap();
+    assert!(!s.commit(&c).await.unwrap());
+    assert_eq!(
+        s.load_owned::<Note>(&tag, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        Note(3)
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory_backend {
@@ -274,6 +325,7 @@ contract!(
     values_round_trip_unchanged,
     get_renewing_reads_and_extends_the_ttl_in_one_step,
     directory_changes_are_all_or_nothing_on_their_version,
+    person_transactions_apply_only_when_their_guards_hold,
 );
 
 #[tokio::test]

@@ -308,7 +308,9 @@ impl Access {
                                 "invalid_target",
                                 "the requested role is not available to this person",
                             ),
-                            IssueFailure::AuditUnavailable => OAuthError::unavailable(),
+                            IssueFailure::AuditUnavailable | IssueFailure::StoreUnavailable => {
+                                OAuthError::unavailable()
+                            }
                             other => OAuthError::new("temporarily_unavailable", other.to_string()),
                         }));
                     }

@@ -75,6 +75,38 @@ fn provisioned<'a>(idps: &'a [IdpConfig], c: &IdentityClaims) -> Option<&'a IdpC
 }
 
 impl Access {
+    /// What the IdP's directory says of a person (for administrators): `None` when the
+    /// IdP does not provision over SCIM, `Some(None)` when the directory does not know
+    /// them.
+    pub async fn directory_state(
+        &self,
+        idp: &str,
+        subject: &str,
+        username: &str,
+        email: Option<&str>,
+    ) -> Result<Option<Option<Membership>>, crate::store::StoreError> {
+        let Some(cfg) = self.config.idps.iter().find(|i| i.id.as_str() == idp) else {
+            return Ok(None);
+        };
+        let Some(settings) = &cfg.scim else {
+            return Ok(None);
+        };
+        let raw = match settings.identity_key {
+            IdentityKey::Subject => Some(subject),
+            IdentityKey::Username => Some(username),
+            IdentityKey::Email => email,
+        };
+        let Some(key) = raw.map(str::to_lowercase) else {
+            return Ok(Some(None));
+        };
+        Ok(Some(
+            self.store
+                .directory_get(idp, Table::Members, &key)
+                .await?
+                .and_then(|j| serde_json::from_str(&j).ok()),
+        ))
+    }
+
     /// The identity as the IdP's directory has it now: refused when deactivated (or not
     /// provisioned where that is required), its groups from the directory when
     /// `groups_from` says so. Identities of IdPs without SCIM pass unchanged. A directory

@@ -458,7 +458,38 @@ pub(super) fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
         "1h",
     )
     .and_then(|d| errs.check("aws.console_session_duration", SessionDuration::parse(d)));
+    let iam_endpoint_url = raw
+        .iam_endpoint_url
+        .as_deref()
+        .and_then(|u| errs.check("aws.iam_endpoint_url", secure_url(u)));
+    if let Some(n) = &raw.recall_role_name
+        && (n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
+    {
+        errs.push(
+            "aws.recall_role_name",
+            "must be an IAM role name: 1 to 64 characters of letters, digits and +=,.@_-",
+        );
+    }
+    let recall_sweep_interval = duration(
+        errs,
+        "aws.recall_sweep_interval",
+        raw.recall_sweep_interval.as_deref(),
+        "5m",
+    );
+    if recall_sweep_interval
+        .is_some_and(|d| d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600))
+    {
+        errs.push("aws.recall_sweep_interval", "must be between 1s and 24h");
+    }
     Some(AwsConfig {
+        recall_issued: raw.recall_issued,
+        recall_role_name: raw.recall_role_name,
+        recall_sweep_interval: recall_sweep_interval?,
+        iam_endpoint_url,
         region,
         sts_endpoint_url,
         partition,

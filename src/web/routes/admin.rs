@@ -19,6 +19,7 @@ use crate::access::locks::{Lock, LockTarget};
 use crate::web::extract::{SignedIn, check_csrf};
 use crate::web::pages::{
     AdminConfirmPage, AdminPage, AdminPersonPage, HistoryRow, HoldingRow, LockRow, PersonRow,
+    RecallRow,
 };
 use crate::web::{AppState, PageError, request_context};
 
@@ -245,8 +246,59 @@ pub async fn person(
         })
         .collect();
     let t = now();
+    let directory = match state
+        .access
+        .directory_state(&idp, &subject, &username, email.as_deref())
+        .await
+    {
+        Ok(None) => None,
+        Ok(Some(None)) => {
+            Some("not provisioned (the IdP's directory does not know them)".to_owned())
+        }
+        Ok(Some(Some(m))) if m.id.is_none() => {
+            Some("deleted from the IdP's directory: refused".to_owned())
+        }
+        Ok(Some(Some(m))) => Some(format!(
+            "{}; groups: {}",
+            if m.active {
+                "active"
+            } else {
+                "deactivated: refused"
+            },
+            if m.groups.is_empty() {
+                "none".to_owned()
+            } else {
+                m.groups.join(", ")
+            }
+        )),
+        Err(_) => Some("unknown (the state store did not answer)".to_owned()),
+    };
+    let recalls_on = state.access.admin().recalls_on();
+    let recalls = match state.access.admin().pending_recalls(Some(&tag)).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|p| RecallRow {
+                role_arn: p.role_arn,
+                state: match &p.last_error {
+                    None => "pending".into(),
+                    Some(e) => format!("failed {} time(s): {e}", p.attempts),
+                },
+                next_attempt: when(p.next_attempt),
+                until: when(p.expires),
+            })
+            .collect(),
+        Err(_) => vec![RecallRow {
+            role_arn: "(unknown)".into(),
+            state: "the state store did not answer".into(),
+            next_attempt: String::new(),
+            until: String::new(),
+        }],
+    };
     render(
         AdminPersonPage {
+            directory,
+            recalls_on,
+            recalls,
             csrf: &s.csrf,
             tag: tag.as_str(),
             username: &username,

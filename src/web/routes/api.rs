@@ -100,7 +100,7 @@ fn failure(req: &HttpRequest, e: &IssueFailure) -> HttpResponse {
             (StatusCode::FORBIDDEN, "access_locked")
         }
         IssueFailure::Refused(_) => (StatusCode::FORBIDDEN, "access_denied"),
-        IssueFailure::AuditUnavailable => {
+        IssueFailure::AuditUnavailable | IssueFailure::StoreUnavailable => {
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
         }
         IssueFailure::Sts(s) if s.is_access_denied() => {

@@ -91,6 +91,12 @@ fn issue_failed(e: &IssueFailure, request_id: &str) -> PageError {
             "rolegate cannot write its audit log, so no credentials are issued right now.",
             request_id,
         ),
+        IssueFailure::StoreUnavailable => PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No credentials issued",
+            "rolegate cannot reach its state store, so no credentials are issued right now.",
+            request_id,
+        ),
         IssueFailure::Console(e) => PageError::new(
             StatusCode::BAD_GATEWAY,
             "Console sign-in failed",
