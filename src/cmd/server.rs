@@ -34,6 +34,10 @@ pub enum ServerCommand {
         /// A JSON file with the claims (as in a decoded ID token).
         #[arg(long)]
         claims: PathBuf,
+        /// Take the groups from the IdP's SCIM directory (in the configured state store)
+        /// for this subject, as a request would see them with `groups_from = "directory"`.
+        #[arg(long)]
+        groups_from_directory: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -84,10 +88,11 @@ pub fn run(command: ServerCommand) -> anyhow::Result<ExitCode> {
             config,
             idp,
             claims,
+            groups_from_directory,
             format,
         } => {
             let config = load(&config)?;
-            explain(&config, &idp, &claims, format)
+            explain(config, &idp, &claims, groups_from_directory, format)
         }
         Command::Keys(KeysCommand::Generate { out, algorithm }) => generate_key(&out, algorithm),
         Command::Admin(args) => super::admin::run(args),
@@ -328,9 +333,10 @@ fn summary(c: &Config) -> String {
 }
 
 fn explain(
-    config: &Config,
+    config: Config,
     idp_id: &str,
     claims_path: &Path,
+    from_directory: bool,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let Some(idp_config) = config.idp(idp_id) else {
@@ -341,13 +347,54 @@ fn explain(
         .with_context(|| format!("cannot read claims file {}", claims_path.display()))?;
     let claims: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", claims_path.display()))?;
-    let identity = idp::identity_from_claims(idp_config, claims).with_context(|| {
+    let mut identity = idp::identity_from_claims(idp_config, claims).with_context(|| {
         format!(
             "{} cannot be used as claims of IdP {idp_id}",
             claims_path.display()
         )
     })?;
-    let evaluation = config.rules.evaluate(&identity);
+    if from_directory {
+        if idp_config.scim.is_none() {
+            bail!("IdP {idp_id} does not provision over SCIM (no [idp.scim] table)");
+        }
+        let config = std::sync::Arc::new(config);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?;
+        let membership = runtime.block_on(async {
+            let core = rolegate::access::admin::AdminCore::open(config.clone())
+                .await
+                .context("cannot open the store")?;
+            core.directory_membership(&identity)
+                .await
+                .context("cannot read the IdP's directory")
+        })?;
+        let note = match &membership {
+            None => "not in the IdP's directory: no groups from it".to_owned(),
+            Some(m) if !m.active => {
+                "DEACTIVATED in the IdP's directory: every request would be refused".to_owned()
+            }
+            Some(m) => format!("directory groups: {}", m.groups.join(", ")),
+        };
+        eprintln!("{note}");
+        identity.groups = membership
+            .map(|m| m.groups)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|g| rolegate::domain::GroupName::parse(g).ok())
+            .collect();
+        return explain_identity(&config, &identity, format);
+    }
+    explain_identity(&config, &identity, format)
+}
+
+fn explain_identity(
+    config: &Config,
+    identity: &rolegate::mapping::IdentityClaims,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let evaluation = config.rules.evaluate(identity);
     match format {
         Format::Text => emit(&mapping::render_text(&identity, &evaluation)),
         Format::Json => emit(&format!(

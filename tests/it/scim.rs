@@ -558,6 +558,39 @@ async fn deprovisioning_ends_every_holding_everywhere_and_directory_groups_decid
             "{base}: {roles:?}"
         );
     }
+    // `rolegate explain` with the directory's groups (the token's say nothing here).
+    let claims = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        claims.path(),
+        r#"{"sub": "alice", "email": "alice@example.com", "groups": []}"#,
+    )
+    .unwrap();
+    let explain = |claims: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rolegate"))
+            .args([
+                "explain",
+                "--config",
+                b.config.to_str().unwrap(),
+                "--idp",
+                "corp",
+                "--claims",
+            ])
+            .arg(claims)
+            .args(["--groups-from-directory", "--format", "json"])
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (out, err) = explain(claims.path());
+    assert!(
+        err.contains("directory groups: aws-admins, developers")
+            || err.contains("directory groups: developers, aws-admins"),
+        "{err}"
+    );
+    assert!(out.contains("prod-admin"), "{out}");
     let home = tempfile::tempdir().unwrap();
     cli_login(home.path(), &public, &browser).await;
     // Each call asks the broker (what credential_process cached is not looked at).
@@ -687,6 +720,8 @@ async fn deprovisioning_ends_every_holding_everywhere_and_directory_groups_decid
     let (code, _, err) = creds("dev-admin");
     assert_eq!(code, 1);
     assert!(err.contains("not logged in"), "{err}");
+    let (_, err) = explain(claims.path());
+    assert!(err.contains("DEACTIVATED"), "{err}");
     // A new sign-in is refused while she is deactivated.
     let fresh = crate::oidc::browser();
     let cb = crate::oidc::sign_in_from(&b.s, &fresh, "/login/corp", "alice", "alice-pw").await;
@@ -737,5 +772,32 @@ async fn deprovisioning_ends_every_holding_everywhere_and_directory_groups_decid
     assert_eq!(
         picker_roles(&again, &public).await,
         Ok(vec!["dev-admin".to_owned()])
+    );
+}
+
+/// With `require_provisioned`, a person the directory does not know is refused at
+/// sign-in (and a known, active one is let in).
+#[tokio::test]
+async fn require_provisioned_refuses_people_the_directory_does_not_know() {
+    let s = spawn_with(SetupOptions {
+        corp_extra: corp_scim("both", "require_provisioned = true"),
+        ..SetupOptions::default()
+    })
+    .await;
+    let scim = Scim::new(&s.app.address, CORP_TOKEN);
+    scim.user("alice@example.com").await;
+    let alice = crate::lifecycle::signed_in(&s, "alice").await;
+    assert!(picker_roles(&alice, &s.app.address).await.is_ok());
+    let bob = crate::oidc::browser();
+    let cb = crate::oidc::sign_in_from(&s, &bob, "/login/corp", "bob", "bob-pw").await;
+    let res = bob.get(&cb).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("identity provider"));
+    assert!(
+        s.audit_records()
+            .iter()
+            .any(|r| r["event"] == "access_locked"
+                && r["lock_id"] == "scim:not-provisioned"
+                && r["subject"] == "bob")
     );
 }

@@ -166,6 +166,29 @@ impl Access {
     }
 }
 
+impl super::super::admin::AdminCore {
+    /// The IdP's directory entry of the person `c` names (for `rolegate explain
+    /// --groups-from-directory`): `None` when the IdP does not provision over SCIM or the
+    /// directory does not know them.
+    pub async fn directory_membership(
+        &self,
+        c: &IdentityClaims,
+    ) -> Result<Option<Membership>, crate::store::StoreError> {
+        let Some(idp) = provisioned(&self.config.idps, c) else {
+            return Ok(None);
+        };
+        let settings = idp.scim.as_ref().expect("provisioned() checked");
+        let Some(key) = identity_key(settings, c) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .directory_get(idp.id.as_str(), Table::Members, &key)
+            .await?
+            .and_then(|j| serde_json::from_str(&j).ok()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

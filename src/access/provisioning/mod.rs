@@ -449,6 +449,12 @@ impl Access {
                 tracing::error!(error = %e, "audit log write failed for a SCIM change");
             }
             tracing::info!(idp, operation = write.as_str(), resource = kind.name(), id = %rid, "SCIM change");
+            self.metrics
+                .provisioning
+                .get_or_create(&crate::metrics::KindLabels {
+                    kind: format!("{}_{}", kind.name().to_lowercase(), write.as_str()),
+                })
+                .inc();
             for effect in &effects {
                 if let Effect::Deactivated { key } = effect {
                     self.deprovisioned(cfg, key, ctx).await;
