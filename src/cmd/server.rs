@@ -396,10 +396,10 @@ fn explain_identity(
 ) -> anyhow::Result<ExitCode> {
     let evaluation = config.rules.evaluate(identity);
     match format {
-        Format::Text => emit(&mapping::render_text(&identity, &evaluation)),
+        Format::Text => emit(&mapping::render_text(identity, &evaluation)),
         Format::Json => emit(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&mapping::render_json(&identity, &evaluation))?
+            serde_json::to_string_pretty(&mapping::render_json(identity, &evaluation))?
         )),
     }
 }
