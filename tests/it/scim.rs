@@ -367,6 +367,7 @@ async fn bad_scim_input_is_refused_in_scim_form_and_changes_nothing() {
         "userName eq \"*\" ; DROP",
         "emails[type eq \"work\"",
         &"(".repeat(50),
+        &format!("{}userName eq \"a\"{}", "(".repeat(30), ")".repeat(30)),
         &format!("userName eq \"{}\"", "a".repeat(1100)),
     ] {
         let q: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
