@@ -228,7 +228,11 @@ impl Access {
                 up.revalidated_at,
             ))
         };
-        let past_grace = |since: u64| now.saturating_sub(since) >= cfg.revalidate_grace.as_secs();
+        // The one grace rule: the last confirmed identity stands while the IdP has been
+        // failing for less than `revalidate_grace`; past it, nobody is let in.
+        let within_grace = |since: Option<u64>| {
+            since.is_none_or(|s| now.saturating_sub(s) < cfg.revalidate_grace.as_secs())
+        };
         if up.failing_since.is_none() && now.saturating_sub(up.revalidated_at) < recent.as_secs() {
             return last();
         }
@@ -239,11 +243,10 @@ impl Access {
             .save_new(&flight, &Refreshing { expires: now + 15 })
             .await?
         {
-            return match up.failing_since {
-                Some(since) if past_grace(since) => {
-                    Ok(Revalidated::Unconfirmed(provider.idp.display_name.clone()))
-                }
-                _ => last(),
+            return if within_grace(up.failing_since) {
+                last()
+            } else {
+                Ok(Revalidated::Unconfirmed(provider.idp.display_name.clone()))
             };
         }
         let Some(rt) = sealer.open(&tag, &up.sealed) else {
@@ -343,7 +346,7 @@ impl Access {
                 txn.require_unchanged(&upstream_id(), &stored)
                     .put(&upstream_id(), &record)?;
                 self.store.commit(&txn).await?;
-                if past_grace(since) {
+                if !within_grace(Some(since)) {
                     self.count_revalidation("failed_closed");
                     tracing::warn!(person = %tag, reason = %why, "re-validation: the IdP has not confirmed the person for longer than the grace; refusing");
                     Ok(Revalidated::Unconfirmed(provider.idp.display_name.clone()))

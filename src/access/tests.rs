@@ -349,3 +349,49 @@ async fn the_sign_in_tail_audits_replaces_the_old_session_and_starts_a_new_one()
     assert_eq!(logins[0]["outcome"], "success");
     assert_eq!(logins[0]["subject"], "s-1");
 }
+
+/// A login approved before the person's access was revoked (an approval in flight while
+/// the revocation ran) is not handed out; one approved after it is.
+#[tokio::test]
+async fn a_login_approved_before_a_revocation_is_not_handed_out() {
+    use super::admin::{Actor, ActorSource};
+    use super::oauth::Approval;
+    use super::session::IdentityRecord;
+    let f = Fixture::new().await;
+    let who = identity(&["admins"]);
+    let tag = crate::store::PersonTag::of("corp", "s-1");
+    let actor = Actor {
+        name: "ops".into(),
+        source: ActorSource::Cli,
+    };
+    f.access
+        .admin()
+        .revoke(&tag, None, &actor, "left", &ctx())
+        .await
+        .unwrap();
+    let approval = |approved_at: u64| Approval {
+        identity: IdentityRecord::from_identity(&who),
+        client_id: "rolegate-cli".into(),
+        device_name: "laptop".into(),
+        approved_at,
+    };
+    let now = crate::store::now_unix();
+    let refused = f
+        .access
+        .issue_token_family(approval(now - 5), None, &ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "access_denied");
+    assert!(
+        refused.description.contains("revoked"),
+        "{}",
+        refused.description
+    );
+    assert!(
+        f.access
+            .issue_token_family(approval(now + 1), None, &ctx())
+            .await
+            .is_ok(),
+        "approved after the revocation"
+    );
+}

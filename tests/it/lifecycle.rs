@@ -652,6 +652,27 @@ async fn the_admin_area_is_guarded_and_refuses_bad_input() {
         .nth(1)
         .map(|r| r.split('"').next().unwrap().to_owned())
         .expect("alice is found");
+    // Revoking: not by someone who is not an administrator (with their own valid CSRF
+    // token), nor by an administrator without the token. alice keeps her session.
+    let res = alice
+        .post(format!("{base}/admin/people/{tag}/revoke"))
+        .form(&[("csrf", alice_csrf.as_str()), ("reason", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "not an administrator");
+    let res = dana
+        .post(format!("{base}/admin/people/{tag}/revoke"))
+        .form(&[("reason", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "no CSRF token");
+    assert_eq!(
+        alice.get(format!("{base}/")).send().await.unwrap().status(),
+        200,
+        "nothing was revoked"
+    );
     // Bad input: each a clear error, nothing changed.
     let long = "x".repeat(200);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
@@ -946,4 +967,67 @@ async fn revalidation_at_the_idp_follows_group_changes_revocations_and_outages()
         "the login is kept for when the IdP is back"
     );
     drop(bob_browser);
+}
+
+/// A subject token an app holds from before the person's access was revoked is refused
+/// at the exchange (the IdP's token outlives the revocation); one obtained after it works.
+#[tokio::test]
+async fn an_apps_subject_token_from_before_a_revocation_is_refused() {
+    use crate::exchange::{APPS, error_of, exchange, form};
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"",
+            shared_redis(),
+            unique_prefix("revoke-exchange")
+        ),
+        extra: format!("{APPS}{CLI_CONFIG}{ADMIN}"),
+        ..SetupOptions::default()
+    })
+    .await;
+    let before = crate::presented_tokens::app_id_token(&s.op, "alice", "alice-pw").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = s.config_file(dir.path());
+    let out = Command::new(BIN)
+        .args([
+            "admin",
+            "revoke",
+            "--idp",
+            "corp",
+            "--subject",
+            "alice",
+            "--reason",
+            "stolen phone",
+        ])
+        .args(["--config", config.to_str().unwrap(), "--as", "ops"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, error, description) = error_of(
+        exchange(
+            &s,
+            &form("mobile", &before, &[("audience", "prod-admin")]),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error.as_str()),
+        (400, "access_denied"),
+        "{description}"
+    );
+    assert!(description.contains("revoked"), "{description}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = crate::presented_tokens::app_id_token(&s.op, "alice", "alice-pw").await;
+    let res = exchange(
+        &s,
+        &form("mobile", &after, &[("audience", "prod-admin")]),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "a token from after the revocation");
 }
