@@ -264,6 +264,31 @@ pub enum Event {
         #[serde(skip_serializing_if = "String::is_empty")]
         error: String,
     },
+    /// Just-in-time access: a request for an eligible role, each decision, the start, the
+    /// end (and why), a break-glass use, or a refused request or decision.
+    Elevation {
+        /// `request`, `approval`, `decision`, `start`, `end`, `break_glass`, `refused`.
+        step: &'static str,
+        /// The requester.
+        #[serde(flatten)]
+        person: Person,
+        role: String,
+        /// The request's id (hashed: it is not a secret, but ids stay out of logs).
+        request: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        by: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ticket: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_seconds: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        comment: String,
+        outcome: Outcome,
+    },
     /// A SCIM request from an IdP: a change to its directory, or why it was refused.
     Provisioning {
         idp: String,
@@ -306,6 +331,7 @@ impl Event {
             | Self::TokenExchange { person, .. }
             | Self::Revocation { person, .. }
             | Self::Recall { person, .. }
+            | Self::Elevation { person, .. }
             | Self::AccessLocked { person, .. }
             | Self::Revalidation { person, .. } => (!person.subject.is_empty()).then_some(person),
             Self::OauthRequestRefused { .. }

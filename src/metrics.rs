@@ -75,6 +75,11 @@ pub struct Metrics {
     pub recalls_pending: Gauge,
     /// SCIM changes by resource and operation.
     pub provisioning: Family<KindLabels, Counter>,
+    /// Just-in-time events (`request`, `approved`, `denied`, `start`, `end`,
+    /// `break_glass`, `refused`).
+    pub elevations: Family<KindLabels, Counter>,
+    /// Webhook notices not delivered (by event; `dropped` when the queue was full).
+    pub webhook_failures: Family<KindLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -199,7 +204,21 @@ impl Metrics {
             "SCIM changes to the IdPs' directories, by resource and operation",
             provisioning.clone(),
         );
+        let elevations = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "elevations",
+            "Just-in-time access events",
+            elevations.clone(),
+        );
+        let webhook_failures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "webhook_failures",
+            "Webhook notices not delivered",
+            webhook_failures.clone(),
+        );
         Self {
+            elevations,
+            webhook_failures,
             recalls,
             recalls_pending,
             provisioning,

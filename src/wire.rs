@@ -71,4 +71,42 @@ pub struct RoleEntry {
     pub name: String,
     pub arn: String,
     pub max_duration_seconds: u64,
+    /// Held through an elevation until then (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elevated_until: Option<u64>,
+}
+
+/// `POST /api/v1/requests`: asking for an eligible role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ElevationAsk {
+    pub role: String,
+    /// `"2h"`, `"30m"` or seconds.
+    pub duration: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+/// A request for an eligible role, as the API answers it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ElevationStatus {
+    pub id: String,
+    pub role: String,
+    /// `pending`, `approved`, `denied`, `ended`, `expired`.
+    pub status: String,
+    pub seconds: u64,
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub approvals: Vec<String>,
+    pub approvals_needed: u8,
+    /// When the elevation ends (once approved), Unix seconds.
+    #[serde(default)]
+    pub until: Option<u64>,
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
 }

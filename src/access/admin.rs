@@ -144,6 +144,8 @@ pub struct AdminCore {
     pub(super) metrics: Arc<Metrics>,
     /// IAM, when issued credentials are recalled (`[aws] recall_issued`).
     pub(super) iam: Option<Arc<crate::sts::recall::Iam>>,
+    /// Webhooks for elevation events.
+    pub(super) notifier: super::elevation::notify::Notifier,
 }
 
 /// The index fields an item may have (record kinds of what a person holds).
@@ -152,6 +154,8 @@ const ITEM_KINDS: &[&str] = &[
     "oauth:family",
     "oauth:code",
     "oauth:device-approval",
+    "elevation:request",
+    "elevations",
 ];
 
 fn valid_item(field: &str) -> bool {
@@ -169,12 +173,15 @@ impl AdminCore {
         metrics: Arc<Metrics>,
         iam: Option<Arc<crate::sts::recall::Iam>>,
     ) -> Self {
+        let notifier =
+            super::elevation::notify::Notifier::start(config.webhooks.clone(), metrics.clone());
         Self {
             config,
             store,
             audit,
             metrics,
             iam,
+            notifier,
         }
     }
 
@@ -437,6 +444,11 @@ impl AdminCore {
             )?;
             self.store.commit(&mark).await?;
         }
+        if item.is_none() {
+            // Elevations end with everything else, each with its record and notice.
+            self.end_all(tag, &format!("access revoked: {reason}"), &actor.name, ctx)
+                .await;
+        }
         let mut txn = self.store.txn(tag);
         for (field, _) in &targets {
             txn.delete_field(field);
@@ -523,6 +535,7 @@ impl AdminCore {
         )?;
         self.store.entry_put(&lock.id, &lock).await?;
         tracing::warn!(lock = %lock.id, target = %lock.target, by = %actor.name, "lock placed");
+        self.end_elevations_for_lock(&lock, &actor.name, ctx).await;
         self.recall_for_lock(&lock, actor, ctx).await;
         Ok(lock)
     }

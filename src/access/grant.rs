@@ -52,11 +52,17 @@ pub struct MenuRole {
     pub arn: RoleArn,
     /// The longest session the grant allows: the role's maximum, lowered by any rule.
     pub max_duration: SessionDuration,
+    /// When the role is held through an elevation: when it ends (Unix seconds).
+    pub elevated_until: Option<u64>,
 }
 
 /// Why a request for a role was refused before any call to AWS. Each is audited.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    #[error(
+        "the elevation to {role} ends in {minutes_left} minutes: AWS issues no credentials for less than 15 minutes"
+    )]
+    ElevationEnding { role: Identifier, minutes_left: u64 },
     #[error("there is no role {0:?}")]
     UnknownRole(String),
     #[error("no rule grants role {0}")]
@@ -89,6 +95,7 @@ impl Refusal {
             Self::Denied { .. } => "denied",
             Self::InvalidGrant { .. } => "invalid_grant",
             Self::Locked { .. } => "locked",
+            Self::ElevationEnding { .. } => "elevation_ending",
             Self::DurationUnreadable { .. } => "duration_unreadable",
             Self::DurationOutOfRange { .. } => "duration_too_long",
         }
@@ -138,7 +145,7 @@ impl AuthorizedGrant {
 
 /// Reads a requested session length: seconds (`"3600"`) or a humantime duration
 /// (`"1h"`, `"90m"`).
-fn parse_duration(text: &str) -> Option<u64> {
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(secs);
@@ -147,6 +154,33 @@ fn parse_duration(text: &str) -> Option<u64> {
 }
 
 impl Access {
+    /// The grant that gives `role` to `principal` now: the rules' grant, or the role held
+    /// through an elevation that is running and still eligible (deny wins, the rules are
+    /// evaluated at this request), its sessions capped at the time left.
+    fn effective_grant(
+        &self,
+        principal: &Principal,
+        evaluation: &crate::mapping::Evaluation,
+        role: &str,
+    ) -> Option<(Grant, Option<u64>)> {
+        if let Some(g) = evaluation.grant(role) {
+            return Some((g.clone(), None));
+        }
+        let running = principal.elevation(role)?;
+        let eligible = evaluation.eligibility(role)?;
+        let mut g = self
+            .config
+            .rules
+            .elevated_grant(&eligible.role, principal.claims())?;
+        let left = running.until.saturating_sub(crate::store::now_unix());
+        if let Ok(cap) = SessionDuration::from_secs(left.min(u64::from(u32::MAX)) as u32)
+            && cap < g.max_duration
+        {
+            g.max_duration = cap;
+        }
+        Some((g, Some(running.until)))
+    }
+
     /// The role menu: every role the rules grant `identity` now, grouped by account, with
     /// each role's effective maximum session length.
     /// Roles a lock refuses are left out.
@@ -164,12 +198,14 @@ impl Access {
                     .filter(|r| r.account == account.id)
                     .filter(|r| self.lock_on(principal, r.id.as_str()).is_none())
                     .filter_map(|r| {
-                        evaluation.grant(r.id.as_str()).map(|g| MenuRole {
-                            id: r.id.clone(),
-                            display_name: r.display_name.clone(),
-                            arn: r.arn.clone(),
-                            max_duration: g.max_duration,
-                        })
+                        self.effective_grant(principal, &evaluation, r.id.as_str())
+                            .map(|(g, until)| MenuRole {
+                                id: r.id.clone(),
+                                display_name: r.display_name.clone(),
+                                arn: r.arn.clone(),
+                                max_duration: g.max_duration,
+                                elevated_until: until,
+                            })
                     })
                     .collect();
                 (!roles.is_empty()).then(|| AccountRoles {
@@ -224,7 +260,8 @@ impl Access {
         }
         let evaluation = self.config.rules.evaluate(identity.claims());
         let evaluated_at = Instant::now();
-        let Some(grant) = evaluation.grant(role_id) else {
+        let Some((grant, elevated_until)) = self.effective_grant(principal, &evaluation, role_id)
+        else {
             let refusal = evaluation.refused.iter().find(|r| r.role == role.id);
             return Err(match refusal.map(|r| &r.reason) {
                 Some(RefusalReason::Denied(rules)) => Refusal::Denied {
@@ -238,6 +275,16 @@ impl Access {
                 None => Refusal::NotGranted(role.id.clone()),
             });
         };
+        if let Some(until) = elevated_until {
+            // Sessions end with the elevation; AWS issues none shorter than 15 minutes.
+            let left = until.saturating_sub(crate::store::now_unix());
+            if left < 900 {
+                return Err(Refusal::ElevationEnding {
+                    role: role.id.clone(),
+                    minutes_left: left / 60,
+                });
+            }
+        }
         let max = grant.max_duration;
         let duration = match requested_duration.map(str::trim).filter(|d| !d.is_empty()) {
             None => max,
@@ -250,6 +297,9 @@ impl Access {
                     .and_then(|s| SessionDuration::from_secs(s).ok())
                 {
                     Some(d) if d <= max => d,
+                    // An elevated role's maximum shrinks by the second: a length chosen
+                    // moments ago is capped at the time left, not refused.
+                    Some(_) if elevated_until.is_some() => max,
                     _ => {
                         return Err(Refusal::DurationOutOfRange {
                             role: role.id.clone(),
@@ -263,7 +313,7 @@ impl Access {
         Ok(AuthorizedGrant {
             identity: identity.clone(),
             role: role.clone(),
-            grant: grant.clone(),
+            grant,
             duration,
             requester: requester.clone(),
             evaluated_at,

@@ -29,6 +29,10 @@ pub enum HoldingKind {
     DeviceApproval,
     /// An authorization code issued to a loopback client and not yet redeemed.
     AuthorizationCode,
+    /// A request for an eligible role (pending or decided).
+    ElevationRequest,
+    /// Roles held for a while through approved requests.
+    Elevation,
 }
 
 impl HoldingKind {
@@ -38,6 +42,8 @@ impl HoldingKind {
             Self::Login => "login",
             Self::DeviceApproval => "device_approval",
             Self::AuthorizationCode => "authorization_code",
+            Self::ElevationRequest => "elevation_request",
+            Self::Elevation => "elevation",
         }
     }
 }

@@ -122,21 +122,36 @@ impl Locked {
 /// An identity admitted just now: no lock on the person or their groups. What the role
 /// menu, authorization and issuance take. Only [`Access::admit`] makes one.
 #[derive(Debug, Clone)]
-pub struct Principal(VerifiedIdentity);
+pub struct Principal {
+    identity: VerifiedIdentity,
+    /// The roles they hold through approved elevations now (read at this request).
+    elevations: Vec<super::elevation::ActiveElevation>,
+}
 
 impl Principal {
     /// For the core's unit tests, which check decisions, not locks.
     #[cfg(test)]
     pub(super) fn unchecked(identity: VerifiedIdentity) -> Self {
-        Self(identity)
+        Self {
+            identity,
+            elevations: Vec::new(),
+        }
     }
 
     pub fn identity(&self) -> &VerifiedIdentity {
-        &self.0
+        &self.identity
     }
 
     pub fn claims(&self) -> &IdentityClaims {
-        self.0.claims()
+        self.identity.claims()
+    }
+
+    /// The elevation that gives `role` now, if one does.
+    pub fn elevation(&self, role: &str) -> Option<&super::elevation::ActiveElevation> {
+        let now = now_unix();
+        self.elevations
+            .iter()
+            .find(|e| e.role == role && e.until > now)
     }
 }
 
@@ -287,7 +302,17 @@ impl Access {
             }
             .into());
         }
-        Ok(Principal(identity))
+        // Elevations are read at every request (no copy is trusted), when any rule makes
+        // roles eligible.
+        let elevations = if self.config.rules.has_eligible() {
+            super::elevation::active(&self.store, &super::session::tag_of(&identity)).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Principal {
+            identity,
+            elevations,
+        })
     }
 
     /// The lock that refuses `role` to `principal` now (on the role, or on the person

@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod administrators;
+pub mod elevation;
 pub mod grant;
 pub mod holdings;
 pub mod issuer;
@@ -241,6 +242,23 @@ impl Access {
             admin,
             census_at: std::sync::Mutex::new(None),
         });
+        if access.config.rules.has_eligible() {
+            // Elevations end on time (with their record and notice) on every instance.
+            let a = access.clone();
+            tokio::spawn(async move {
+                let ctx = RequestContext {
+                    request_id: "elevation-worker".into(),
+                    ..RequestContext::default()
+                };
+                let mut tick = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = a.admin.end_due_elevations(&ctx).await {
+                        tracing::debug!(error = %e, "ending due elevations: the state store is unavailable");
+                    }
+                }
+            });
+        }
 
         if access
             .config

@@ -51,8 +51,19 @@ pub fn roles() -> Result<String, CliError> {
             a["number"].as_str().unwrap_or("")
         ));
         for r in a["roles"].as_array().into_iter().flatten() {
+            let elevated = r["elevated_until"]
+                .as_u64()
+                .map(|u| {
+                    format!(
+                        "  (elevated, {} left)",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            u.saturating_sub(now_unix())
+                        ))
+                    )
+                })
+                .unwrap_or_default();
             out.push_str(&format!(
-                "  {:<24} {:<10} {}\n",
+                "  {:<24} {:<10} {}{elevated}\n",
                 r["id"].as_str().unwrap_or(""),
                 humantime::format_duration(std::time::Duration::from_secs(
                     r["max_duration_seconds"].as_u64().unwrap_or(0)

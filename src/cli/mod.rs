@@ -14,6 +14,7 @@
 pub mod broker;
 pub mod commands;
 pub mod convert;
+pub mod elevation;
 pub mod login;
 pub mod settings;
 

@@ -31,6 +31,28 @@ pub enum ClientCommand {
     Whoami,
     /// The roles the rules grant you, by account.
     Roles,
+    /// Ask for a role a rule makes eligible, for a while, with a reason; waits for the
+    /// decision (Ctrl-C stops waiting, not the request).
+    Request {
+        #[arg(long)]
+        role: String,
+        /// How long, e.g. 2h or 30m.
+        #[arg(long = "for")]
+        duration: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// A ticket reference, when the role asks for one.
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Do not wait for the decision.
+        #[arg(long)]
+        no_wait: bool,
+        /// Stop waiting after this long.
+        #[arg(long, default_value = "15m")]
+        wait: String,
+    },
+    /// Your requests for eligible roles and their state.
+    Requests,
     /// Credentials for a role (cached; refreshed 5 minutes before they expire).
     Credentials {
         #[arg(long)]
@@ -122,6 +144,34 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         }
         ClientCommand::Roles => {
             print!("{}", commands::roles()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Request {
+            role,
+            duration,
+            reason,
+            ticket,
+            no_wait,
+            wait,
+        } => {
+            let wait_for = humantime::parse_duration(&wait)
+                .with_context(|| format!("--wait {wait:?} is not a duration such as 15m"))?;
+            let ask = rolegate::wire::ElevationAsk {
+                role,
+                duration,
+                reason,
+                ticket,
+            };
+            let (out, ok) = rolegate::cli::elevation::request(&ask, !no_wait, wait_for)?;
+            print!("{out}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        ClientCommand::Requests => {
+            print!("{}", rolegate::cli::elevation::requests()?);
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Credentials {

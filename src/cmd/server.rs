@@ -320,6 +320,10 @@ fn summary(c: &Config) -> String {
                 "deny",
                 roles.iter().map(|p| p.as_str().to_owned()).collect(),
             ),
+            mapping::Effect::Eligible { roles, .. } => (
+                "eligible",
+                roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            ),
         };
         let _ = writeln!(
             out,

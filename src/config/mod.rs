@@ -54,6 +54,29 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// Who administers access; defaults (nobody) when `[admin]` is absent.
     pub admin: AdminConfig,
+    /// Where elevation events are sent.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A `[[webhook]]`: a receiver of elevation events.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: Url,
+    pub format: WebhookFormat,
+    /// Signs the generic JSON form (HMAC-SHA256).
+    pub secret: Option<SecretString>,
+    /// The events it gets (`request`, `decision`, `start`, `end`, `break_glass`); all when
+    /// empty.
+    pub events: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// A Slack-compatible incoming-webhook message (`{"text": ...}`).
+    Slack,
+    /// The event as JSON, signed with the secret.
+    Json,
 }
 
 /// `[admin]`: the administrators of access.
@@ -465,6 +488,9 @@ pub struct Role {
     pub sts_mode: StsMode,
     /// Where "Console" lands: a URL on the console origin (default: the console home).
     pub console_destination: Url,
+    /// A break-glass role: an eligible person gets it at once with a reason, for at most
+    /// this long, loudly audited and notified.
+    pub break_glass: Option<Duration>,
 }
 
 /// Loads and validates the configuration at `path`, with overrides from the process

@@ -297,6 +297,9 @@ pub struct RawRole {
     pub session_policy_file: Option<String>,
     pub sts_mode: Option<String>,
     pub console_destination: Option<String>,
+    #[serde(default)]
+    pub break_glass: bool,
+    pub break_glass_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,7 +313,43 @@ pub struct RawRule {
     pub when: Option<toml::Value>,
     pub grant: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    /// Roles that may be asked for (just-in-time), under `[rule.elevation]`.
+    pub eligible: Option<Vec<String>>,
     pub session: Option<RawGrantSession>,
+    pub elevation: Option<RawElevation>,
+}
+
+/// `[rule.elevation]`: what a request for an eligible role needs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawElevation {
+    pub approvers: Option<toml::Value>,
+    pub approvals: Option<i64>,
+    pub max_elevation: Option<String>,
+    pub reason: Option<String>,
+    pub ticket_pattern: Option<String>,
+    pub auto_approve: Option<toml::Value>,
+    pub auto_approve_window: Option<RawWindow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub days: Vec<String>,
+    pub from: String,
+    pub to: String,
+}
+
+/// `[[webhook]]`: where elevation events are sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    pub format: Option<String>,
+    pub secret: Option<RawSecretRef>,
+    #[serde(default)]
+    pub events: Vec<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -381,6 +420,9 @@ pub fn accepted_keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("role", fields::<RawRole>()),
         ("rule", fields::<RawRule>()),
         ("rule.session", fields::<RawGrantSession>()),
+        ("rule.elevation", fields::<RawElevation>()),
+        ("rule.elevation.auto_approve_window", fields::<RawWindow>()),
+        ("webhook", fields::<RawWebhook>()),
         ("app", fields::<RawApp>()),
     ]
 }

@@ -69,6 +69,39 @@ pub enum Condition {
     Claim { path: ClaimPath, op: ClaimOp },
 }
 
+impl std::fmt::Display for Condition {
+    /// The condition as a short phrase (who approves, in `explain` and on pages).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |items: &[Condition], sep: &str| {
+            items
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        match self {
+            Self::All(c) => write!(f, "({})", list(c, " and ")),
+            Self::Any(c) => write!(f, "({})", list(c, " or ")),
+            Self::Not(c) => write!(f, "not {c}"),
+            Self::Group(g) => write!(f, "group {g}"),
+            Self::GroupGlob(p, _) => write!(f, "a group matching {p}"),
+            Self::GroupRegex(r) => write!(f, "a group matching /{}/", r.as_str()),
+            Self::Claim { path, op } => {
+                let op = match op {
+                    ClaimOp::Equals(v) => format!("= {v}"),
+                    ClaimOp::In(v) => format!("in {}", Json::Array(v.clone())),
+                    ClaimOp::StartsWith(s) => format!("starts with {s:?}"),
+                    ClaimOp::EndsWith(s) => format!("ends with {s:?}"),
+                    ClaimOp::Regex(r) => format!("matches /{}/", r.as_str()),
+                    ClaimOp::Exists(true) => "exists".into(),
+                    ClaimOp::Exists(false) => "is absent".into(),
+                };
+                write!(f, "claim {} {op}", path.as_str())
+            }
+        }
+    }
+}
+
 /// The outcome of checking one condition, with a sentence saying why, for `explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {

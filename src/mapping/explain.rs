@@ -40,6 +40,16 @@ pub fn render_json(id: &IdentityClaims, ev: &Evaluation) -> serde_json::Value {
             "why": r.why,
         })).collect::<Vec<_>>(),
         "grants": ev.grants.iter().map(grant_json).collect::<Vec<_>>(),
+        "eligible": ev.eligible.iter().map(|e| json!({
+            "role": e.role.as_str(),
+            "rules": e.rules.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "approvals": e.policy.approvals,
+            "approvers": e.approvers.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "max_elevation_seconds": e.policy.max_elevation.as_secs(),
+            "reason_required": e.policy.reason_required,
+            "ticket_pattern": e.policy.ticket_pattern.as_ref().map(|p| p.as_str()),
+            "auto_approve": e.policy.auto_approve.is_some(),
+        })).collect::<Vec<_>>(),
         "refused": ev.refused.iter().map(|r| {
             let (kind, detail) = match &r.reason {
                 RefusalReason::Denied(rules) => ("denied", json!(rules.iter().map(|x| x.as_str()).collect::<Vec<_>>())),
@@ -141,6 +151,48 @@ pub fn render_text(id: &IdentityClaims, ev: &Evaluation) -> String {
                 .collect();
             let _ = writeln!(out, "      session tags:    {}", tags.join(", "));
         }
+    }
+    for e in &ev.eligible {
+        let rules: Vec<&str> = e.rules.iter().map(|r| r.as_str()).collect();
+        let approvers: Vec<String> = e.approvers.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  ELIGIBLE {} by {} (ask for it: rolegate request --role {})",
+            e.role,
+            rules.join(", "),
+            e.role
+        );
+        let _ = writeln!(
+            out,
+            "      approved by:     {} {} of {}{}",
+            e.policy.approvals,
+            if e.policy.approvals == 1 {
+                "approver"
+            } else {
+                "different approvers"
+            },
+            approvers.join(" or "),
+            if e.policy.auto_approve.is_some() {
+                " (or automatically, see the rule)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "      at most:         {}{}{}",
+            humantime::format_duration(e.policy.max_elevation),
+            if e.policy.reason_required {
+                "; a reason is required"
+            } else {
+                ""
+            },
+            e.policy
+                .ticket_pattern
+                .as_ref()
+                .map(|p| format!("; a ticket matching {}", p.as_str()))
+                .unwrap_or_default()
+        );
     }
     for r in &ev.refused {
         let by: Vec<&str> = r.granted_by.iter().map(|x| x.as_str()).collect();

@@ -18,6 +18,7 @@
 //!   (never truncated).
 
 mod condition;
+pub mod elevation;
 mod explain;
 mod template;
 
@@ -98,6 +99,11 @@ pub enum Effect {
     Deny {
         roles: Vec<RolePattern>,
     },
+    /// The roles may be asked for, for a while, under the policy.
+    Eligible {
+        roles: Vec<Identifier>,
+        policy: elevation::ElevationPolicy,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -173,11 +179,17 @@ pub struct Evaluation {
     pub rules: Vec<RuleOutcome>,
     pub grants: Vec<Grant>,
     pub refused: Vec<Refusal>,
+    /// Roles the identity may ask for (not granted, not denied), sorted by role id.
+    pub eligible: Vec<elevation::Eligibility>,
 }
 
 impl Evaluation {
     pub fn grant(&self, role: &str) -> Option<&Grant> {
         self.grants.iter().find(|g| g.role.as_str() == role)
+    }
+
+    pub fn eligibility(&self, role: &str) -> Option<&elevation::Eligibility> {
+        self.eligible.iter().find(|e| e.role.as_str() == role)
     }
 }
 
@@ -198,6 +210,7 @@ impl MappingRules {
         // role -> granting rules; role -> denying rules. BTree: deterministic order.
         let mut granted: BTreeMap<&Identifier, Vec<&MappingRule>> = BTreeMap::new();
         let mut denied: BTreeMap<&Identifier, BTreeSet<Identifier>> = BTreeMap::new();
+        let mut eligible: BTreeMap<&Identifier, Vec<&MappingRule>> = BTreeMap::new();
 
         for (index, rule) in self.rules.iter().enumerate() {
             let verdict = match &rule.idps {
@@ -227,6 +240,9 @@ impl MappingRules {
                 Effect::Deny { roles } => {
                     (true, roles.iter().map(|p| p.as_str().to_owned()).collect())
                 }
+                Effect::Eligible { roles, .. } => {
+                    (false, roles.iter().map(|r| r.to_string()).collect())
+                }
             };
             if verdict.matched {
                 match &rule.effect {
@@ -240,6 +256,11 @@ impl MappingRules {
                             if patterns.iter().any(|p| p.matches(role)) {
                                 denied.entry(role).or_default().insert(rule.id.clone());
                             }
+                        }
+                    }
+                    Effect::Eligible { roles, .. } => {
+                        for r in roles {
+                            eligible.entry(r).or_default().push(rule);
                         }
                     }
                 }
@@ -287,11 +308,47 @@ impl MappingRules {
                 }),
             }
         }
+        // Eligible: not granted already, and deny wins here too.
+        let eligible = eligible
+            .into_iter()
+            .filter(|(role, _)| {
+                !denied.contains_key(role) && !grants.iter().any(|g| &g.role == *role)
+            })
+            .map(|(role, mut rules)| {
+                rules.sort_by(|a, b| a.id.cmp(&b.id));
+                rules.dedup_by(|a, b| a.id == b.id);
+                let policies: Vec<(&Identifier, &elevation::ElevationPolicy)> = rules
+                    .iter()
+                    .filter_map(|r| match &r.effect {
+                        Effect::Eligible { policy, .. } => Some((&r.id, policy)),
+                        _ => None,
+                    })
+                    .collect();
+                elevation::Eligibility::merge(role.clone(), &policies)
+            })
+            .collect();
         Evaluation {
             rules: outcomes,
             grants,
             refused,
+            eligible,
         }
+    }
+}
+
+impl MappingRules {
+    /// Whether any rule makes roles eligible (just-in-time access is on).
+    pub fn has_eligible(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.effect, Effect::Eligible { .. }))
+    }
+
+    /// The grant of a role held through an approved elevation: the role's own limits and
+    /// no rule's session settings (the caller caps it at the elevation's end).
+    pub fn elevated_grant(&self, role: &Identifier, id: &IdentityClaims) -> Option<Grant> {
+        let target = self.roles.get(role)?;
+        build_grant(target, &[], id).ok()
     }
 }
 

@@ -32,6 +32,8 @@ pub struct RoleEntry {
     pub display_name: String,
     pub arn: String,
     pub max_duration: String,
+    /// Held through an elevation: when it ends and how long is left.
+    pub elevated: Option<String>,
     /// The session lengths offered, up to the grant's maximum (selected).
     pub durations: Vec<DurationChoice>,
 }
@@ -73,6 +75,47 @@ pub struct RolePickerPage<'a> {
     pub csrf: &'a str,
     /// Shows the way to the admin area.
     pub is_admin: bool,
+    /// Roles they may ask for.
+    pub eligible: Vec<EligibleRow>,
+    /// Their recent requests.
+    pub requests: Vec<RequestRow>,
+    /// Requests waiting for them to decide.
+    pub to_decide: usize,
+    pub notice: Option<String>,
+}
+
+/// An eligible role on the picker, with what asking for it needs.
+pub struct EligibleRow {
+    pub id: String,
+    pub display_name: String,
+    pub max: String,
+    pub reason_required: bool,
+    pub ticket_pattern: Option<String>,
+    pub break_glass: bool,
+    pub approvers: String,
+}
+
+/// A request, on the picker or the approvers' page.
+pub struct RequestRow {
+    pub id: String,
+    pub role: String,
+    pub requester: String,
+    pub status: String,
+    pub length: String,
+    pub reason: String,
+    pub ticket: String,
+    pub detail: String,
+    /// The requester may end it now (running).
+    pub can_end: bool,
+}
+
+#[derive(Template)]
+#[template(path = "requests.html")]
+pub struct RequestsPage<'a> {
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub pending: Vec<RequestRow>,
+    pub notice: Option<String>,
 }
 
 #[derive(Template)]
@@ -172,6 +215,16 @@ pub struct AdminPage<'a> {
     pub notice: Option<&'a str>,
     pub idps: Vec<&'a str>,
     pub roles: Vec<&'a str>,
+    /// Break-glass uses, for review (newest first).
+    pub break_glass: Vec<BreakGlassRow>,
+}
+
+pub struct BreakGlassRow {
+    pub when: String,
+    pub who: String,
+    pub role: String,
+    pub reason: String,
+    pub until: String,
 }
 
 /// One live item of a person's, in the admin area.

@@ -12,7 +12,8 @@ use actix_web::{App, HttpRequest, HttpServer, ResponseError, error, web};
 
 use super::middleware::{SecurityHeaders, cors, observe, security_headers};
 use super::routes::{
-    admin, api, assets, device, fallback, health, issuer, login, oauth, roles, saml, scim, sso,
+    admin, api, assets, device, fallback, health, issuer, login, oauth, requests, roles, saml,
+    scim, sso,
 };
 use super::{ApiError, AppState, Metrics, PageError};
 use crate::access::{Access, BuildError, StaticAwsCredentials};
@@ -143,6 +144,13 @@ impl Application {
                 .route("/login/{idp}", web::get().to(login::start))
                 .route("/logout", web::post().to(login::logout))
                 // The admin area: revoke, lock, see who holds what.
+                .route("/requests", web::get().to(requests::queue))
+                .route("/requests", web::post().to(requests::ask))
+                .route("/requests/{id}/decision", web::post().to(requests::decide))
+                .route("/requests/{id}/end", web::post().to(requests::end))
+                .route("/api/v1/requests", web::get().to(api::requests))
+                .route("/api/v1/requests", web::post().to(api::ask))
+                .route("/api/v1/requests/{id}", web::get().to(api::request))
                 .route("/admin", web::get().to(admin::home))
                 .route("/admin/people/{tag}", web::get().to(admin::person))
                 .route("/admin/people/{tag}/revoke", web::post().to(admin::revoke))

@@ -27,7 +27,7 @@ pub async fn signed_in(s: &OidcSetup, user: &str) -> Client {
 }
 
 /// The CSRF token on a page the browser gets.
-async fn csrf_of(b: &Client, url: &str) -> String {
+pub(crate) async fn csrf_of(b: &Client, url: &str) -> String {
     let html = crate::helpers::page(b, url).await;
     field(&html, "csrf").to_owned()
 }
@@ -141,7 +141,13 @@ pub(crate) struct SdkLogin {
 
 pub(crate) async fn sdk_login(public: &str, person: &Client) -> SdkLogin {
     let sdk = tempfile::tempdir().unwrap();
-    let start = sso_client(sdk.path(), &["start", public]);
+    // Off the runtime: a broker in this process needs it while boto3 waits for it.
+    let start = {
+        let (dir, public) = (sdk.path().to_owned(), public.to_owned());
+        tokio::task::spawn_blocking(move || sso_client(&dir, &["start", &public]))
+            .await
+            .unwrap()
+    };
     let start_json: Json = serde_json::from_str(&start).unwrap();
     std::fs::write(sdk.path().join("start.json"), &start).unwrap();
     let user_code = start_json["userCode"].as_str().unwrap().to_owned();
@@ -177,7 +183,7 @@ pub(crate) async fn sdk_login(public: &str, person: &Client) -> SdkLogin {
     }
 }
 
-fn run_node(script: &str, env: &[(&str, &str)]) -> Json {
+pub(crate) fn run_node(script: &str, env: &[(&str, &str)]) -> Json {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = Command::new("node")

@@ -21,6 +21,8 @@ mod cli_login;
 mod config;
 /// DPoP (RFC 9449) item by item, and the challenges of a refused token.
 mod dpop;
+/// Just-in-time elevation: Chromium, the CLI, boto3, concurrency, webhooks, bad input.
+mod elevation;
 /// Token exchange (RFC 8693) for apps, with DPoP, rate limits and hostile subject tokens.
 mod exchange;
 /// One test per security check a mutation would otherwise survive.

@@ -6,6 +6,7 @@
 //! (`[[role]]`, `[[rule]]`).
 
 mod apps;
+mod elevation;
 mod idp;
 mod rules;
 mod server;
@@ -41,7 +42,7 @@ const SECTIONS: [&str; 7] = [
     "cli",
     "admin",
 ];
-const ARRAYS: [&str; 5] = ["idp", "account", "role", "rule", "app"];
+const ARRAYS: [&str; 6] = ["idp", "account", "role", "rule", "app", "webhook"];
 
 pub(super) fn from_str(
     text: &str,
@@ -132,6 +133,7 @@ pub(super) fn from_str(
     let role_items = array(&table, "role", &mut errs);
     let rule_items = array(&table, "rule", &mut errs);
     let app_items = array(&table, "app", &mut errs);
+    let webhook_items = array(&table, "webhook", &mut errs);
     let declared = |items: &[(String, toml::Value)]| -> BTreeSet<String> {
         items
             .iter()
@@ -297,6 +299,10 @@ pub(super) fn from_str(
             }
         }
     }
+    let webhooks: Vec<Webhook> = webhook_items
+        .into_iter()
+        .filter_map(|(key, value)| elevation::convert_webhook(&key, value, &base_dir, &mut errs))
+        .collect();
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
@@ -332,6 +338,7 @@ pub(super) fn from_str(
         rules: MappingRules::new(rules, targets),
         apps,
         admin,
+        webhooks,
     })
 }
 

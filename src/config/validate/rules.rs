@@ -99,8 +99,32 @@ pub(super) fn convert_role(
             console_destination(&a.console_url, raw.console_destination.as_deref()),
         )
     });
+    let break_glass = if raw.break_glass {
+        let max = duration(
+            errs,
+            &format!("{key}.break_glass_max"),
+            raw.break_glass_max.as_deref(),
+            "1h",
+        );
+        if max.is_some_and(|d| d < Duration::from_secs(60) || d > Duration::from_secs(4 * 3600)) {
+            errs.push(
+                format!("{key}.break_glass_max"),
+                "must be between 1m and 4h",
+            );
+        }
+        Some(max?)
+    } else {
+        if raw.break_glass_max.is_some() {
+            errs.push(
+                format!("{key}.break_glass_max"),
+                "set break_glass = true too (or leave this out)",
+            );
+        }
+        None
+    };
     let arn = arn?;
     Some(Role {
+        break_glass,
         sts_mode: sts_mode?,
         console_destination: console_destination?,
         display_name: raw
@@ -161,6 +185,55 @@ pub(super) fn convert_rule(
             }
         },
     };
+    if raw.elevation.is_some() && raw.eligible.is_none() {
+        errs.push(
+            format!("{key}.elevation"),
+            "only rules with eligible = [..] take elevation settings",
+        );
+    }
+    if let Some(eligible) = &raw.eligible {
+        if raw.grant.is_some() || raw.deny.is_some() {
+            errs.push(
+                key,
+                "a rule grants, denies or makes roles eligible: one of them (split it)",
+            );
+            return None;
+        }
+        if raw.session.is_some() {
+            errs.push(
+                format!("{key}.session"),
+                "eligible rules take [rule.elevation], not session settings",
+            );
+        }
+        let mut roles = Vec::new();
+        if eligible.is_empty() {
+            errs.push(format!("{key}.eligible"), "must name at least one role");
+        }
+        for (i, name) in eligible.iter().enumerate() {
+            match ctx.roles.iter().find(|r| r.id.as_str() == name) {
+                Some(r) => roles.push(r.id.clone()),
+                None if ctx.declared_roles.contains(name) => {}
+                None => errs.push(
+                    format!("{key}.eligible[{i}]"),
+                    format!("unknown role {name:?}"),
+                ),
+            }
+        }
+        let policy = super::elevation::convert_elevation(key, raw.elevation, &roles, ctx, errs);
+        return Some(MappingRule {
+            id: id?,
+            description: raw.description,
+            idps,
+            when: match (&raw.when, when) {
+                (Some(_), None) => return None,
+                (_, w) => w,
+            },
+            effect: Effect::Eligible {
+                roles,
+                policy: policy?,
+            },
+        });
+    }
     let effect = match (&raw.grant, &raw.deny) {
         (Some(grant), None) => {
             if grant.is_empty() {
@@ -232,7 +305,10 @@ pub(super) fn convert_rule(
             None
         }
         (None, None) => {
-            errs.push(key, "a rule needs grant = [..] or deny = [..]");
+            errs.push(
+                key,
+                "a rule needs grant = [..], deny = [..] or eligible = [..]",
+            );
             None
         }
     };

@@ -153,6 +153,21 @@ pub async fn home(
             notice: notice(query.done.as_deref()),
             idps: config.idps.iter().map(|i| i.id.as_str()).collect(),
             roles: config.roles.iter().map(|r| r.id.as_str()).collect(),
+            break_glass: state
+                .access
+                .break_glass_uses()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .take(50)
+                .map(|u| crate::web::pages::BreakGlassRow {
+                    when: when(u.at),
+                    who: format!("{} ({}:{})", u.username, u.idp, u.subject),
+                    role: u.role,
+                    reason: u.reason,
+                    until: when(u.until),
+                })
+                .collect(),
         },
         &req,
     )

@@ -83,6 +83,7 @@ pub async fn roles(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
                         name: r.display_name.clone(),
                         arn: r.arn.to_string(),
                         max_duration_seconds: r.max_duration.as_secs().into(),
+                        elevated_until: r.elevated_until,
                     })
                     .collect(),
             })
@@ -122,6 +123,8 @@ fn failure(req: &HttpRequest, e: &IssueFailure) -> HttpResponse {
         IssueFailure::Refused(crate::access::Refusal::Locked { .. }) => {
             "access to this role is locked; ask an administrator".to_owned()
         }
+        // Their own elevation ending soon: nothing to hide from them.
+        IssueFailure::Refused(r @ crate::access::Refusal::ElevationEnding { .. }) => r.to_string(),
         IssueFailure::Refused(r) if !r.is_bad_request() => "you may not use this role".to_owned(),
         other => other.to_string(),
     };
@@ -204,5 +207,117 @@ pub async fn console(
     {
         Ok(url) => json_no_store(json!({ "url": url.into_inner().as_str() })),
         Err(e) => failure(&req, &e),
+    }
+}
+
+fn status_of(r: crate::access::elevation::RequestView) -> wire::ElevationStatus {
+    wire::ElevationStatus {
+        id: r.id,
+        role: r.role,
+        status: r.status.to_owned(),
+        seconds: r.seconds,
+        reason: r.reason,
+        ticket: r.ticket,
+        approvals: r.approvals,
+        approvals_needed: r.approvals_needed,
+        until: r.until,
+        decided_by: r.decided_by,
+        comment: r.comment,
+    }
+}
+
+fn elevation_failed(
+    req: &HttpRequest,
+    e: &crate::access::elevation::ElevationError,
+) -> HttpResponse {
+    use crate::access::elevation::ElevationError as E;
+    let (status, code) = match e {
+        E::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        E::NotEligible(_) | E::Forbidden(_) => (StatusCode::FORBIDDEN, "access_denied"),
+        E::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        E::Decided(_) | E::Conflict => (StatusCode::CONFLICT, "conflict"),
+        E::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+    };
+    ApiError::new(status, code, e.to_string(), &request_id(req)).error_response()
+}
+
+/// `POST /api/v1/requests`: asks for an eligible role (JSON `ElevationAsk`).
+pub async fn ask(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let grant = match bearer(&req, &state).await {
+        Ok(g) => g,
+        Err(res) => return res,
+    };
+    let ask: wire::ElevationAsk = match json_body(&req, &body) {
+        Ok(Some(v)) => match serde_json::from_value(v) {
+            Ok(a) => a,
+            Err(e) => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("the body is not a request: {e}"),
+                    &request_id(&req),
+                )
+                .error_response();
+            }
+        },
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a JSON body {role, duration, reason, ticket} is required",
+                &request_id(&req),
+            )
+            .error_response();
+        }
+        Err(e) => return e.error_response(),
+    };
+    let ctx = request_context(&req, &state);
+    match state
+        .access
+        .request_elevation(
+            &grant.identity,
+            crate::access::elevation::NewRequest {
+                role: &ask.role,
+                duration: &ask.duration,
+                reason: &ask.reason,
+                ticket: ask.ticket.as_deref(),
+            },
+            &grant.requester,
+            &ctx,
+        )
+        .await
+    {
+        Ok(r) => HttpResponse::Created()
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .json(status_of(r)),
+        Err(e) => elevation_failed(&req, &e),
+    }
+}
+
+/// `GET /api/v1/requests`: the caller's requests, newest first.
+pub async fn requests(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let grant = match bearer(&req, &state).await {
+        Ok(g) => g,
+        Err(res) => return res,
+    };
+    match state.access.my_requests(&grant.identity).await {
+        Ok(list) => json_no_store(list.into_iter().map(status_of).collect::<Vec<_>>()),
+        Err(e) => elevation_failed(&req, &e.into()),
+    }
+}
+
+/// `GET /api/v1/requests/{id}`: one request (the caller's, or one they may decide).
+pub async fn request(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let grant = match bearer(&req, &state).await {
+        Ok(g) => g,
+        Err(res) => return res,
+    };
+    match state.access.elevation_request(&grant.identity, &path).await {
+        Ok(r) => json_no_store(status_of(r)),
+        Err(e) => elevation_failed(&req, &e),
     }
 }

@@ -294,3 +294,68 @@ pub fn approval_page(
         req,
     )
 }
+
+/// "until 14:05 UTC (37 min left)".
+pub fn time_left(until: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(until),
+    )
+    .to_string();
+    let hm = at.get(11..16).unwrap_or("");
+    let left = until.saturating_sub(now);
+    if left >= 120 {
+        format!("until {hm} UTC ({} min left)", left / 60)
+    } else {
+        format!("until {hm} UTC ({left} s left)")
+    }
+}
+
+/// A request as a row of the picker or the approvers' page.
+pub fn request_row(r: &crate::access::elevation::RequestView) -> crate::web::pages::RequestRow {
+    let running = r.status == "approved"
+        && r.until.is_some_and(|u| {
+            u > std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
+    let detail = match r.status {
+        "approved" if running => time_left(r.until.unwrap_or(0)),
+        "approved" => "over".to_owned(),
+        "pending" => format!("{} of {} approvals", r.approvals.len(), r.approvals_needed),
+        _ => r
+            .decided_by
+            .as_ref()
+            .map(|d| {
+                format!(
+                    "by {d}{}",
+                    r.comment
+                        .as_ref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default(),
+    };
+    crate::web::pages::RequestRow {
+        id: r.id.clone(),
+        role: r.role.clone(),
+        requester: r.requester.clone(),
+        status: if running {
+            "running".into()
+        } else if r.status == "approved" {
+            "over".into()
+        } else {
+            r.status.to_owned()
+        },
+        length: humantime::format_duration(std::time::Duration::from_secs(r.seconds)).to_string(),
+        reason: r.reason.clone(),
+        ticket: r.ticket.clone().unwrap_or_default(),
+        detail,
+        can_end: running,
+    }
+}

@@ -6,7 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::common::{
-    CsrfForm, redirect_to_idp, render, sign_in_failed, sign_in_page, signed_in, store_down,
+    CsrfForm, redirect_to_idp, render, request_row, sign_in_failed, sign_in_page, signed_in,
+    store_down, time_left,
 };
 use crate::access::Session;
 use crate::access::login::OidcCallback;
@@ -22,12 +23,12 @@ pub async fn home(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     match session.0 {
-        Some(s) => role_picker(&req, &state, &s),
+        Some(s) => role_picker(&req, &state, &s).await,
         None => sign_in_page(&req, &state, None),
     }
 }
 
-fn role_picker(
+async fn role_picker(
     req: &HttpRequest,
     state: &AppState,
     s: &Session,
@@ -49,10 +50,41 @@ fn role_picker(
                     arn: r.arn.to_string(),
                     max_duration: r.max_duration.to_string(),
                     durations: duration_choices(r.max_duration.as_secs()),
+                    elevated: r.elevated_until.map(time_left),
                 })
                 .collect(),
         })
         .collect();
+    let eligible = state
+        .access
+        .eligible_roles(&s.identity)
+        .into_iter()
+        .map(|e| crate::web::pages::EligibleRow {
+            id: e.role,
+            display_name: e.display_name,
+            max: humantime::format_duration(std::time::Duration::from_secs(e.max_seconds))
+                .to_string(),
+            reason_required: e.reason_required,
+            ticket_pattern: e.ticket_pattern,
+            break_glass: e.break_glass,
+            approvers: e.approvers,
+        })
+        .collect();
+    let requests = state
+        .access
+        .my_requests(&s.identity)
+        .await
+        .map_err(|e| store_down(req, e))?
+        .into_iter()
+        .take(10)
+        .map(|r| request_row(&r))
+        .collect();
+    let to_decide = state
+        .access
+        .approvable(&s.identity)
+        .await
+        .map(|l| l.len())
+        .unwrap_or(0);
     let idp_name = state
         .config()
         .idp(identity.idp.as_str())
@@ -67,9 +99,25 @@ fn role_picker(
             csrf: &s.csrf,
             is_admin: state.access.admin_check(&s.identity)
                 == crate::access::administrators::AdminCheck::Admin,
+            eligible,
+            requests,
+            to_decide,
+            notice: notice_of(req),
         },
         req,
     )
+}
+
+fn notice_of(req: &HttpRequest) -> Option<String> {
+    let q = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "done")
+        .map(|(_, v)| v.into_owned())?;
+    Some(match q.as_str() {
+        "requested" => "Your request was sent: the approvers are told.".into(),
+        "elevated" => "Granted: the role is yours for the time you asked.".into(),
+        "ended" => "The elevation ended.".into(),
+        _ => return None,
+    })
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ pub mod health;
 pub mod issuer;
 pub mod login;
 pub mod oauth;
+pub mod requests;
 pub mod roles;
 pub mod saml;
 pub mod scim;

@@ -77,6 +77,14 @@ fn issue_failed(e: &IssueFailure, request_id: &str) -> PageError {
             "Access to this role is locked. Ask an administrator.",
             request_id,
         ),
+        IssueFailure::Refused(r @ crate::access::Refusal::ElevationEnding { .. }) => {
+            PageError::new(
+                StatusCode::FORBIDDEN,
+                "Elevation ending",
+                format!("{}.", capitalize(&r.to_string())),
+                request_id,
+            )
+        }
         // Unknown, not granted and denied read the same: a person learns nothing about
         // roles they may not use.
         IssueFailure::Refused(_) => PageError::new(
@@ -164,4 +172,11 @@ fn credentials_page(
         request_id,
     };
     render(page, req)
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
