@@ -31,6 +31,7 @@ pub mod issuer;
 pub mod locks;
 pub mod login;
 pub mod oauth;
+mod people;
 pub mod provisioning;
 pub mod recall;
 mod revalidate;

@@ -15,6 +15,7 @@
 //! authorization count an elevated role only while it is still eligible (the rules are
 //! evaluated at the request, deny still wins) and cap sessions at the time left.
 
+mod decide;
 mod end;
 pub mod notify;
 mod requests;
