@@ -464,3 +464,74 @@ fn the_example_config_shows_every_key_the_parser_accepts() {
         "keys the config accepts but the example does not show: {missing:?}"
     );
 }
+
+#[test]
+fn elevation_settings_webhooks_and_break_glass_are_checked() {
+    let text = format!(
+        r#"{ROLES}
+[[role]]
+id = "bg"
+arn = "arn:aws:iam::111122223333:role/BreakGlass"
+account = "prod"
+break_glass_max = "10m"
+
+[[rule]]
+id = "jit"
+eligible = ["admin", "nope"]
+[rule.elevation]
+approvers = {{ grop = "x" }}
+approvals = 3
+max_elevation = "13h"
+reason = "maybe"
+ticket_pattern = "(["
+auto_approve_window = {{ days = ["mon", "funday"], from = "18:00", to = "09:00" }}
+
+[[rule]]
+id = "both"
+grant = ["admin"]
+eligible = ["admin"]
+
+[[rule]]
+id = "stray"
+grant = ["admin"]
+[rule.elevation]
+approvers = {{ group = "x" }}
+
+[[rule]]
+id = "no-policy"
+eligible = ["admin"]
+
+[[webhook]]
+url = "http://hooks.example.com/x"
+format = "json"
+events = ["sometimes"]
+timeout = "5m"
+"#
+    );
+    let errs = errors(&text, vec![]);
+    let has = |key: &str, words: &str| {
+        let e = find(&errs, key);
+        assert!(e.reason.contains(words), "{key}: {}", e.reason);
+        assert!(e.line.is_some(), "{key} names its line");
+    };
+    has("role[1].break_glass_max", "break_glass = true");
+    has("rule[0].eligible[1]", "unknown role");
+    has("rule[0].elevation.approvals", "1 or 2");
+    has("rule[0].elevation.max_elevation", "between 1m and 12h");
+    has("rule[0].elevation.reason", "\"required\" or \"optional\"");
+    has("rule[0].elevation.ticket_pattern", "invalid regex");
+    has("rule[0].elevation.auto_approve_window.days[1]", "not a day");
+    has("rule[0].elevation.auto_approve_window.to", "after from");
+    assert!(
+        errs.iter()
+            .any(|e| e.key.starts_with("rule[0].elevation.approvers")),
+        "{errs:#?}"
+    );
+    has("rule[1]", "one of them");
+    has("rule[2].elevation", "only rules with eligible");
+    has("rule[3].elevation", "need [rule.elevation]");
+    has("webhook[0].url", "https");
+    has("webhook[0].secret", "signed");
+    has("webhook[0].events[0]", "not one of");
+    has("webhook[0].timeout", "between");
+}

@@ -605,6 +605,38 @@ async fn elevation_rules_hold_and_bad_input_grants_nothing() {
     assert_eq!(status, 409, "ended already");
 
     // `rolegate explain` shows what is eligible and who approves.
+    let dir = tempfile::tempdir().unwrap();
+    let config = s.config_file(dir.path());
+    let claims = dir.path().join("bob.json");
+    std::fs::write(
+        &claims,
+        r#"{"sub": "bob", "email": "bob@example.com", "groups": ["developers"]}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolegate"))
+        .args([
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "--idp",
+            "corp",
+            "--claims",
+            claims.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ELIGIBLE prod-admin by devs-prod-admin"),
+        "{text}"
+    );
+    assert!(
+        text.contains("group aws-admins or group rolegate-admins or group developers")
+            || text.contains("(group aws-admins or group rolegate-admins or group developers)"),
+        "{text}"
+    );
+    assert!(text.contains("2 different approvers"), "{text}");
+    assert!(text.contains("a ticket matching"), "{text}");
     let refused = audit_steps(&s)
         .iter()
         .filter(|r| r["step"] == "refused")
