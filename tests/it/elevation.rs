@@ -536,6 +536,48 @@ async fn elevation_rules_hold_and_bad_input_grants_nothing() {
             .contains("use the runbook")
     );
 
+    // Someone the rule does not name cannot decide (carol is in no group).
+    let carol = signed_in(&s, "carol").await;
+    let (status, _) = post_form(
+        &bob,
+        &base,
+        "/requests",
+        &[
+            ("role", "prod-readonly"),
+            ("duration", "30m"),
+            ("reason", "audit"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let id = request_ids(&alice, &format!("{base}/requests"))
+        .await
+        .pop()
+        .expect("in alice's queue");
+    assert!(
+        request_ids(&carol, &format!("{base}/requests"))
+            .await
+            .is_empty(),
+        "not in carol's queue"
+    );
+    let (status, body) = post_form(
+        &carol,
+        &base,
+        &format!("/requests/{id}/decision"),
+        &[("decision", "approve")],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not an approver"), "{body}");
+    let (status, _) = post_form(
+        &dana,
+        &base,
+        &format!("/requests/{id}/decision"),
+        &[("decision", "deny")],
+    )
+    .await;
+    assert_eq!(status, 303);
+
     // Two approvals need two different approvers.
     let (status, _) = post_form(
         &bob,
@@ -1105,4 +1147,83 @@ async fn webhooks_are_signed_and_a_hanging_receiver_delays_nothing() {
         metrics = crate::helpers::page(&Client::new(), format!("{base}/metrics")).await;
     }
     let _ = field;
+}
+
+/// The rules decide at every request: an elevated role goes away when its holder stops
+/// being eligible (here: the IdP drops them from the group, seen at the next refresh).
+#[tokio::test]
+async fn an_elevation_counts_only_while_its_holder_is_eligible() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("upstream-key");
+    std::fs::write(&key, "an-encryption-key-of-more-than-32-characters").unwrap();
+    let s = spawn_with(SetupOptions {
+        session: format!(
+            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"{}\"\nencryption_key = {{ file = \"{}\" }}",
+            shared_redis(),
+            unique_prefix("jit-eligible"),
+            key.display()
+        ),
+        corp_extra: "revalidate = \"on_refresh\"\n".into(),
+        extra: format!("{CLI_CONFIG}{ADMIN}{JIT}"),
+        ..SetupOptions::default()
+    })
+    .await;
+    let bob = signed_in(&s, "bob").await;
+    let tokens = cli_tokens(&s, &bob).await;
+    let (status, r) = ask_api(
+        &s,
+        tokens["access_token"].as_str().unwrap(),
+        json!({ "role": "prod-admin", "duration": "1h", "reason": "INC-3", "ticket": "INC-3" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    let alice = signed_in(&s, "alice").await;
+    let (status, _) = post_form(
+        &alice,
+        &s.app.address,
+        &format!("/requests/{}/decision", r["id"].as_str().unwrap()),
+        &[("decision", "approve")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let roles: Json = api(
+        &s,
+        tokens["access_token"].as_str().unwrap(),
+        "GET",
+        "/api/v1/roles",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(roles.to_string().contains("\"prod-admin\""), "{roles}");
+    // The IdP takes bob out of "developers"; his next refresh brings the new groups.
+    s.op.change_user("bob", json!({ "groups": ["qa"] })).await;
+    // (Re-validation asks the IdP at most every 2 s per person.)
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let fresh: Json = Client::new()
+        .post(format!("{}/oauth/token", s.app.address))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "rolegate-cli"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let at = fresh["access_token"].as_str().expect("refreshed");
+    let roles: Json = api(&s, at, "GET", "/api/v1/roles")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !roles.to_string().contains("\"prod-admin\""),
+        "no longer eligible, no longer elevated: {roles}"
+    );
+    let res = api(&s, at, "POST", "/api/v1/roles/prod-admin/credentials").await;
+    assert_eq!(res.status(), 403);
 }

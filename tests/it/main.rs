@@ -8,6 +8,8 @@ mod helpers;
 mod balancer;
 /// The login page in real headless Chromium.
 mod browser;
+/// Checks only an attacker's request reaches, each guarded by a test.
+mod checks;
 /// `rolegate check-config`, `explain` and `serve` as a user runs them.
 mod cli;
 /// The CLI as a developer runs it: real login processes, Chromium approvals, AWS CLI.
