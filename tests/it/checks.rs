@@ -23,6 +23,14 @@ subject_token_types = ["access_token"]
 subject_rate_limit_per_minute = 1000
 
 [[app]]
+id = "per-person"
+idp = "corp"
+audience = "app"
+rate_limit_per_minute = 100
+subject_rate_limit_per_minute = 2
+max_exchanges_per_token = 10
+
+[[app]]
 id = "backend"
 idp = "corp"
 audience = "app"
@@ -418,4 +426,25 @@ async fn a_device_login_is_decided_once_even_at_the_same_moment() {
             .count();
         assert_eq!(ok, 1, "round {round}: one decision");
     }
+}
+
+/// An app's exchanges are also limited per person: past it, 429 naming the person's limit
+/// (the app's own limit is far from reached).
+#[tokio::test]
+async fn exchanges_are_limited_per_person_too() {
+    let s = broker().await;
+    let token = signed_by_the_idp(&s, json!({}), id_claims(&s));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(exchange_as(&s, "per-person", &token, ID, &[]).await);
+    }
+    assert_eq!(statuses[0].0, 200, "{:?}", statuses[0].1);
+    assert_eq!(statuses[1].0, 200);
+    assert_eq!(statuses[2].0, 429, "{:?}", statuses[2].1);
+    assert!(
+        statuses[2].1["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("person")
+    );
 }
