@@ -296,16 +296,16 @@ fn summary(c: &Config) -> String {
         );
     }
     let rules = c.rules.rules();
-    let denies = rules
-        .iter()
-        .filter(|r| matches!(r.effect, mapping::Effect::Deny { .. }))
-        .count();
+    let count = |f: fn(&mapping::Effect) -> bool| rules.iter().filter(|r| f(&r.effect)).count();
+    let denies = count(|e| matches!(e, mapping::Effect::Deny { .. }));
+    let eligible = count(|e| matches!(e, mapping::Effect::Eligible { .. }));
     let _ = writeln!(
         out,
-        "  rules ({}): {} grant, {} deny",
+        "  rules ({}): {} grant, {} deny, {} eligible",
         rules.len(),
-        rules.len() - denies,
-        denies
+        rules.len() - denies - eligible,
+        denies,
+        eligible
     );
     for r in rules {
         let (kind, roles) = match &r.effect {

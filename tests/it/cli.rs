@@ -27,7 +27,10 @@ fn check_config_accepts_the_example_and_prints_a_summary() {
         out.contains("IdPs (2)") && out.contains("accounts (2)") && out.contains("roles (3)"),
         "{out}"
     );
-    assert!(out.contains("rules (3): 2 grant, 1 deny"), "{out}");
+    assert!(
+        out.contains("rules (4): 2 grant, 1 deny, 1 eligible"),
+        "{out}"
+    );
 }
 
 #[test]
