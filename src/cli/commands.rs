@@ -18,8 +18,14 @@ use super::settings::{self, now_unix};
 use crate::credential_formats::{self, CredentialFormat, FormatOptions};
 use crate::domain::TemporaryCredentials;
 
-/// Reused until this close to their expiry.
+/// `credential_process` credentials are reused until this close to their expiry.
 const REFRESH_BEFORE: u64 = 300;
+
+/// Credentials handed to SDKs through the container endpoint keep at least this long
+/// (or half their lifetime, for roles with short sessions): botocore refreshes container
+/// credentials with less than 15 minutes left at each use, so serving less would make
+/// every SDK call come back.
+const SDK_REFRESH_BEFORE: u64 = 15 * 60 + 60;
 
 pub fn whoami() -> Result<String, CliError> {
     let me = broker::api("GET", "/api/v1/me", None)?;
@@ -82,18 +88,43 @@ pub fn roles() -> Result<String, CliError> {
 /// Credentials for `role` as the broker returns them (JSON with `Region`), from the cache
 /// when they last long enough, else fetched (once, under the role's lock).
 pub fn credentials_json(role: &str, duration: Option<&str>) -> Result<Json, CliError> {
+    cached_or_fetched(role, duration, |_| REFRESH_BEFORE)
+}
+
+/// [`credentials_json`] for SDKs reading the container endpoint: refreshed earlier
+/// ([`SDK_REFRESH_BEFORE`], at most half the credentials' lifetime).
+pub fn credentials_json_for_sdk(role: &str, duration: Option<&str>) -> Result<Json, CliError> {
+    cached_or_fetched(role, duration, |lifetime| {
+        SDK_REFRESH_BEFORE
+            .min(lifetime / 2)
+            .max(REFRESH_BEFORE.min(lifetime))
+    })
+}
+
+/// The cached credentials when they have more than `margin(lifetime)` seconds left
+/// (lifetime: from the cache file's write to the expiry), else fetched from the broker.
+fn cached_or_fetched(
+    role: &str,
+    duration: Option<&str>,
+    margin: impl Fn(u64) -> u64,
+) -> Result<Json, CliError> {
     let path = settings::cache_path(role, duration)?;
-    let fresh = |j: &Json| {
-        j["Expiration"]
-            .as_str()
-            .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .is_some_and(|t| t.as_secs() > now_unix() + REFRESH_BEFORE)
-    };
     let cached = || -> Option<Json> {
         let text = std::fs::read_to_string(&path).ok()?;
+        let written = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
         let j: Json = serde_json::from_str(&text).ok()?;
-        fresh(&j).then_some(j)
+        let expires = j["Expiration"]
+            .as_str()
+            .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())?
+            .as_secs();
+        let left = expires.saturating_sub(now_unix());
+        (left > margin(expires.saturating_sub(written))).then_some(j)
     };
     if let Some(j) = cached() {
         return Ok(j);
@@ -178,6 +209,53 @@ pub fn exec(role: &str, duration: Option<&str>, command: &[String]) -> Result<i3
     let status = cmd
         .status()
         .map_err(CliError::io(format!("cannot run {program}")))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// `rolegate exec --ecs-server`: runs `command` with a container-credentials endpoint for
+/// the role on a loopback port (and no fixed keys) in its environment; the endpoint ends
+/// with the command.
+pub fn exec_with_endpoint(
+    role: &str,
+    duration: Option<String>,
+    command: &[String],
+) -> Result<i32, CliError> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| CliError::Login("give a command after `--`".into()))?;
+    let j = credentials_json_for_sdk(role, duration.as_deref())?;
+    let endpoint = super::container::CredentialEndpoint::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        vec![role.to_owned()],
+        duration,
+    )?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            endpoint.uri(role, None),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", endpoint.token());
+    // Fixed keys or a profile would take precedence over the endpoint in the SDKs' chain.
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CREDENTIAL_EXPIRATION",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    if let Some(region) = j["Region"].as_str() {
+        cmd.env("AWS_REGION", region)
+            .env("AWS_DEFAULT_REGION", region);
+    }
+    let status = cmd
+        .status()
+        .map_err(CliError::io(format!("cannot run {program}")))?;
+    drop(endpoint);
     Ok(status.code().unwrap_or(1))
 }
 

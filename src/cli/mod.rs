@@ -10,9 +10,12 @@
 //! - [`commands`]: `whoami`, `roles`, `credentials` (cached per role), `console`, `exec`,
 //!   `configure` (AWS CLI profiles).
 //! - [`convert`]: credentials from one form into another.
+//! - [`container`]: the local container-credentials endpoint SDKs read through
+//!   `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
 
 pub mod broker;
 pub mod commands;
+pub mod container;
 pub mod convert;
 pub mod elevation;
 pub mod login;

@@ -72,15 +72,42 @@ pub enum ClientCommand {
         #[arg(long)]
         print: bool,
     },
-    /// Runs a command with a role's credentials in its environment.
+    /// Runs a command with a role's credentials in its environment (or, with
+    /// --ecs-server, with a local container-credentials endpoint its SDKs refresh from).
     Exec {
         #[arg(long)]
         role: String,
         #[arg(long)]
         duration: Option<String>,
+        /// Give the command AWS_CONTAINER_CREDENTIALS_FULL_URI and
+        /// AWS_CONTAINER_AUTHORIZATION_TOKEN instead of fixed keys, so long-running
+        /// programs get fresh credentials before these expire.
+        #[arg(long)]
+        ecs_server: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Serves roles' credentials to AWS SDKs (and containers) in the container-credentials
+    /// format at http://ADDRESS/role/NAME, with a random token per run, until stopped.
+    ServeCredentials {
+        /// A role to serve (repeat for several; each at /role/NAME).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        duration: Option<String>,
+        /// Address to listen on. Anything but loopback lets whoever reaches it and
+        /// holds the token use your roles.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Host name in the printed URIs (e.g. the address containers reach this
+        /// machine at); the default is the address listened on.
+        #[arg(long)]
+        uri_host: Option<String>,
+        /// Also write the two variables (first role) to this file (mode 0600), for
+        /// docker compose's env_file.
+        #[arg(long)]
+        env_file: Option<std::path::PathBuf>,
     },
     /// Writes an AWS CLI profile per granted role to ~/.aws/config (a marked block;
     /// other profiles are never touched).
@@ -199,10 +226,25 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Exec {
             role,
             duration,
+            ecs_server,
             command,
         } => {
-            let code = commands::exec(&role, duration.as_deref(), &command)?;
+            let code = if ecs_server {
+                commands::exec_with_endpoint(&role, duration, &command)?
+            } else {
+                commands::exec(&role, duration.as_deref(), &command)?
+            };
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        ClientCommand::ServeCredentials {
+            roles,
+            duration,
+            listen,
+            uri_host,
+            env_file,
+        } => {
+            serve_credentials(roles, duration, listen, uri_host, env_file)?;
+            Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Configure { sso, dry_run } => {
             print!("{}", commands::configure(sso, dry_run)?);
@@ -230,4 +272,55 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `rolegate serve-credentials`: checks the login and each role once (so a mistake shows
+/// now, not in a container later), prints the variables, serves until stopped.
+fn serve_credentials(
+    roles: Vec<String>,
+    duration: Option<String>,
+    listen: std::net::SocketAddr,
+    uri_host: Option<String>,
+    env_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use rolegate::cli::container::CredentialEndpoint;
+    for role in &roles {
+        commands::credentials_json_for_sdk(role, duration.as_deref())
+            .with_context(|| format!("cannot get credentials for {role}"))?;
+    }
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "rolegate: listening on {listen}: anyone who can reach it and has the token can use these roles"
+        );
+    }
+    let endpoint = CredentialEndpoint::start(listen, roles.clone(), duration)?;
+    let uri = |r: &str| endpoint.uri(r, uri_host.as_deref());
+    if let Some(path) = env_file {
+        let text = format!(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI={}\nAWS_CONTAINER_AUTHORIZATION_TOKEN={}\n",
+            uri(&roles[0]),
+            endpoint.token()
+        );
+        rolegate::cli::settings::write_private(&path, &text)?;
+        eprintln!("rolegate: wrote {}", path.display());
+    }
+    println!(
+        "export AWS_CONTAINER_CREDENTIALS_FULL_URI={}",
+        uri(&roles[0])
+    );
+    println!(
+        "export AWS_CONTAINER_AUTHORIZATION_TOKEN={}",
+        endpoint.token()
+    );
+    for r in &roles[1..] {
+        println!("# {r}: {}", uri(r));
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "rolegate: serving credentials at {}; Ctrl-C stops",
+        endpoint.addr()
+    );
+    endpoint.wait();
+    Ok(())
 }

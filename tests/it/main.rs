@@ -21,6 +21,7 @@ mod cli_edges;
 mod cli_login;
 /// Configuration errors: all reported, with origin, key path and line.
 mod config;
+mod container;
 /// DPoP (RFC 9449) item by item, and the challenges of a refused token.
 mod dpop;
 /// Just-in-time elevation: Chromium, the CLI, boto3, concurrency, webhooks, bad input.
