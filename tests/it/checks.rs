@@ -357,6 +357,16 @@ async fn authorization_requests_and_codes_keep_to_their_parameters() {
                 .is_some_and(|l| l.contains("error=invalid_request")),
         "a parameter twice"
     );
+    // The client or the redirect URI twice: which one is meant is unknown, so nothing goes
+    // back to either (RFC 6749 §4.1.2.1): a page.
+    for twice in [
+        format!("{base}&redirect_uri=http%3A%2F%2F127.0.0.1%3A45679%2Fcallback"),
+        format!("{base}&client_id=rolegate-cli"),
+    ] {
+        let (status, location, body) = page(twice.clone()).await;
+        assert_eq!((status, location), (400, None), "{twice}");
+        assert!(body.contains("more than once"), "{body}");
+    }
 
     // A code redeemed at another redirect URI than it was issued for.
     let (verifier, challenge) = pkce();
