@@ -13,7 +13,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 
@@ -36,6 +36,9 @@ enum Command {
     #[cfg(feature = "cli")]
     #[command(flatten)]
     Client(cmd::client::ClientCommand),
+    /// Prints a completion script for a shell (bash, zsh, fish, powershell, elvish), e.g.
+    /// `rolegate completions bash > ~/.local/share/bash-completion/completions/rolegate`.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
@@ -55,5 +58,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server(c) => cmd::server::run(c),
         #[cfg(feature = "cli")]
         Command::Client(c) => cmd::client::run(c),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "rolegate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

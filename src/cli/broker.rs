@@ -55,6 +55,12 @@ pub fn token_request(
 /// Checks, in a few seconds at most, that the broker answers at `broker` (its OAuth
 /// metadata), so a login does not wait minutes for a browser that can never come back.
 pub fn check_reachable(broker: &str) -> Result<(), CliError> {
+    broker_date(broker).map(|_| ())
+}
+
+/// [`check_reachable`], with the time the broker's `Date` header says (for the clock
+/// check of `rolegate doctor`).
+pub fn broker_date(broker: &str) -> Result<Option<std::time::SystemTime>, CliError> {
     let url = format!("{broker}/.well-known/oauth-authorization-server");
     let client = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -77,7 +83,11 @@ pub fn check_reachable(broker: &str) -> Result<(), CliError> {
             ),
         });
     }
-    Ok(())
+    Ok(res
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d).ok()))
 }
 
 /// Saves a fresh token response as the current login.

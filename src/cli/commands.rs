@@ -364,6 +364,14 @@ pub fn profiles_block(roles: &Json, naming: &str, form: &ProfileForm<'_>) -> Str
     out
 }
 
+/// How many profiles the managed block in `text` holds (`None`: no block).
+pub fn profiles_in_block(text: &str) -> Option<usize> {
+    match (text.find(BEGIN), text.find(END)) {
+        (Some(b), Some(e)) if e > b => Some(text[b..e].matches("\n[profile ").count()),
+        _ => None,
+    }
+}
+
 /// `text` with its managed block replaced by `block` (appended when there is none).
 pub fn replace_block(text: &str, block: &str) -> String {
     match (text.find(BEGIN), text.find(END)) {

@@ -9,6 +9,7 @@
 //!   flow.
 //! - [`commands`]: `whoami`, `roles`, `credentials` (cached per role), `console`, `exec`,
 //!   `configure` (AWS CLI profiles).
+//! - [`doctor`]: `rolegate doctor`, the checks a developer runs when credentials do not come.
 //! - [`convert`]: credentials from one form into another.
 //! - [`container`]: the local container-credentials endpoint SDKs read through
 //!   `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
@@ -17,6 +18,7 @@ pub mod broker;
 pub mod commands;
 pub mod container;
 pub mod convert;
+pub mod doctor;
 pub mod elevation;
 pub mod login;
 pub mod settings;

@@ -29,6 +29,10 @@ pub enum ClientCommand {
     Logout,
     /// Who the login is.
     Whoami,
+    /// Checks what credentials depend on: the broker answers, the login is valid (and for
+    /// how long), the clocks agree, the AWS config block is in place, the client's folder
+    /// is readable only by you. Exit code 1 when something is wrong.
+    Doctor,
     /// The roles the rules grant you, by account.
     Roles,
     /// Ask for a role a rule makes eligible, for a while, with a reason; waits for the
@@ -164,6 +168,15 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Logout => {
             print!("{}", commands::logout()?);
             Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Doctor => {
+            let (report, ok) = rolegate::cli::doctor::render(&rolegate::cli::doctor::doctor()?);
+            print!("{report}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         ClientCommand::Whoami => {
             print!("{}", commands::whoami()?);

@@ -17,7 +17,7 @@ use crate::helpers::{OidcSetup, VENV};
 const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
 
 /// A developer's machine logged in to `s` (tokens in the 0600 file).
-async fn logged_in_machine(s: &OidcSetup) -> tempfile::TempDir {
+pub(crate) async fn logged_in_machine(s: &OidcSetup) -> tempfile::TempDir {
     let t = logged_in_cli(s).await;
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("rolegate");
@@ -41,7 +41,7 @@ async fn logged_in_machine(s: &OidcSetup) -> tempfile::TempDir {
     dir
 }
 
-fn rolegate(home: &Path, args: &[&str]) -> Command {
+pub(crate) fn rolegate(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_clear()

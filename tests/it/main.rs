@@ -19,6 +19,7 @@ mod cli_client;
 mod cli_edges;
 /// The CLI login's broker side: loopback and device flows, tokens, the bearer API.
 mod cli_login;
+mod cli_tools;
 /// Configuration errors: all reported, with origin, key path and line.
 mod config;
 mod container;
