@@ -76,6 +76,8 @@ pub enum Refusal {
     InvalidGrant { role: Identifier, reason: String },
     #[error("access to role {role} is locked")]
     Locked { role: Identifier, lock_id: String },
+    #[error("{0}")]
+    ConsoleDestination(String),
     #[error("the requested session length {requested:?} is not a duration")]
     DurationUnreadable { requested: String },
     #[error("role {role} sessions last at least 15m and at most {max}")]
@@ -97,6 +99,7 @@ impl Refusal {
             Self::Locked { .. } => "locked",
             Self::ElevationEnding { .. } => "elevation_ending",
             Self::DurationUnreadable { .. } => "duration_unreadable",
+            Self::ConsoleDestination(_) => "console_destination",
             Self::DurationOutOfRange { .. } => "duration_too_long",
         }
     }
@@ -105,7 +108,9 @@ impl Refusal {
     pub fn is_bad_request(&self) -> bool {
         matches!(
             self,
-            Self::DurationUnreadable { .. } | Self::DurationOutOfRange { .. }
+            Self::DurationUnreadable { .. }
+                | Self::DurationOutOfRange { .. }
+                | Self::ConsoleDestination(_)
         )
     }
 }

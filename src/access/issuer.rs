@@ -329,19 +329,48 @@ impl Access {
             .await
     }
 
-    /// A console sign-in for one role: issues credentials as [`Access::issue_credentials`]
-    /// does (for the requested duration, default the grant's maximum), then trades them at the federation endpoint for a sign-in URL that lands on
-    /// the role's configured console destination (never a destination from the request).
+    /// Where a console sign-in for `role` lands: the role's configured destination, or
+    /// what was asked if the console's one rule allows it
+    /// ([`crate::domain::ConsoleSite::destination`]); a refusal is a bad request.
+    pub fn console_landing(&self, role: &str, ask: &ConsoleAsk<'_>) -> Result<Url, Refusal> {
+        let site = &self.config.aws.console;
+        let landed = match ask {
+            ConsoleAsk::RoleDefault => {
+                return Ok(self
+                    .config
+                    .role(role)
+                    .map_or_else(|| site.home().clone(), |r| r.console_destination.clone()));
+            }
+            ConsoleAsk::Destination(d) => site.destination(d),
+            ConsoleAsk::Service { service, region } => {
+                site.service(service, region.unwrap_or(&self.config.aws.region))
+            }
+        };
+        landed.map_err(|e| Refusal::ConsoleDestination(e.to_string()))
+    }
+
+    /// A console sign-in for one role: checks the destination asked for (refused and
+    /// audited before anything is issued), issues credentials as
+    /// [`Access::issue_credentials`] does (for the requested duration, default the grant's
+    /// maximum), then trades them at the federation endpoint for a sign-in URL.
     pub async fn console_sign_in(
         &self,
         identity: &Principal,
         role: &str,
         requested_duration: Option<&str>,
+        ask: &ConsoleAsk<'_>,
         requester: &Requester,
         ctx: &RequestContext,
     ) -> Result<Audited<Url>, IssueFailure> {
+        let destination = match self.console_landing(role, ask) {
+            Ok(d) => d,
+            Err(refusal) => {
+                self.issuer
+                    .audit_refusal(identity.identity(), role, requester, &refusal, ctx);
+                return Err(IssueFailure::Refused(refusal));
+            }
+        };
         let authorized = self.authorize(identity, role, requested_duration, requester, ctx)?;
-        let destination = authorized.role().console_destination.clone();
         let max = authorized.grant().max_duration;
         let creds = self.issuer.issue(authorized, ctx).await?;
         let url = self
@@ -366,6 +395,39 @@ impl Access {
             account_name: account.map(|a| a.display_name.as_str()).unwrap_or(""),
             account_number: account.map(|a| a.number.as_str()).unwrap_or(""),
         })
+    }
+}
+
+/// Where a console sign-in should land, as the request asked.
+#[derive(Debug, Clone, Copy)]
+pub enum ConsoleAsk<'a> {
+    /// The role's `console_destination` (the console's home by default).
+    RoleDefault,
+    /// A console URL or a path on the console.
+    Destination(&'a str),
+    /// A service's page (`s3`, `ec2`, …) in a region (default: `[aws] region`).
+    Service {
+        service: &'a str,
+        region: Option<&'a str>,
+    },
+}
+
+impl<'a> ConsoleAsk<'a> {
+    /// From a request's optional fields: a destination wins; empty fields are absent.
+    pub fn from_fields(
+        destination: Option<&'a str>,
+        service: Option<&'a str>,
+        region: Option<&'a str>,
+    ) -> Self {
+        let present = |v: Option<&'a str>| v.map(str::trim).filter(|v| !v.is_empty());
+        match (present(destination), present(service)) {
+            (Some(d), _) => Self::Destination(d),
+            (None, Some(service)) => Self::Service {
+                service,
+                region: present(region),
+            },
+            (None, None) => Self::RoleDefault,
+        }
     }
 }
 

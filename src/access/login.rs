@@ -66,16 +66,18 @@ impl FlowState for SamlHandoff {
     const TTL: Duration = HANDOFF_TTL;
 }
 
-/// Where a sign-in may send the browser afterwards besides `/`: the CLI's pages, which
-/// need a signed-in browser. Only local paths with these prefixes, so a crafted link can
+/// Where a sign-in may send the browser afterwards besides `/`: the CLI's pages and the
+/// console shortcut links (which only show a confirmation), which need a signed-in browser. Only local paths with these prefixes, so a crafted link can
 /// never turn the sign-in into an open redirect.
 pub fn safe_return_to(raw: &str) -> Option<String> {
-    let ok =
-        (raw.starts_with("/oauth/authorize?") || raw == "/device" || raw.starts_with("/device?"))
-            && raw.len() <= 2048
-            && !raw.contains('\\')
-            && !raw.contains("//")
-            && raw.chars().all(|c| c.is_ascii_graphic());
+    let ok = (raw.starts_with("/oauth/authorize?")
+        || raw == "/device"
+        || raw.starts_with("/device?")
+        || raw.starts_with("/console/"))
+        && raw.len() <= 2048
+        && !raw.contains('\\')
+        && !raw.contains("//")
+        && raw.chars().all(|c| c.is_ascii_graphic());
     ok.then(|| raw.to_owned())
 }
 

@@ -364,7 +364,12 @@ impl Access {
     pub fn form_targets(&self) -> Vec<String> {
         let mut targets = vec![
             self.issuer.federation_origin(),
-            self.config.aws.console_url.origin().ascii_serialization(),
+            self.config
+                .aws
+                .console
+                .home()
+                .origin()
+                .ascii_serialization(),
         ];
         targets.sort();
         targets.dedup();

@@ -304,6 +304,7 @@ async fn a_refused_request_never_reaches_sts() {
             &person(&["admins", "contractors"]),
             "billing",
             None,
+            &crate::access::issuer::ConsoleAsk::RoleDefault,
             &Requester::web(ClientPath::WebConsole),
             &ctx(),
         )

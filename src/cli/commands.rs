@@ -259,12 +259,32 @@ pub fn exec_with_endpoint(
     Ok(status.code().unwrap_or(1))
 }
 
-/// `rolegate console`: a sign-in URL for the role's console.
-pub fn console_url(role: &str) -> Result<String, CliError> {
+/// Where `rolegate console` should land (all `None`: the role's destination).
+#[derive(Default)]
+pub struct ConsoleLanding<'a> {
+    pub service: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub destination: Option<&'a str>,
+}
+
+/// `rolegate console`: a sign-in URL for the role's console (the broker checks the
+/// destination: anything but the console and its allowed destinations is refused).
+pub fn console_url(role: &str, landing: &ConsoleLanding<'_>) -> Result<String, CliError> {
+    let mut body = serde_json::Map::new();
+    for (k, v) in [
+        ("service", landing.service),
+        ("region", landing.region),
+        ("destination", landing.destination),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), Json::from(v));
+        }
+    }
+    let body = (!body.is_empty()).then_some(Json::Object(body));
     let j = broker::api(
         "POST",
         &format!("/api/v1/roles/{}/console", urlencode(role)),
-        None,
+        body.as_ref(),
     )?;
     j["url"]
         .as_str()

@@ -68,10 +68,21 @@ pub enum ClientCommand {
         #[arg(long)]
         duration: Option<String>,
     },
-    /// Opens (or prints) an AWS console sign-in for a role.
+    /// Opens (or prints) an AWS console sign-in for a role, on its home page or where
+    /// --service/--region or --destination say.
     Console {
         #[arg(long)]
         role: String,
+        /// A console service to land on (s3, ec2, lambda, iam, …).
+        #[arg(long, conflicts_with = "destination")]
+        service: Option<String>,
+        /// The region of that service's page (default: the broker's region).
+        #[arg(long, requires = "service")]
+        region: Option<String>,
+        /// A console URL to land on (the partition's console, or a destination the broker
+        /// allows).
+        #[arg(long)]
+        destination: Option<String>,
         /// Print the sign-in URL instead of opening it.
         #[arg(long)]
         print: bool,
@@ -227,8 +238,19 @@ pub fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Console { role, print } => {
-            let url = commands::console_url(&role)?;
+        ClientCommand::Console {
+            role,
+            service,
+            region,
+            destination,
+            print,
+        } => {
+            let landing = commands::ConsoleLanding {
+                service: service.as_deref(),
+                region: region.as_deref(),
+                destination: destination.as_deref(),
+            };
+            let url = commands::console_url(&role, &landing)?;
             if print || open::that(&url).is_err() {
                 println!("{url}");
             } else {

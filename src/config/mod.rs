@@ -28,7 +28,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use raw::accepted_keys;
 
 use crate::domain::{
-    AccountId, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy,
+    AccountId, ConsoleSite, Identifier, IdpId, Partition, RoleArn, SessionDuration, SessionPolicy,
 };
 use crate::mapping::MappingRules;
 
@@ -294,8 +294,9 @@ pub struct AwsConfig {
     pub sts_timeout: Duration,
     /// The federation endpoint (`getSigninToken`, `login`); the partition's by default.
     pub federation_url: Url,
-    /// The console's base URL; console destinations must be on its origin.
-    pub console_url: Url,
+    /// The console's base URL and the other destinations allowed (`console_destinations`):
+    /// every console destination, from config or a request, is checked against it.
+    pub console: ConsoleSite,
     /// Requested console session length (`SessionDuration`), when AWS allows sending it.
     pub console_session_duration: SessionDuration,
     /// Recall issued credentials when a person is revoked, locked or deprovisioned (an

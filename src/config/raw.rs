@@ -88,6 +88,8 @@ pub struct RawAws {
     pub sts_timeout: Option<String>,
     pub federation_url: Option<String>,
     pub console_url: Option<String>,
+    #[serde(default)]
+    pub console_destinations: Vec<String>,
     pub console_session_duration: Option<String>,
     #[serde(default)]
     pub recall_issued: bool,

@@ -9,12 +9,14 @@
 //! server and the client build.
 
 mod aws_ids;
+mod console;
 mod credentials;
 mod ids;
 mod policy;
 mod session;
 
 pub use aws_ids::{AccountId, Partition, RoleArn};
+pub use console::{CONSOLE_SERVICES, ConsoleSite, parse_region};
 pub use credentials::TemporaryCredentials;
 pub use ids::{GroupName, Identifier, IdpId};
 pub use policy::SessionPolicy;

@@ -82,6 +82,8 @@ pub struct RolePickerPage<'a> {
     /// Requests waiting for them to decide.
     pub to_decide: usize,
     pub notice: Option<String>,
+    /// Console services to choose a landing page from.
+    pub console_services: Vec<&'static str>,
 }
 
 /// An eligible role on the picker, with what asking for it needs.
@@ -274,6 +276,22 @@ pub struct RecallRow {
     pub state: String,
     pub next_attempt: String,
     pub until: String,
+}
+
+/// The confirmation of a console shortcut link: a GET never issues credentials, so the
+/// link shows this page and its button posts the role action.
+#[derive(Template)]
+#[template(path = "console_confirm.html")]
+pub struct ConsoleConfirmPage<'a> {
+    pub csrf: &'a str,
+    pub role: &'a str,
+    pub role_name: &'a str,
+    pub account_name: &'a str,
+    pub account_number: &'a str,
+    pub landing: &'a str,
+    pub destination: &'a str,
+    pub service: &'a str,
+    pub region: &'a str,
 }
 
 /// Asks an administrator to confirm a lock that applies to themselves.

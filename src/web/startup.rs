@@ -143,6 +143,7 @@ impl Application {
                 .service(get_and_head("/", login::home))
                 .route("/login/{idp}", web::get().to(login::start))
                 .route("/logout", web::post().to(login::logout))
+                .route("/console/{role}", web::get().to(roles::shortcut))
                 // The admin area: revoke, lock, see who holds what.
                 .route("/requests", web::get().to(requests::queue))
                 .route("/requests", web::post().to(requests::ask))

@@ -22,6 +22,7 @@ mod cli_login;
 mod cli_tools;
 /// Configuration errors: all reported, with origin, key path and line.
 mod config;
+mod console;
 mod container;
 /// DPoP (RFC 9449) item by item, and the challenges of a refused token.
 mod dpop;

@@ -96,7 +96,7 @@ pub(super) fn convert_role(
     let console_destination = aws.and_then(|a| {
         errs.check(
             format!("{key}.console_destination"),
-            console_destination(&a.console_url, raw.console_destination.as_deref()),
+            console_destination(&a.console, raw.console_destination.as_deref()),
         )
     });
     let break_glass = if raw.break_glass {

@@ -451,6 +451,17 @@ pub(super) fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
                 .unwrap_or(partition.console_url()),
         ),
     );
+    let extra: Vec<Url> = raw
+        .console_destinations
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            errs.check(
+                format!("aws.console_destinations[{i}]"),
+                ConsoleSite::parse_extra(d).map_err(|e| e.to_string()),
+            )
+        })
+        .collect();
     let console_session_duration = duration(
         errs,
         "aws.console_session_duration",
@@ -496,7 +507,7 @@ pub(super) fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
         sts_mode: sts_mode?,
         sts_timeout: sts_timeout?,
         federation_url: federation_url?,
-        console_url: console_url?,
+        console: ConsoleSite::new(console_url?, extra),
         console_session_duration: console_session_duration?,
     })
 }
@@ -515,29 +526,13 @@ pub(super) fn parse_sts_mode(errs: &mut Errors, key: &str, s: &str) -> Option<St
     }
 }
 
-/// A console destination from config: a path on the console, or a URL on the console's
-/// host (or one of its regional subdomains). Never from a request: no open redirect.
-pub(super) fn console_destination(console: &Url, raw: Option<&str>) -> Result<Url, String> {
-    let Some(raw) = raw else {
-        return Ok(console.clone());
-    };
-    let url = if raw.starts_with('/') && !raw.starts_with("//") {
-        console
-            .join(raw)
-            .map_err(|e| format!("invalid path {raw:?}: {e}"))?
-    } else {
-        Url::parse(raw).map_err(|e| format!("invalid URL {raw:?}: {e}"))?
-    };
-    let host = console.host_str().unwrap_or_default();
-    let same_site = url.scheme() == console.scheme()
-        && url.port_or_known_default() == console.port_or_known_default()
-        && url
-            .host_str()
-            .is_some_and(|h| h == host || h.ends_with(&format!(".{host}")));
-    if !same_site || !url.username().is_empty() {
-        return Err(format!("{raw:?} is not on the AWS console ({console})"));
+/// A role's console destination from config: a path on the console, or a URL the
+/// console's one rule ([`ConsoleSite::destination`]) allows.
+pub(super) fn console_destination(console: &ConsoleSite, raw: Option<&str>) -> Result<Url, String> {
+    match raw {
+        None => Ok(console.home().clone()),
+        Some(raw) => console.destination(raw).map_err(|e| e.to_string()),
     }
-    Ok(url)
 }
 
 pub(super) fn convert_web_identity(

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 
 use super::fallback::request_id;
-use crate::access::issuer::IssueFailure;
+use crate::access::issuer::{ConsoleAsk, IssueFailure};
 use crate::access::oauth::tokens::BearerGrant;
 use crate::access::{Audited, IssuedCredentials};
 use crate::credential_formats;
@@ -189,20 +189,55 @@ pub async fn credentials(
 }
 
 /// `POST /api/v1/roles/{role}/console`: a federation sign-in URL (a bearer link: it is
-/// the caller's to open, never to log).
+/// the caller's to open, never to log). Optional JSON body: `{"destination": URL}` or
+/// `{"service": "s3", "region": "eu-west-1"}`, and `"duration"`.
 pub async fn console(
     req: HttpRequest,
     path: web::Path<String>,
+    body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let grant = match bearer(&req, &state).await {
         Ok(g) => g,
         Err(res) => return res,
     };
+    let body = match json_body(&req, &body) {
+        Ok(b) => b,
+        Err(e) => return e.error_response(),
+    };
+    for k in ["destination", "service", "region"] {
+        if body
+            .as_ref()
+            .and_then(|b| b.get(k))
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("{k} must be a string"),
+                &request_id(&req),
+            )
+            .error_response();
+        }
+    }
+    let field = |k: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(k))
+            .and_then(|v| v.as_str())
+    };
+    let ask = ConsoleAsk::from_fields(field("destination"), field("service"), field("region"));
+    let duration = duration_text(body.as_ref().and_then(|b| b.get("duration")));
     let ctx = request_context(&req, &state);
     match state
         .access
-        .console_sign_in(&grant.identity, &path, None, &grant.requester, &ctx)
+        .console_sign_in(
+            &grant.identity,
+            &path,
+            duration.as_deref(),
+            &ask,
+            &grant.requester,
+            &ctx,
+        )
         .await
     {
         Ok(url) => json_no_store(json!({ "url": url.into_inner().as_str() })),

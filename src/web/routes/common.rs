@@ -213,6 +213,11 @@ pub struct CsrfForm {
     /// Requested session length (role actions only): seconds or e.g. `1h`; default: the
     /// maximum.
     pub duration: Option<String>,
+    /// Where the console should land (console action only): a console URL, or a service
+    /// and region; default: the role's destination.
+    pub destination: Option<String>,
+    pub service: Option<String>,
+    pub region: Option<String>,
 }
 
 /// The sign-in page (or, with one IdP, straight to it), coming back to `return_to`.

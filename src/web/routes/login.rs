@@ -103,6 +103,10 @@ async fn role_picker(
             requests,
             to_decide,
             notice: notice_of(req),
+            console_services: crate::domain::CONSOLE_SERVICES
+                .iter()
+                .map(|(name, ..)| *name)
+                .collect(),
         },
         req,
     )

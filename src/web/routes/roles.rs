@@ -7,13 +7,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::common::{CsrfForm, render};
+use super::common::{CsrfForm, render, sign_in_page};
 use super::fallback::request_id;
-use crate::access::issuer::IssueFailure;
+use crate::access::issuer::{ConsoleAsk, IssueFailure};
 use crate::access::{ClientPath, IssuedCredentials, Requester};
 use crate::credential_formats::{self as formats, CredentialFormat, FormatOptions};
-use crate::web::extract::{SignedIn, check_csrf};
-use crate::web::pages::CredentialsPage;
+use crate::web::extract::{MaybeSession, SignedIn, check_csrf};
+use crate::web::pages::{ConsoleConfirmPage, CredentialsPage};
 use crate::web::{AppState, PageError, request_context};
 
 /// `POST /roles/{role}/{console|credentials}`: checks session and CSRF, then asks the
@@ -30,12 +30,18 @@ pub async fn role_action(
     let id = request_id(&req);
     let ctx = request_context(&req, &state);
     if action == "console" {
+        let ask = ConsoleAsk::from_fields(
+            form.destination.as_deref(),
+            form.service.as_deref(),
+            form.region.as_deref(),
+        );
         let url = state
             .access
             .console_sign_in(
                 &s.identity,
                 &role,
                 form.duration.as_deref(),
+                &ask,
                 &Requester::web(ClientPath::WebConsole),
                 &ctx,
             )
@@ -62,9 +68,80 @@ pub async fn role_action(
     credentials_page(&req, &state, &role, &creds, &id)
 }
 
+#[derive(serde::Deserialize)]
+pub struct ShortcutQuery {
+    destination: Option<String>,
+    service: Option<String>,
+    region: Option<String>,
+}
+
+/// `GET /console/{role}?destination=…` (or `?service=s3&region=eu-west-1`): a bookmarkable
+/// link into the console. Signs the person in first if needed (coming back here), checks
+/// the destination (a disallowed one is a 400 page, never a redirect), and shows a
+/// confirmation whose button posts the role action: a GET never issues credentials.
+pub async fn shortcut(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ShortcutQuery>,
+    MaybeSession(session): MaybeSession,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let Some(s) = session else {
+        // Re-encoded, so a destination typed with a literal `//` survives the sign-in.
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("destination", &query.destination),
+            ("service", &query.service),
+            ("region", &query.region),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        let here = format!("{}?{}", req.path(), q.finish());
+        return sign_in_page(&req, &state, Some(here.trim_end_matches('?')));
+    };
+    let role = path.into_inner();
+    let id = request_id(&req);
+    let ask = ConsoleAsk::from_fields(
+        query.destination.as_deref(),
+        query.service.as_deref(),
+        query.region.as_deref(),
+    );
+    let landing = state.access.console_landing(&role, &ask).map_err(|r| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Console destination not allowed",
+            format!("{}.", capitalize(&r.to_string())),
+            &id,
+        )
+    })?;
+    let details = state.access.role_details(&role);
+    render(
+        ConsoleConfirmPage {
+            csrf: &s.csrf,
+            role: &role,
+            role_name: details.as_ref().map(|d| d.display_name).unwrap_or(&role),
+            account_name: details.as_ref().map(|d| d.account_name).unwrap_or(""),
+            account_number: details.as_ref().map(|d| d.account_number).unwrap_or(""),
+            landing: landing.as_str(),
+            destination: query.destination.as_deref().unwrap_or(""),
+            service: query.service.as_deref().unwrap_or(""),
+            region: query.region.as_deref().unwrap_or(""),
+        },
+        &req,
+    )
+}
+
 /// The page for a request that ended without credentials.
 fn issue_failed(e: &IssueFailure, request_id: &str) -> PageError {
     match e {
+        IssueFailure::Refused(r @ crate::access::Refusal::ConsoleDestination(_)) => PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Console destination not allowed",
+            format!("{}.", capitalize(&r.to_string())),
+            request_id,
+        ),
         IssueFailure::Refused(r) if r.is_bad_request() => PageError::new(
             StatusCode::BAD_REQUEST,
             "Session too long",
