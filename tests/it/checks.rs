@@ -484,3 +484,35 @@ async fn exchanges_are_limited_per_person_too() {
             .contains("person")
     );
 }
+
+/// The JSON API takes a body only as JSON: the same JSON sent as text/plain (what a page
+/// could send without a preflight) is refused, and nothing is issued.
+#[tokio::test]
+async fn the_json_api_refuses_a_body_that_is_not_declared_json() {
+    let s = broker().await;
+    let t = crate::cli_login::logged_in_cli(&s).await;
+    let token = t["access_token"].as_str().unwrap();
+    let send = |content_type: &'static str| {
+        Client::new()
+            .post(format!(
+                "{}/api/v1/roles/prod-admin/credentials",
+                s.app.address
+            ))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(r#"{"duration": "1h"}"#)
+            .send()
+    };
+    let res = send("text/plain").await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Json = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("must be application/json"),
+        "{body}"
+    );
+    assert_eq!(send("application/json").await.unwrap().status(), 200);
+}
