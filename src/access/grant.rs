@@ -215,7 +215,7 @@ impl Access {
                     .collect();
                 (!roles.is_empty()).then(|| AccountRoles {
                     id: account.id.clone(),
-                    display_name: account.display_name.clone(),
+                    display_name: self.account_name(account),
                     number: account.number.clone(),
                     roles,
                 })

@@ -385,14 +385,14 @@ impl Access {
         Ok(creds.map(|_| url))
     }
 
-    /// The configured display details of a role (for pages that show what was issued).
+    /// The display details of a role (for pages that show what was issued).
     pub fn role_details(&self, role: &str) -> Option<RoleDetails<'_>> {
         let r = self.config.role(role)?;
         let account = self.config.account(&r.account);
         Some(RoleDetails {
             id: r.id.as_str(),
             display_name: &r.display_name,
-            account_name: account.map(|a| a.display_name.as_str()).unwrap_or(""),
+            account_name: account.map(|a| self.account_name(a)).unwrap_or_default(),
             account_number: account.map(|a| a.number.as_str()).unwrap_or(""),
         })
     }
@@ -435,6 +435,6 @@ impl<'a> ConsoleAsk<'a> {
 pub struct RoleDetails<'a> {
     pub id: &'a str,
     pub display_name: &'a str,
-    pub account_name: &'a str,
+    pub account_name: String,
     pub account_number: &'a str,
 }

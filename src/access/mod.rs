@@ -22,6 +22,7 @@
 //! **Invariant:** every refusal (role not granted or denied, duration too long) and every
 //! issuance is audited; credentials whose audit record cannot be written are dropped.
 
+pub mod accounts;
 pub mod admin;
 pub mod administrators;
 pub mod elevation;
@@ -154,6 +155,8 @@ pub struct Access {
     admin: Arc<AdminCore>,
     /// When the gauges of live access were last computed.
     census_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Accounts' names (configured, else from AWS Organizations).
+    account_names: Arc<accounts::AccountNames>,
 }
 
 impl Access {
@@ -194,6 +197,13 @@ impl Access {
             tokio::spawn(recall::run(admin.clone(), config.aws.recall_sweep_interval));
         }
         let issuer = issuer::CredentialIssuer::new(sts, console, admin.clone(), metrics.clone());
+        let account_names = Arc::new(accounts::AccountNames::default());
+        if let crate::config::AccountNames::Organizations { refresh } = config.aws.account_names {
+            let org =
+                crate::sts::organizations::Organizations::new(&config, aws_credentials.as_ref())
+                    .await;
+            tokio::spawn(account_names.clone().run(org, refresh));
+        }
         let oidc: Vec<Arc<OidcProvider>> = config
             .idps
             .iter()
@@ -242,6 +252,7 @@ impl Access {
             sealer,
             admin,
             census_at: std::sync::Mutex::new(None),
+            account_names,
         });
         if access.config.rules.has_eligible() {
             // Elevations end on time (with their record and notice) on every instance.
@@ -276,6 +287,11 @@ impl Access {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The name people see for `account` (see [`accounts`]).
+    pub fn account_name(&self, account: &crate::config::Account) -> String {
+        self.account_names.name_of(account)
     }
 
     /// Writes an audit record (refusals, and events that release nothing).

@@ -310,6 +310,20 @@ pub struct AwsConfig {
     pub recall_sweep_interval: Duration,
     /// Overrides the IAM endpoint (tests point it at a local emulator).
     pub iam_endpoint_url: Option<Url>,
+    /// Where accounts' names come from besides config.
+    pub account_names: AccountNames,
+    /// Overrides the Organizations endpoint (tests point it at a local emulator).
+    pub organizations_endpoint_url: Option<Url>,
+}
+
+/// Where accounts' names come from (`[aws] account_names`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountNames {
+    /// Only `[[account]] display_name` (else the account's id).
+    Config,
+    /// AWS Organizations' `ListAccounts` with the broker's credentials, refreshed every
+    /// this long; a configured `display_name` still wins.
+    Organizations { refresh: Duration },
 }
 
 /// How rolegate obtains a role's credentials.
@@ -475,7 +489,10 @@ pub struct SamlSettings {
 pub struct Account {
     pub id: Identifier,
     pub number: AccountId,
+    /// The configured name, else the account's id at the broker.
     pub display_name: String,
+    /// Whether `display_name` was configured (it then wins over AWS Organizations').
+    pub named: bool,
 }
 
 #[derive(Debug, Clone)]

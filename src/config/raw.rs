@@ -96,6 +96,9 @@ pub struct RawAws {
     pub recall_role_name: Option<String>,
     pub recall_sweep_interval: Option<String>,
     pub iam_endpoint_url: Option<String>,
+    pub account_names: Option<String>,
+    pub account_names_refresh: Option<String>,
+    pub organizations_endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

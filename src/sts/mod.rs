@@ -13,6 +13,7 @@
 //! throttling and 5xx with backoff within `aws.sts_timeout`; access errors are not retried.
 
 pub mod console;
+pub mod organizations;
 pub mod recall;
 pub mod web_identity;
 

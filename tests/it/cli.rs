@@ -137,13 +137,13 @@ fn explain_refuses_an_unknown_idp_and_bad_claims() {
 
 /// A `rolegate serve` process on config/dev.toml and a free port, with `env` on top.
 /// The audit log goes to a temporary folder, not the checkout.
-struct Served {
+pub(crate) struct Served {
     child: std::process::Child,
     base: String,
     _dir: tempfile::TempDir,
 }
 
-async fn serve(env: &[(&str, &str)]) -> Served {
+pub(crate) async fn serve(env: &[(&str, &str)]) -> Served {
     let port = crate::helpers::free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
@@ -188,7 +188,7 @@ async fn serve(env: &[(&str, &str)]) -> Served {
 impl Served {
     /// Sends SIGTERM, waits for the exit, and returns its status and everything the
     /// broker wrote to stderr.
-    async fn stop(self) -> (std::process::ExitStatus, String) {
+    pub(crate) async fn stop(self) -> (std::process::ExitStatus, String) {
         self.terminate();
         self.wait().await
     }

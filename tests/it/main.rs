@@ -4,6 +4,8 @@
 
 mod helpers;
 
+mod accounts;
+
 /// Three instances behind HAProxy: a rolling restart under load loses no request.
 mod balancer;
 /// The login page in real headless Chromium.

@@ -185,11 +185,13 @@ pub(super) fn from_str(
             );
             continue;
         }
+        let named = raw.display_name.is_some();
         let display_name = raw.display_name.unwrap_or_else(|| id.to_string());
         accounts.push(Account {
             id,
             number,
             display_name,
+            named,
         });
     }
 

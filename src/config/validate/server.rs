@@ -496,7 +496,33 @@ pub(super) fn convert_aws(raw: RawAws, errs: &mut Errors) -> Option<AwsConfig> {
     {
         errs.push("aws.recall_sweep_interval", "must be between 1s and 24h");
     }
+    let refresh = duration(
+        errs,
+        "aws.account_names_refresh",
+        raw.account_names_refresh.as_deref(),
+        "1h",
+    );
+    if refresh.is_some_and(|d| d < Duration::from_secs(60) || d > Duration::from_secs(24 * 3600)) {
+        errs.push("aws.account_names_refresh", "must be between 1m and 24h");
+    }
+    let account_names = match raw.account_names.as_deref().unwrap_or("config") {
+        "config" => Some(AccountNames::Config),
+        "organizations" => refresh.map(|refresh| AccountNames::Organizations { refresh }),
+        other => {
+            errs.push(
+                "aws.account_names",
+                format!("{other:?} is not \"config\" or \"organizations\""),
+            );
+            None
+        }
+    };
+    let organizations_endpoint_url = raw
+        .organizations_endpoint_url
+        .as_deref()
+        .and_then(|u| errs.check("aws.organizations_endpoint_url", secure_url(u)));
     Some(AwsConfig {
+        account_names: account_names?,
+        organizations_endpoint_url,
         recall_issued: raw.recall_issued,
         recall_role_name: raw.recall_role_name,
         recall_sweep_interval: recall_sweep_interval?,

@@ -122,7 +122,10 @@ pub async fn shortcut(
             csrf: &s.csrf,
             role: &role,
             role_name: details.as_ref().map(|d| d.display_name).unwrap_or(&role),
-            account_name: details.as_ref().map(|d| d.account_name).unwrap_or(""),
+            account_name: details
+                .as_ref()
+                .map(|d| d.account_name.as_str())
+                .unwrap_or(""),
             account_number: details.as_ref().map(|d| d.account_number).unwrap_or(""),
             landing: landing.as_str(),
             destination: query.destination.as_deref().unwrap_or(""),
@@ -232,7 +235,10 @@ fn credentials_page(
     let block = |f: CredentialFormat| formats::render(f, creds, &options);
     let page = CredentialsPage {
         role_name: details.as_ref().map(|d| d.display_name).unwrap_or(role),
-        account_name: details.as_ref().map(|d| d.account_name).unwrap_or(""),
+        account_name: details
+            .as_ref()
+            .map(|d| d.account_name.as_str())
+            .unwrap_or(""),
         account_number: details.as_ref().map(|d| d.account_number).unwrap_or(""),
         assumed_role_arn: &issued.assumed_role_arn,
         access_key_id: &creds.access_key_id,
