@@ -516,3 +516,29 @@ async fn the_json_api_refuses_a_body_that_is_not_declared_json() {
     );
     assert_eq!(send("application/json").await.unwrap().status(), 200);
 }
+
+/// The SSO OIDC API registers public clients only (what the AWS SDKs register): a
+/// confidential one is refused with the AWS error the SDKs read.
+#[tokio::test]
+async fn only_public_clients_register_at_the_sso_oidc_api() {
+    let s = spawn_with(SetupOptions {
+        extra: crate::sso::sso_config("10m", "1h"),
+        ..SetupOptions::default()
+    })
+    .await;
+    let register = |client_type: &'static str| {
+        Client::new()
+            .post(format!("{}/sso-oidc/client/register", s.app.address))
+            .json(&json!({ "clientName": "sdk", "clientType": client_type }))
+            .send()
+    };
+    let res = register("confidential").await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.headers()["x-amzn-ErrorType"],
+        "InvalidClientMetadataException"
+    );
+    let body: Json = res.json().await.unwrap();
+    assert!(body["clientId"].is_null(), "{body}");
+    assert_eq!(register("public").await.unwrap().status(), 200);
+}
