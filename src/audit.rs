@@ -135,6 +135,8 @@ pub enum Event {
         outcome: Outcome,
         reason: String,
         sts_request_id: Option<String>,
+        /// The STS region that answered (or failed last).
+        sts_region: String,
     },
     /// A credential request refused before STS (same `event` name as the outcome of an
     /// issuance, `outcome: refused`).

@@ -37,6 +37,14 @@ pub struct ModeLabels {
     pub mode: String,
 }
 
+/// One STS call's region and how it ended: `success`, `refused` (answered, no
+/// credentials), `failed_over` (the next region was tried).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StsRegionLabels {
+    pub region: String,
+    pub outcome: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub method: String,
@@ -49,6 +57,8 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram>,
     /// Credential issuances by role, STS mode, client path and outcome.
     pub issuances: Family<IssuanceLabels, Counter>,
+    /// STS calls by region and outcome (failovers show as `failed_over`).
+    pub sts_regions: Family<StsRegionLabels, Counter>,
     /// STS call latency (retries included) by mode.
     pub sts_latency: Family<ModeLabels, Histogram>,
     /// Refused SAML responses by IdP and reason.
@@ -137,6 +147,12 @@ impl Metrics {
             latency_histogram as fn() -> Histogram,
         );
         registry.register("issuances", "AWS credential issuances", issuances.clone());
+        let sts_regions = Family::<StsRegionLabels, Counter>::default();
+        registry.register(
+            "sts_region_calls",
+            "AWS STS calls by region and outcome",
+            sts_regions.clone(),
+        );
         registry.register(
             "sts_call_duration_seconds",
             "AWS STS call latency",
@@ -232,6 +248,7 @@ impl Metrics {
             latency,
             issuances,
             sts_latency,
+            sts_regions,
             saml_rejections,
             oidc_rejections,
             token_exchanges,

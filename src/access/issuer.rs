@@ -209,7 +209,28 @@ impl CredentialIssuer {
             }
         }
         let started = Instant::now();
-        let result = self.sts.call(&request).await;
+        let (sts_region, failed_over, result) = self.sts.call(&request).await;
+        for region in failed_over {
+            self.metrics
+                .sts_regions
+                .get_or_create(&crate::metrics::StsRegionLabels {
+                    region,
+                    outcome: "failed_over".into(),
+                })
+                .inc();
+        }
+        self.metrics
+            .sts_regions
+            .get_or_create(&crate::metrics::StsRegionLabels {
+                region: sts_region.clone(),
+                outcome: match &result {
+                    Ok(_) => "success",
+                    Err(e) if e.fails_over() => "failed",
+                    Err(_) => "refused",
+                }
+                .into(),
+            })
+            .inc();
         self.metrics
             .sts_latency
             .get_or_create(&ModeLabels {
@@ -257,6 +278,7 @@ impl CredentialIssuer {
             outcome,
             reason,
             sts_request_id,
+            sts_region,
         };
         let released = self.audit.release(ctx, &event, result);
         let counted = match &released {

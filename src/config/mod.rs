@@ -287,6 +287,11 @@ pub struct AwsConfig {
     pub region: String,
     /// Overrides the regional STS endpoint (tests point it at a local emulator).
     pub sts_endpoint_url: Option<Url>,
+    /// The regions STS calls go to, in order of preference (failing over to the next on
+    /// connection errors, timeouts, 5xx and throttling); default: `[region]`.
+    pub sts_regions: Vec<StsRegion>,
+    /// How long a region that failed is skipped before one call tries it again.
+    pub sts_region_retry_after: Duration,
     pub partition: Partition,
     /// How roles get credentials unless a role says otherwise.
     pub sts_mode: StsMode,
@@ -314,6 +319,14 @@ pub struct AwsConfig {
     pub account_names: AccountNames,
     /// Overrides the Organizations endpoint (tests point it at a local emulator).
     pub organizations_endpoint_url: Option<Url>,
+}
+
+/// One region STS calls go to.
+#[derive(Debug, Clone)]
+pub struct StsRegion {
+    pub name: String,
+    /// Overrides the regional endpoint (tests).
+    pub endpoint_url: Option<Url>,
 }
 
 /// Where accounts' names come from (`[aws] account_names`).

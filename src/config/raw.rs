@@ -83,6 +83,10 @@ pub struct RawAudit {
 pub struct RawAws {
     pub region: Option<String>,
     pub sts_endpoint_url: Option<String>,
+    pub sts_regions: Option<Vec<String>>,
+    #[serde(default)]
+    pub sts_endpoint_urls: std::collections::BTreeMap<String, String>,
+    pub sts_region_retry_after: Option<String>,
     pub partition: Option<String>,
     pub sts_mode: Option<String>,
     pub sts_timeout: Option<String>,

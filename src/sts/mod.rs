@@ -15,6 +15,7 @@
 pub mod console;
 pub mod organizations;
 pub mod recall;
+pub mod regions;
 pub mod web_identity;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -49,6 +50,8 @@ pub struct IssuedCredentials {
     /// Whether AWS will accept a console `SessionDuration` for these credentials
     /// (not for credentials obtained by role chaining).
     pub console_duration_allowed: bool,
+    /// The STS region that issued them.
+    pub region: String,
 }
 
 /// Why no credentials were issued, in words the person (or the role's administrator)
@@ -92,6 +95,12 @@ pub enum IssueError {
     Throttled { sts_request_id: Option<String> },
     #[error("AWS STS could not be reached")]
     Unreachable,
+    #[error("AWS STS failed (HTTP {status}, {code})")]
+    ServerError {
+        status: u16,
+        code: String,
+        sts_request_id: Option<String>,
+    },
     #[error("AWS STS refused the request ({code})")]
     Refused {
         code: String,
@@ -112,6 +121,7 @@ impl IssueError {
             | Self::RegionDisabled { sts_request_id, .. }
             | Self::BrokerCredentialsInvalid { sts_request_id }
             | Self::Throttled { sts_request_id }
+            | Self::ServerError { sts_request_id, .. }
             | Self::Refused { sts_request_id, .. } => sts_request_id.as_deref(),
             _ => None,
         }
@@ -128,6 +138,7 @@ impl IssueError {
             Self::BrokerCredentialsMissing => "broker_credentials_missing",
             Self::Throttled { .. } => "throttled",
             Self::Unreachable => "sts_unreachable",
+            Self::ServerError { .. } => "sts_server_error",
             Self::Refused { .. } => "refused",
             Self::WebIdentityNotConfigured => "web_identity_not_configured",
             Self::Signing => "signing_failed",
@@ -148,7 +159,19 @@ impl IssueError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable | Self::Throttled { .. } | Self::BrokerCredentialsMissing
+            Self::Unreachable
+                | Self::Throttled { .. }
+                | Self::ServerError { .. }
+                | Self::BrokerCredentialsMissing
+        )
+    }
+
+    /// Whether another region may answer (connection errors, timeouts, 5xx, throttling);
+    /// refusals (`AccessDenied`, a session too long, …) would be the same everywhere.
+    pub fn fails_over(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable | Self::Throttled { .. } | Self::ServerError { .. }
         )
     }
 }
@@ -183,12 +206,15 @@ const CALLER_UNKNOWN: u8 = 0;
 const CALLER_PLAIN: u8 = 1;
 const CALLER_ROLE_SESSION: u8 = 2;
 
-/// The STS client with the broker's settings (endpoint, retries, timeouts) and, for
+/// The STS clients with the broker's settings (endpoints, retries, timeouts), one per
+/// region of `[aws] sts_regions` and worker thread ([`regions`]), and, for
 /// `web_identity` roles, the broker's token signer.
 pub struct Sts {
-    sts: aws_sdk_sts::Client,
+    clients: regions::PerThreadClients,
+    regions: Vec<String>,
+    breakers: Vec<regions::Breaker>,
+    retry_after: Duration,
     web_identity: Option<WebIdentitySigner>,
-    region: String,
     /// Whether the broker's own credentials are a role session (role chaining).
     caller: AtomicU8,
 }
@@ -202,46 +228,66 @@ impl Sts {
         config: &Config,
         credentials: Option<&StaticAwsCredentials>,
     ) -> Result<Self, web_identity::WebIdentityError> {
-        let region = Region::new(config.aws.region.clone());
         let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(region.clone())
+            .region(Region::new(config.aws.region.clone()))
             .load()
             .await;
-        let timeout = config.aws.sts_timeout;
-        let mut builder = aws_sdk_sts::config::Builder::from(&sdk)
-            .region(region)
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(timeout)
-                    .operation_attempt_timeout(timeout / 2)
-                    .connect_timeout(Duration::from_secs(3))
-                    .build(),
-            );
-        if let Some(url) = &config.aws.sts_endpoint_url {
-            builder = builder.endpoint_url(url.as_str().trim_end_matches('/'));
-        }
-        if let Some(c) = credentials {
-            builder = builder.credentials_provider(Credentials::new(
-                c.access_key_id.clone(),
-                c.secret_access_key.expose_secret().to_owned(),
-                c.session_token
-                    .as_ref()
-                    .map(|t| t.expose_secret().to_owned()),
-                None,
-                "rolegate-static",
-            ));
-        }
+        let regions = &config.aws.sts_regions;
+        // The whole deadline is shared by the regions a call may try, so a drain still
+        // waits at most `sts_timeout` for it; with one region, retries as before.
+        let n = regions.len().max(1) as u32;
+        let timeout = (config.aws.sts_timeout / n).max(Duration::from_millis(500));
+        let attempts = if n == 1 { 3 } else { 2 };
+        let configs = regions
+            .iter()
+            .map(|r| {
+                let mut builder = aws_sdk_sts::config::Builder::from(&sdk)
+                    .region(Region::new(r.name.clone()))
+                    .retry_config(RetryConfig::standard().with_max_attempts(attempts))
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_timeout(timeout)
+                            .operation_attempt_timeout(timeout / 2)
+                            .connect_timeout(Duration::from_secs(3).min(timeout / 2))
+                            .build(),
+                    );
+                if let Some(url) = &r.endpoint_url {
+                    builder = builder.endpoint_url(url.as_str().trim_end_matches('/'));
+                }
+                if let Some(c) = credentials {
+                    builder = builder.credentials_provider(Credentials::new(
+                        c.access_key_id.clone(),
+                        c.secret_access_key.expose_secret().to_owned(),
+                        c.session_token
+                            .as_ref()
+                            .map(|t| t.expose_secret().to_owned()),
+                        None,
+                        "rolegate-static",
+                    ));
+                }
+                builder.build()
+            })
+            .collect();
         let web_identity = match &config.web_identity {
             Some(w) => Some(WebIdentitySigner::new(w, &config.server.public_url)?),
             None => None,
         };
         Ok(Self {
-            sts: aws_sdk_sts::Client::from_conf(builder.build()),
+            clients: regions::PerThreadClients::new(configs),
+            regions: regions.iter().map(|r| r.name.clone()).collect(),
+            breakers: regions
+                .iter()
+                .map(|_| regions::Breaker::default())
+                .collect(),
+            retry_after: config.aws.sts_region_retry_after,
             web_identity,
-            region: config.aws.region.clone(),
             caller: AtomicU8::new(CALLER_UNKNOWN),
         })
+    }
+
+    /// The regions calls go to, in order of preference.
+    pub fn regions(&self) -> &[String] {
+        &self.regions
     }
 
     pub fn web_identity(&self) -> Option<&WebIdentitySigner> {
@@ -251,7 +297,7 @@ impl Sts {
     /// Finds out whether the broker's own credentials are a role session; AWS then caps
     /// sessions at 1 h and refuses console `SessionDuration`. Logged loudly once.
     pub async fn check_caller(&self) -> Option<bool> {
-        match self.sts.get_caller_identity().send().await {
+        match self.clients.get(0).get_caller_identity().send().await {
             Ok(out) => {
                 let arn = out.arn().unwrap_or_default();
                 let chained = arn.contains(":assumed-role/");
@@ -280,9 +326,52 @@ impl Sts {
         }
     }
 
-    /// Makes the STS call the access core decided on. Only `access::issuer` calls this,
-    /// after authorizing the grant and before writing the audit record.
-    pub async fn call(&self, r: &StsRequest<'_>) -> Result<IssuedCredentials, IssueError> {
+    /// Makes the STS call the access core decided on, in the first region that answers
+    /// ([`regions::in_order`]): the region used, and the answer. Only `access::issuer`
+    /// calls this, after authorizing the grant and before writing the audit record.
+    pub async fn call(
+        &self,
+        r: &StsRequest<'_>,
+    ) -> (String, Vec<String>, Result<IssuedCredentials, IssueError>) {
+        let breakers: Vec<&regions::Breaker> = self.breakers.iter().collect();
+        let outcome = regions::in_order(&breakers, self.retry_after, IssueError::fails_over, |i| {
+            self.call_in(i, r)
+        })
+        .await;
+        for (i, opened) in &outcome.failed {
+            if *opened {
+                tracing::warn!(
+                    region = %self.regions[*i],
+                    retry_in_s = self.retry_after.as_secs(),
+                    "STS failed in this region: calls go to the next region until it is tried again"
+                );
+            }
+        }
+        let region = self.regions[outcome.region].clone();
+        if let Err(e) = &outcome.result
+            && e.fails_over()
+            && self.regions.len() > 1
+        {
+            tracing::warn!(error = %e, "STS failed in every region");
+        }
+        let failed_over = outcome
+            .failed
+            .iter()
+            .map(|(i, _)| self.regions[*i].clone())
+            .collect();
+        (
+            region.clone(),
+            failed_over,
+            outcome.result.map(|mut c| {
+                c.region = region;
+                c
+            }),
+        )
+    }
+
+    /// The call in region `i`.
+    async fn call_in(&self, i: usize, r: &StsRequest<'_>) -> Result<IssuedCredentials, IssueError> {
+        let sts = self.clients.get(i);
         let requested = r.duration;
         let tags = r
             .tags
@@ -313,8 +402,7 @@ impl Sts {
                 } else {
                     requested
                 };
-                let mut call = self
-                    .sts
+                let mut call = sts
                     .assume_role()
                     .role_arn(r.role_arn.as_str())
                     .role_session_name(r.session_name.as_str())
@@ -329,7 +417,7 @@ impl Sts {
                 let out = call
                     .send()
                     .await
-                    .map_err(|e| self.classify(e, r, requested))?;
+                    .map_err(|e| self.classify(e, r, requested, i))?;
                 let request_id = out.request_id().map(str::to_owned);
                 credentials(
                     out.credentials(),
@@ -354,8 +442,7 @@ impl Sts {
                         tracing::error!(error = %e, "web identity token signing failed");
                         IssueError::Signing
                     })?;
-                let out = self
-                    .sts
+                let out = sts
                     .assume_role_with_web_identity()
                     .role_arn(r.role_arn.as_str())
                     .role_session_name(r.session_name.as_str())
@@ -364,7 +451,7 @@ impl Sts {
                     .set_policy(policy)
                     .send()
                     .await
-                    .map_err(|e| self.classify(e, r, requested))?;
+                    .map_err(|e| self.classify(e, r, requested, i))?;
                 let request_id = out.request_id().map(str::to_owned);
                 credentials(
                     out.credentials(),
@@ -382,6 +469,7 @@ impl Sts {
         e: SdkError<E, HttpResponse>,
         r: &StsRequest<'_>,
         requested: SessionDuration,
+        region: usize,
     ) -> IssueError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -443,7 +531,7 @@ impl Sts {
                 }
             }
             "RegionDisabledException" | "RegionDisabled" => IssueError::RegionDisabled {
-                region: self.region.clone(),
+                region: self.regions[region].clone(),
                 sts_request_id,
             },
             "ExpiredToken"
@@ -453,6 +541,11 @@ impl Sts {
             "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
                 IssueError::Throttled { sts_request_id }
             }
+            _ if service.raw().status().is_server_error() => IssueError::ServerError {
+                status: service.raw().status().as_u16(),
+                code,
+                sts_request_id,
+            },
             _ => IssueError::Refused {
                 code,
                 sts_request_id,
@@ -498,6 +591,7 @@ fn credentials(
         sts_request_id,
         duration,
         console_duration_allowed,
+        region: String::new(),
     })
 }
 

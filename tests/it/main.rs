@@ -81,3 +81,5 @@ mod sso;
 mod sso_code;
 /// The store contract, run against both backends.
 mod store;
+/// STS in two regions: failover under load, the breaker, the settings.
+mod sts_regions;

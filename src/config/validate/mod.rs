@@ -6,12 +6,14 @@
 //! (`[[role]]`, `[[rule]]`).
 
 mod apps;
+mod aws;
 mod elevation;
 mod idp;
 mod rules;
 mod server;
 
 use apps::*;
+use aws::*;
 use idp::*;
 use rules::*;
 use server::*;
