@@ -886,16 +886,85 @@ grant = ["prod-admin"]
     print(f"load average before: {loads[0]}; after: {loads[1]}")
 
 
+def csrf_of(port, cookie):
+    """The CSRF token of the role picker for this session."""
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("GET", "/", headers={"Cookie": cookie})
+    html = c.getresponse().read().decode()
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def wave(args):
+    """The rows this wave's changes move: broker CPU per issuance through the JSON API
+    (locks, the per-person index, STS clients per worker) next to the SDK alone; the
+    browser's credentials page (memory and Redis) next to the API; the role picker on
+    Redis next to a hello server and the hello + GETEX floor. Same run, same machine."""
+    issuer, sts = Issuer(), CannedSts()
+    s = args.seconds
+    loads = [" ".join(open("/proc/loadavg").read().split()[:3])]
+    print(f"== this wave's rows (release), {args.concurrency} connections, {s}s per figure")
+    with tempfile.TemporaryDirectory() as work:
+        redis_proc, redis_port = start_redis(work)
+        redis_store = f'store = "redis"\nredis_url = "redis://127.0.0.1:{redis_port}/"'
+        try:
+            for label, store in [("memory", 'store = "memory"'), ("Redis", redis_store)]:
+                b = Broker(issuer, sts.url, work, "assume_role", store, name=f"wave-{label}")
+                token = access_token(b.port, issuer)
+                api, hdr = "/api/v1/roles/prod-admin/credentials", {"Authorization": f"Bearer {token}"}
+                wrk(b.port, api, 1, method="POST", headers=hdr)
+                cpu0 = cpu_seconds(b.proc.pid)
+                r = wrk(b.port, api, s, args.concurrency, method="POST", headers=hdr)
+                api_cpu = (cpu_seconds(b.proc.pid) - cpu0) / max(r["ok"], 1) * 1000
+                print(f"  API credentials, broker CPU per issuance ({label}): {api_cpu:.3f} ms "
+                      f"({r['rps']:.0f}/s, {r['failed']} failed)")
+                cookie = browser_session(b.port, issuer)
+                csrf = csrf_of(b.port, cookie)
+                form = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
+                page = "/roles/prod-admin/credentials"
+                wrk(b.port, page, 1, method="POST", body=f"csrf={csrf}", headers=form)
+                cpu0 = cpu_seconds(b.proc.pid)
+                r = wrk(b.port, page, s, args.concurrency, method="POST", body=f"csrf={csrf}", headers=form)
+                page_cpu = (cpu_seconds(b.proc.pid) - cpu0) / max(r["ok"], 1) * 1000
+                print(f"  credentials page, broker CPU per issuance ({label}): {page_cpu:.3f} ms "
+                      f"({r['rps']:.0f}/s, {r['failed']} failed) = API + {page_cpu - api_cpu:.3f} ms")
+                if label == "Redis":
+                    wrk(b.port, "/", 1, headers={"Cookie": cookie})
+                    cpu0 = cpu_seconds(b.proc.pid)
+                    picker = wrk(b.port, "/", s, args.concurrency, headers={"Cookie": cookie})
+                    picker_cpu = (cpu_seconds(b.proc.pid) - cpu0) / max(picker["ok"], 1) * 1000
+                b.stop()
+            floor = baseline("sts", sts.url, s, args.concurrency, "assume_role")
+            print(f"  the SDK alone, CPU per STS call: {floor['cpu_ms_per_op']:.3f} ms")
+            hellos = []
+            for extra_args in [[], [f"redis://127.0.0.1:{redis_port}/"]]:
+                hello_port = free_port()
+                hello = subprocess.Popen([os.environ["ROLEGATE_BASELINES"], "hello", str(hello_port), *extra_args])
+                wait_port(hello_port, "the hello server")
+                wrk(hello_port, "/", 1)
+                hellos.append(wrk(hello_port, "/", s, args.concurrency))
+                hello.terminate()
+                hello.wait(10)
+            h, hr = hellos
+            print(f"  role picker GET / (Redis): {picker['rps']:.0f}/s, {picker_cpu:.3f} ms CPU, p99 {picker['p99']:.2f} ms;"
+                  f" hello {h['rps']:.0f}/s = {picker['rps'] / h['rps']:.2f}x; floor (hello + GETEX) {hr['rps']:.0f}/s"
+                  f" = {picker['rps'] / hr['rps']:.2f}x")
+        finally:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+    loads.append(" ".join(open("/proc/loadavg").read().split()[:3]))
+    print(f"load average before: {loads[0]}; after: {loads[1]}")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["exchange", "scaleout", "table"])
+    p.add_argument("scenario", choices=["exchange", "scaleout", "table", "wave"])
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--e2e-calls", type=int, default=300)
     p.add_argument("--saml-responses", type=int, default=1500)
     p.add_argument("--logins", type=int, default=800)
     args = p.parse_args()
-    {"exchange": exchange, "scaleout": scaleout, "table": table}[args.scenario](args)
+    {"exchange": exchange, "scaleout": scaleout, "table": table, "wave": wave}[args.scenario](args)
 
 
 if __name__ == "__main__":

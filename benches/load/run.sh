@@ -6,7 +6,8 @@
 #
 # usage: benches/load/run.sh [SCENARIO...] [-- bench.py options]
 #        scenarios: table (every row of the performance table with its baseline),
-#                   exchange, scaleout; default: table
+#                   wave (this wave's rows: API and credentials-page issuance, role
+#                   picker), exchange, scaleout; default: table
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/testbed/install.sh build python redis saml bench

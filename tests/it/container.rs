@@ -300,6 +300,30 @@ async fn sdks_read_the_endpoint_and_refresh_across_expiry() {
         rust_sdk(&served.uri, &served.token).await,
         format!("KEY={second}")
     );
+    // An hour-long credential with 10 minutes left is fine for credential_process (5
+    // minutes' margin) but not for SDKs, which would come back at every use: the
+    // endpoint fetches new ones.
+    let before = cached_key(home, "prod-readonly");
+    expire_cache_in(home, "prod-readonly", 600);
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3000);
+    std::fs::File::options()
+        .append(true)
+        .open(cache_file(home, "prod-readonly"))
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let body: Json = http
+        .get(&readonly_uri)
+        .header("authorization", &served.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(body["AccessKeyId"], before.as_str(), "fetched anew");
+    assert_eq!(body["AccessKeyId"], cached_key(home, "prod-readonly"));
+
     // boto3 with the wrong token fails (no credentials), never reads another source.
     let (_, key) = Boto3::start(&served.uri, "wrong").key().await;
     assert!(key.starts_with("ERROR="), "{key}");
