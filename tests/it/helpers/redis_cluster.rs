@@ -205,7 +205,10 @@ impl RedisSentinel {
             .unwrap();
             spawn_shared(&format!("redis-server {} --sentinel", conf.display()), &[]);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Sentinels learn of the replica from the master's INFO (every 10 s) and of each
+        // other from hello messages (every 2 s): on a loaded 2-core machine this can take
+        // well over 30 s (a fresh CI run hit that once).
+        let deadline = Instant::now() + Duration::from_secs(90);
         while !(redis_answers(master)
             && redis_answers(replica)
             && sentinels.iter().all(|p| redis_answers(*p))
@@ -214,7 +217,18 @@ impl RedisSentinel {
         {
             assert!(
                 Instant::now() < deadline,
-                "sentinel topology did not come up"
+                "sentinel topology did not come up: master {} replica {} (in sync: {}), sentinels answering {:?}, seeing all {:?}",
+                redis_answers(master),
+                redis_answers(replica),
+                replica_in_sync(replica),
+                sentinels
+                    .iter()
+                    .map(|p| redis_answers(*p))
+                    .collect::<Vec<_>>(),
+                sentinels
+                    .iter()
+                    .map(|p| sentinel_sees_all(*p))
+                    .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
