@@ -97,9 +97,7 @@ impl EndpointRules {
 
 /// A random token for one run of the endpoint (32 bytes, URL-safe base64).
 pub fn random_token() -> String {
-    use base64::Engine as _;
-    let data: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+    super::login::random_b64(32)
 }
 
 /// The container-credentials body of the broker's credentials JSON.

@@ -35,7 +35,8 @@ pub enum Method {
     DeviceCode,
 }
 
-fn random_b64(bytes: usize) -> String {
+/// `bytes` random bytes as URL-safe base64 (PKCE verifiers, state, endpoint tokens).
+pub(super) fn random_b64(bytes: usize) -> String {
     let data: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
