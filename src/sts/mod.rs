@@ -10,7 +10,8 @@
 //! Two ways to get credentials, chosen per role: `assume_role` (the broker's own AWS
 //! credentials from the SDK's default chain, `AssumeRole`) and `web_identity` (the broker
 //! signs a JWT as an OIDC issuer AWS trusts, `AssumeRoleWithWebIdentity`). The SDK retries
-//! throttling and 5xx with backoff within `aws.sts_timeout`; access errors are not retried.
+//! throttling and 5xx with backoff within `aws.sts_timeout` (shared by the regions of
+//! `aws.sts_regions`, which [`regions`] fails over between); access errors are not retried.
 
 pub mod console;
 pub mod organizations;
